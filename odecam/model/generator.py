@@ -1,0 +1,124 @@
+"""F_G: occlusion-aware generator with self-appearance assistance and multi-view fusion (paper 3.2-3.3).
+
+Split in two so that avatar-only work runs once:
+
+* :meth:`Generator.encode` (once per view): image (V, 3, H, W) -> features F (V, C, H/2^d, W/2^d).
+* :meth:`Generator.decode_views` (per frame): for every view j (j = 0 the source, 1..N the references)
+  warp its features with T_{S->D}^(j): F~^(j) = T o F^(j); inpaint with F_A: F_App^(j) (Eq. 5); fuse the
+  views with per-pixel confidences normalised over views, C~^(j) = softmax_j(logit^(j)) (Eq. 6):
+  F_bar_App = sum_j C~^(j) F_App^(j),  F_bar_D = sum_j C~^(j) occ^(j) F~^(j);
+  concatenate, mix with a 1x1 convolution (initialised to pass F_bar_D through), decode.
+
+Where C^(j) comes from (the paper leaves it open): a zero-initialised head on F_C's features for view j,
+which sees the driving heatmaps and view j deformed towards the driving pose, so it can judge how well
+view j covers each driving pixel. Softmax over views makes the weights positive and sum to one.
+
+With N = 0, F_E and F_A untrained (identity) and the 1x1 mix at its initial value, this computes exactly
+what First Order Motion Model's ``OcclusionAwareGenerator`` computes. Parameter names match its
+``generator`` for the vox256 preset.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from odecam.config import ModelConfig
+from odecam.model.appearance_flow import AppearanceFlow
+from odecam.model.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from odecam.model.coarse_motion import CoarseMotion
+from odecam.model.geometry import make_coordinate_grid, resize_grid, warp
+from odecam.model.motion_evolution import MotionEvolution
+
+
+class Generator(nn.Module):
+    """F_G, holding F_C (``dense_motion_network``), F_E (``evolution``) and F_A (``appearance``)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        g = cfg.generator
+        self.cfg = cfg
+        self.dense_motion_network = CoarseMotion(cfg.motion, cfg.keypoints.num_kp, cfg.num_channels,
+                                                 g.estimate_occlusion)
+        self.evolution = MotionEvolution(cfg.evolution, self.dense_motion_network.feature_channels)
+        self.first = SameBlock2d(cfg.num_channels, g.block_expansion, g.first_kernel, g.first_kernel // 2)
+        self.down_blocks = nn.ModuleList([
+            DownBlock2d(min(g.max_features, g.block_expansion * 2 ** i),
+                        min(g.max_features, g.block_expansion * 2 ** (i + 1)), depthwise=g.depthwise)
+            for i in range(g.num_down_blocks)
+        ])
+        self.up_blocks = nn.ModuleList([
+            UpBlock2d(min(g.max_features, g.block_expansion * 2 ** (g.num_down_blocks - i)),
+                      min(g.max_features, g.block_expansion * 2 ** (g.num_down_blocks - i - 1)), depthwise=g.depthwise)
+            for i in range(g.num_down_blocks)
+        ])
+        ch = min(g.max_features, g.block_expansion * 2 ** g.num_down_blocks)
+        self.feature_channels = ch
+        self.bottleneck = nn.Sequential()
+        for i in range(g.num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(ch, depthwise=g.depthwise))
+        self.final = nn.Conv2d(g.block_expansion, cfg.num_channels, g.final_kernel, padding=g.final_kernel // 2)
+        self.appearance = AppearanceFlow(cfg.appearance, ch)
+        self.appearance_mix = nn.Conv2d(2 * ch, ch, 1)
+        with torch.no_grad():  # pass the motion-warped features through: an identity on [F_D | F_App]
+            self.appearance_mix.weight.zero_()
+            self.appearance_mix.weight[:, :ch, 0, 0].copy_(torch.eye(ch))
+            self.appearance_mix.bias.zero_()
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Features F of the views: (V, 3, H, W) -> (V, C, H/2^d, W/2^d). Avatar-only: cache it."""
+        out = self.first(image)
+        for block in self.down_blocks:
+            out = block(out)
+        return out
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Fused features (B, C, h, w) -> image (B, 3, H, W) in [0, 1]."""
+        out = self.bottleneck(features)
+        for block in self.up_blocks:
+            out = block(out)
+        return torch.sigmoid(self.final(out))
+
+    def warp_views(self, features: torch.Tensor, displacement: torch.Tensor,
+                   occlusion: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Warp view features with their motion fields at feature resolution.
+
+        features (V, C, h, w); displacement (V, 2, h_m, w_m) -> (F~ (V, C, h, w), identity grid (h, w, 2),
+        occlusion resized to (V, 1, h, w) or None).
+        """
+        h, w = features.shape[2:]
+        grid_m = make_coordinate_grid(displacement.shape[2], displacement.shape[3], features.dtype, features.device)
+        sampling = resize_grid(grid_m[None] + displacement.permute(0, 2, 3, 1), h, w)
+        warped = warp(features, sampling)
+        if occlusion is not None and occlusion.shape[2:] != (h, w):
+            occlusion = F.interpolate(occlusion, size=(h, w), mode="bilinear", align_corners=False)
+        ident = grid_m if grid_m.shape[:2] == (h, w) else make_coordinate_grid(h, w, features.dtype, features.device)
+        return warped, ident, occlusion
+
+    def fuse(self, warped: torch.Tensor, ident: torch.Tensor, occlusion: torch.Tensor | None,
+                        confidence: torch.Tensor, num_views: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """F_A and the fusion over views (Eq. 6).
+
+        warped (B*V, C, h, w) grouped by batch item (views of one item are contiguous); confidence logits
+        (B*V, 1, h_m, w_m). Returns fused features (B, C, h, w) and {'weights': (B, V, 1, h, w)}.
+        """
+        bv, c, h, w = warped.shape
+        b = bv // num_views
+        motion_feats = warped if occlusion is None else warped * occlusion
+        if num_views > 1:
+            if confidence.shape[2:] != (h, w):
+                confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
+            weights = torch.softmax(confidence.view(b, num_views, 1, h, w), dim=1)
+        else:
+            weights = torch.ones(b, 1, 1, h, w, dtype=warped.dtype, device=warped.device)
+        fused_d = (motion_feats.view(b, num_views, c, h, w) * weights).sum(1)
+        if self.cfg.appearance.enabled:
+            occ = occlusion if occlusion is not None else torch.ones_like(warped[:, :1])
+            app = self.appearance(warped, occ, ident)
+            app = app * (1 - occ)  # F_A fills what the motion leaves occluded
+            fused_app = (app.view(b, num_views, c, h, w) * weights).sum(1)
+            fused = self.appearance_mix(torch.cat([fused_d, fused_app], dim=1))
+        else:
+            fused = fused_d
+        return fused, {"weights": weights}

@@ -1,0 +1,59 @@
+"""F_K: unsupervised keypoint extractor (paper Eq. 1; FOMM ``KPDetector``).
+
+image (B, 3, H, W) in [0, 1] -> keypoints ``value`` (B, K, 2) in [-1, 1], optional ``jacobian``
+(B, K, 2, 2). An hourglass on the downscaled image predicts K heatmaps; a softmax with temperature
+turns them into distributions whose expectation is the keypoint.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from odecam.config import KeypointConfig
+from odecam.model.blocks import Hourglass, downsampler
+from odecam.model.geometry import make_coordinate_grid, soft_argmax
+
+
+class KeypointDetector(nn.Module):
+    """F_K. Parameter names match FOMM's ``kp_detector`` for the vox256 preset."""
+
+    def __init__(self, cfg: KeypointConfig, num_channels: int = 3) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.predictor = Hourglass(cfg.block_expansion, num_channels, cfg.num_blocks, cfg.max_features,
+                                   cfg.depthwise)
+        self.kp = nn.Conv2d(self.predictor.out_filters, cfg.num_kp, cfg.head_kernel, padding=cfg.head_padding)
+        if cfg.estimate_jacobian:
+            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * cfg.num_kp, cfg.head_kernel,
+                                      padding=cfg.head_padding)
+            nn.init.zeros_(self.jacobian.weight)
+            with torch.no_grad():
+                self.jacobian.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0]).repeat(cfg.num_kp))
+        else:
+            self.jacobian = None
+        self.down = downsampler(num_channels, cfg.scale_factor, cfg.antialias)
+        self._grid_cache: dict[tuple, torch.Tensor] = {}
+
+    def _grid(self, h: int, w: int, ref: torch.Tensor) -> torch.Tensor:
+        key = (h, w, ref.dtype, ref.device)
+        grid = self._grid_cache.get(key)
+        if grid is None:
+            grid = make_coordinate_grid(h, w, ref.dtype, ref.device)
+            self._grid_cache[key] = grid
+        return grid
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image (B, 3, H, W) -> {'value': (B, K, 2), 'jacobian': (B, K, 2, 2) if estimated}."""
+        x = self.down(image) if self.down is not None else image
+        feature_map = self.predictor(x)
+        logits = self.kp(feature_map)
+        b, k, h, w = logits.shape
+        heatmap = F.softmax(logits.view(b, k, h * w) / self.cfg.temperature, dim=2).view(b, k, h, w)
+        out = {"value": soft_argmax(heatmap, self._grid(h, w, logits))}
+        if self.jacobian is not None:
+            jac_map = self.jacobian(feature_map).view(b, k, 4, h, w)
+            jac = (jac_map * heatmap.unsqueeze(2)).sum(dim=(3, 4))
+            out["jacobian"] = jac.view(b, k, 2, 2)
+        return out

@@ -1,0 +1,115 @@
+"""The full network: F_K + F_G (holding F_C, F_E, F_A), split into avatar-only and per-frame halves.
+
+* :meth:`MotionTransferModel.prepare_views` — once per avatar: keypoints, features and F_C's view inputs
+  for the source and its N references (V = N + 1 views per item).
+* :meth:`MotionTransferModel.animate` — per frame: driving keypoints -> image, in the stages the engine
+  times: ``coarse_motion`` (F_C), ``ode`` (F_E), ``warp``, ``appearance`` (F_A + fusion), ``decoder``.
+* :meth:`MotionTransferModel.forward` — training: source, references and driving frame -> prediction.
+
+Parameter names are those of First Order Motion Model's checkpoint (``kp_detector.*``, ``generator.*``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, ContextManager
+
+import torch
+from torch import nn
+
+from odecam.config import ModelConfig
+from odecam.model.generator import Generator
+from odecam.model.keypoint_detector import KeypointDetector
+
+StageTimer = Callable[[str], ContextManager[Any]]
+
+
+def _no_timer(name: str) -> ContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+def check_images(x: torch.Tensor, name: str, ndim: int = 4) -> None:
+    """Refuse tensors that are not (..., 3, H, W) images, naming the dimensions."""
+    if x.dim() != ndim or x.shape[-3] != 3:
+        dims = "(B, 3, H, W)" if ndim == 4 else "(B, N, 3, H, W)"
+        raise ValueError(f"{name} must have shape {dims}, got {tuple(x.shape)}")
+
+
+class MotionTransferModel(nn.Module):
+    """Self-appearance-aided differential evolution for motion transfer (the paper's Fig. 3)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.kp_detector = KeypointDetector(cfg.keypoints, cfg.num_channels)
+        self.generator = Generator(cfg)
+
+    # -- once per avatar -------------------------------------------------------------------------
+    def prepare_views(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
+        """views (B, V, 3, H, W) in [0, 1] (view 0 = source) -> the avatar state, flattened to B*V:
+
+        'features' (B*V, C, h, w), 'kp' (B*V, K, 2), 'jacobian' (B*V, K, 2, 2) if estimated,
+        'image_small' (B*V, 3, h_m, w_m), 'heat_view' (B*V, K, h_m, w_m), 'grid' (h_m, w_m, 2).
+        """
+        check_images(views, "views", ndim=5)
+        b, v = views.shape[:2]
+        flat = views.reshape(b * v, *views.shape[2:])
+        kp = self.kp_detector(flat)
+        state = {"features": self.generator.encode(flat), "kp": kp["value"]}
+        if "jacobian" in kp:
+            state["jacobian"] = kp["jacobian"]
+        state.update(self.generator.dense_motion_network.prepare_view(flat, kp["value"]))
+        return state
+
+    # -- per frame -------------------------------------------------------------------------------
+    def animate(self, state: dict[str, torch.Tensor], kp_driving: torch.Tensor, jac_driving: torch.Tensor | None = None,
+                num_views: int = 1, solver: str = "unrolled", ode_steps: int | None = None,
+                timer: StageTimer = _no_timer) -> dict[str, torch.Tensor]:
+        """Driving keypoints (B, K, 2) [+ jacobians (B, K, 2, 2)] and an avatar state -> output.
+
+        Returns {'prediction': (B, 3, H, W), 'ode_ok': () bool, 'coarse': (B*V, 2, h_m, w_m),
+        'displacement': (B*V, 2, h_m, w_m), 'occlusion', 'weights'}.
+        """
+        g = self.generator
+        if num_views > 1:
+            kp_driving = kp_driving.repeat_interleave(num_views, dim=0)
+            if jac_driving is not None:
+                jac_driving = jac_driving.repeat_interleave(num_views, dim=0)
+        with timer("coarse_motion"):
+            cm = g.dense_motion_network(state, state["kp"], kp_driving, state.get("jacobian"), jac_driving)
+        with timer("ode"):
+            if self.cfg.evolution.enabled:
+                evolved = g.evolution(cm.displacement, cm.features, solver=solver, steps=ode_steps)
+                finite = torch.isfinite(evolved)
+                ode_ok = finite.all()
+                displacement = torch.where(finite, evolved, cm.displacement)  # NaN/Inf: fall back to T~
+            else:
+                displacement, ode_ok = cm.displacement, torch.ones((), dtype=torch.bool)
+        with timer("warp"):
+            warped, ident, occlusion = g.warp_views(state["features"], displacement, cm.occlusion)
+        with timer("appearance"):
+            out, aux = g.fuse(warped, ident, occlusion, cm.confidence, num_views)
+        with timer("decoder"):
+            prediction = g.decode(out)
+        return {"prediction": prediction, "ode_ok": ode_ok, "coarse": cm.displacement,
+                "displacement": displacement, "occlusion": occlusion, **aux}
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor, refs: torch.Tensor | None = None,
+                solver: str = "torchdiffeq") -> dict[str, torch.Tensor]:
+        """Training pass. source, driving (B, 3, H, W); refs (B, N, 3, H, W) or None.
+
+        Returns :meth:`animate`'s dict plus 'kp_source' (B, K, 2) and 'kp_driving' (B, K, 2)
+        (and their jacobians when estimated).
+        """
+        check_images(source, "source")
+        check_images(driving, "driving")
+        views = source.unsqueeze(1) if refs is None or refs.shape[1] == 0 else torch.cat([source.unsqueeze(1), refs], 1)
+        v = views.shape[1]
+        state = self.prepare_views(views)
+        kp_d = self.kp_detector(driving)
+        out = self.animate(state, kp_d["value"], kp_d.get("jacobian"), num_views=v, solver=solver)
+        out["kp_source"] = state["kp"].view(source.shape[0], v, -1, 2)[:, 0]
+        out["kp_driving"] = kp_d["value"]
+        if "jacobian" in kp_d:
+            out["jacobian_driving"] = kp_d["jacobian"]
+        return out

