@@ -1,0 +1,312 @@
+"""Face-following square crop of the webcam frame, stable while the head is still.
+
+:class:`FaceFramer` finds the face with dlib's HOG frontal face detector (built into dlib,
+no model file, fully offline) on a downscaled grey copy of every Nth frame, turns the face
+box into a square crop box with a margin, and moves the crop only when the face leaves a
+dead zone around its current position (then glides there and stops). A still head therefore
+gets a crop that does not move by a single pixel, which keeps the model's input stable.
+
+Manual zoom and pan apply on top of the face-following crop, or on a centred crop when
+following is off; with no face in view the crop falls back (smoothly) to the centre square.
+The output is the crop resized to the model's input size.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+__all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces"]
+
+_DETECTOR = None
+_DETECTOR_LOCK = threading.Lock()
+
+
+def _detector():
+    """The shared dlib HOG detector (created on first use)."""
+    global _DETECTOR
+    with _DETECTOR_LOCK:
+        if _DETECTOR is None:
+            import dlib  # imported lazily: only face framing needs it
+
+            _DETECTOR = dlib.get_frontal_face_detector()
+        return _DETECTOR
+
+
+def detect_faces(frame_bgr: np.ndarray, detect_height: int = 320) -> list[tuple[float, float, float, float]]:
+    """Detect frontal faces; returns ``(x0, y0, x1, y1)`` boxes in ``frame_bgr`` pixels, largest first.
+
+    The frame is resized to ``detect_height`` rows first (dlib's HOG finds faces of about
+    80 px and up at that scale, so a face must fill roughly a quarter of the frame height).
+    """
+    h, w = frame_bgr.shape[:2]
+    scale = detect_height / float(h)
+    small = cv2.resize(
+        frame_bgr, (max(1, round(w * scale)), detect_height),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    )
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+    rects = _detector()(grey, 0)
+    boxes = [
+        (r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale)
+        for r in rects
+    ]
+    boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    return boxes
+
+
+@dataclass
+class FramingConfig:
+    """Configuration of a :class:`FaceFramer`.
+
+    Attributes:
+        output_size: side of the square output image (the model's input size).
+        follow_face: follow the detected face; False = fixed centre crop (zoom / pan still apply).
+        detect_every: run the face detector on every Nth frame only.
+        detect_height: rows of the downscaled frame the detector runs on.
+        face_scale: crop side as a multiple of the detector's face box side (margin around the face).
+        face_offset_y: crop centre shift, in face sides (negative = up, to include hair and forehead).
+        dead_zone: the crop starts moving only when its wanted centre is this far away, as a
+            fraction of the crop side ...
+        dead_zone_size: ... or when its wanted side differs by more than this fraction (larger than
+            ``dead_zone``: the detector's box size jumps by about 20% between pyramid levels).
+        speed: fraction of the remaining distance covered per frame while moving (0-1]; the glide
+            ends on the goal once less than a pixel (of the frame or of the output) is left.
+        face_smoothing: weight of a new detection in the running face position estimate (0-1].
+        size_smoothing: weight of a new detection in the running face size estimate (0-1].
+        lost_after: frames without a detected face after which the crop returns to the centre.
+        zoom: manual zoom factor (>1 zooms in, <1 zooms out; the crop never exceeds the frame).
+        pan_x, pan_y: manual pan as a fraction of the crop side (positive = right / down).
+        interpolation: OpenCV interpolation used to resize the crop.
+    """
+
+    output_size: int = 256
+    follow_face: bool = True
+    detect_every: int = 3
+    detect_height: int = 320
+    face_scale: float = 2.0
+    face_offset_y: float = -0.15
+    dead_zone: float = 0.1
+    dead_zone_size: float = 0.2
+    speed: float = 0.25
+    face_smoothing: float = 0.5
+    size_smoothing: float = 0.2
+    lost_after: int = 45
+    zoom: float = 1.0
+    pan_x: float = 0.0
+    pan_y: float = 0.0
+    interpolation: int = cv2.INTER_AREA
+
+    def __post_init__(self) -> None:
+        if self.output_size < 8:
+            raise ValueError(f"output_size must be at least 8 pixels, got {self.output_size}.")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be 1 or more, got {self.detect_every}.")
+        if not self.zoom > 0:
+            raise ValueError(f"zoom must be a positive factor (1 = no zoom), got {self.zoom}.")
+        if not all(0 < v <= 1 for v in (self.speed, self.face_smoothing, self.size_smoothing)):
+            raise ValueError("speed, face_smoothing and size_smoothing must be in (0, 1].")
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square crop in frame pixels: top-left ``(x, y)`` and side ``size`` (integers)."""
+
+    x: int
+    y: int
+    size: int
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """Centre of the box in frame pixels."""
+        return (self.x + self.size / 2.0, self.y + self.size / 2.0)
+
+    def contains(self, box: tuple[float, float, float, float], tolerance: float = 0.0) -> bool:
+        """Whether ``(x0, y0, x1, y1)`` lies inside this crop, allowing ``tolerance`` pixels outside."""
+        x0, y0, x1, y1 = box
+        t = tolerance
+        return (
+            x0 >= self.x - t and y0 >= self.y - t
+            and x1 <= self.x + self.size + t and y1 <= self.y + self.size + t
+        )
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Result of :meth:`FaceFramer.process`.
+
+    Attributes:
+        image: the crop resized to ``output_size`` (same channel order as the input frame).
+        box: the crop box in input-frame pixels.
+        face: the current face box estimate ``(x0, y0, x1, y1)``, or None when no face is tracked.
+        detected: whether the detector ran on this frame.
+    """
+
+    image: np.ndarray
+    box: CropBox
+    face: tuple[float, float, float, float] | None
+    detected: bool
+
+
+class FaceFramer:
+    """Face-following, jitter-free square crop of a video stream.
+
+    Call :meth:`process` once per frame (in stream order)::
+
+        framer = FaceFramer(FramingConfig(output_size=256))
+        out = framer.process(frame_bgr)      # out.image: 256x256 crop, out.box: where it came from
+
+    :meth:`set_manual` changes zoom / pan / following while running (thread-safe).
+    """
+
+    def __init__(self, config: FramingConfig | None = None) -> None:
+        self.config = config or FramingConfig()
+        self._lock = threading.Lock()
+        self._manual_pending = False
+        self.reset()
+        if self.config.follow_face:
+            _detector()  # build it now (about 0.3 s) rather than stalling the first live frame
+
+    def reset(self) -> None:
+        """Forget the tracked face and crop (e.g. after the camera changed)."""
+        self._frame_index = 0
+        self._face: np.ndarray | None = None  # smoothed (cx, cy, side) of the face
+        self._missed = 0
+        self._box: np.ndarray | None = None  # current crop (cx, cy, side), float
+        self._moving = False
+        self._frame_shape: tuple[int, int] | None = None
+
+    def set_manual(
+        self,
+        zoom: float | None = None,
+        pan_x: float | None = None,
+        pan_y: float | None = None,
+        follow_face: bool | None = None,
+    ) -> None:
+        """Override zoom (factor, >1 = closer), pan (fractions of the crop side) and/or face following.
+
+        The crop glides to the new framing at once (the dead zone does not apply to user changes).
+        """
+        changes = {k: v for k, v in dict(zoom=zoom, pan_x=pan_x, pan_y=pan_y, follow_face=follow_face).items()
+                   if v is not None}
+        with self._lock:
+            self.config = replace(self.config, **changes)  # validates, e.g. zoom > 0
+            self._manual_pending = True
+
+    @property
+    def box(self) -> CropBox | None:
+        """The crop box used for the last processed frame."""
+        return None if self._box is None or self._frame_shape is None else self._to_crop(self._box, *self._frame_shape)
+
+    def process(self, frame: np.ndarray) -> Framing:
+        """Update the face track with ``frame`` and return its square crop at ``output_size``."""
+        if frame.ndim not in (2, 3) or frame.shape[0] < 2 or frame.shape[1] < 2:
+            raise ValueError(f"FaceFramer expects an image array (H, W[, C]), got shape {frame.shape}.")
+        with self._lock:
+            cfg = self.config
+            manual_move, self._manual_pending = self._manual_pending, False
+        h, w = frame.shape[:2]
+        if self._frame_shape != (h, w):
+            self.reset()
+            self._frame_shape = (h, w)
+
+        detected = False
+        if cfg.follow_face and self._frame_index % cfg.detect_every == 0:
+            detected = True
+            self._update_face(detect_faces(frame, cfg.detect_height), cfg)
+        self._frame_index += 1
+        if not cfg.follow_face:
+            self._face = None
+
+        target = self._target(cfg, h, w)
+        if self._box is None:
+            self._box = self._clamp(target, h, w)  # first frame: start in place, no glide
+            self._moving = False
+        else:
+            self._step_towards(target, cfg, manual_move)
+
+        crop = self._to_crop(self._box, h, w)
+        patch = frame[crop.y:crop.y + crop.size, crop.x:crop.x + crop.size]
+        n = cfg.output_size
+        interp = cfg.interpolation if crop.size > n else cv2.INTER_LINEAR
+        image = patch if crop.size == n else cv2.resize(patch, (n, n), interpolation=interp)
+        face = None
+        if self._face is not None:
+            cx, cy, s = self._face
+            face = (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2)
+        return Framing(image=np.ascontiguousarray(image), box=crop, face=face, detected=detected)
+
+    # ------------------------------------------------------------------ internals
+    def _update_face(self, boxes: list[tuple[float, float, float, float]], cfg: FramingConfig) -> None:
+        if not boxes:
+            self._missed += cfg.detect_every
+            if self._missed >= cfg.lost_after:
+                self._face = None
+            return
+        self._missed = 0
+        candidates = [np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, (b[2] - b[0] + b[3] - b[1]) / 2]) for b in boxes]
+        if self._face is None:
+            self._face = candidates[0]  # the largest face
+            return
+        # keep following the same person: the candidate nearest the tracked face
+        cur = self._face
+        best = min(candidates, key=lambda c: float(np.hypot(*(c[:2] - cur[:2])) / cur[2]))
+        if np.hypot(*(best[:2] - cur[:2])) > 1.5 * cur[2]:
+            best = candidates[0]  # the tracked face is gone, another one is in view
+        a = np.array([cfg.face_smoothing, cfg.face_smoothing, cfg.size_smoothing])
+        self._face = cur + a * (best - cur)
+
+    def _target(self, cfg: FramingConfig, h: int, w: int) -> np.ndarray:
+        """Wanted crop (cx, cy, side) in frame pixels, before clamping to the frame."""
+        if self._face is not None:
+            fx, fy, fs = self._face
+            side = fs * cfg.face_scale / cfg.zoom
+            cx, cy = fx, fy + cfg.face_offset_y * fs
+        else:
+            side = min(h, w) / cfg.zoom
+            cx, cy = w / 2.0, h / 2.0
+        side = min(side, float(min(h, w)))
+        return np.array([cx + cfg.pan_x * side, cy + cfg.pan_y * side, side])
+
+    @staticmethod
+    def _clamp(box: np.ndarray, h: int, w: int) -> np.ndarray:
+        cx, cy, side = box
+        side = float(np.clip(side, 8.0, min(h, w)))
+        cx = float(np.clip(cx, side / 2, w - side / 2))
+        cy = float(np.clip(cy, side / 2, h - side / 2))
+        return np.array([cx, cy, side])
+
+    def _step_towards(self, target: np.ndarray, cfg: FramingConfig, manual_move: bool) -> None:
+        assert self._box is not None and self._frame_shape is not None
+        h, w = self._frame_shape
+        # compare where the crop would really be: a goal beyond the frame edge is no reason to move
+        goal = self._clamp(target, h, w)
+        cur = self._box
+        side = cur[2]
+        off_center = float(np.hypot(goal[0] - cur[0], goal[1] - cur[1])) / side
+        off_size = abs(goal[2] / side - 1.0)
+        if manual_move:
+            self._moving = True
+        if not self._moving and (off_center > cfg.dead_zone or off_size > cfg.dead_zone_size):
+            self._moving = True
+        if not self._moving:
+            return
+        settle = max(1.0 / side, 1.0 / cfg.output_size)  # one pixel of the frame or of the output
+        if max(off_center, off_size) * (1 - cfg.speed) < settle:
+            self._box = goal  # the last, pixel-sized step lands exactly on the goal
+            self._moving = False
+        else:
+            self._box = cur + cfg.speed * (goal - cur)
+
+    @staticmethod
+    def _to_crop(box: np.ndarray, h: int, w: int) -> CropBox:
+        cx, cy, side = FaceFramer._clamp(box, h, w)
+        s = int(round(side))
+        s = max(1, min(s, h, w))
+        x = int(round(cx - s / 2))
+        y = int(round(cy - s / 2))
+        x = min(max(x, 0), w - s)
+        y = min(max(y, 0), h - s)
+        return CropBox(x, y, s)
