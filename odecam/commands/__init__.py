@@ -5,4 +5,5 @@
 COMMANDS = [
     "demo",
     "convert_fomm",
+    "serve",
 ]

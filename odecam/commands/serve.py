@@ -1,0 +1,155 @@
+"""``odecam serve``: the animated avatar to a browser over WebRTC.
+
+Serves a page; the browser sends its webcam and gets the avatar back as a video track. The URL printed
+at start carries the access token in its fragment (``/#token=...``). See
+:mod:`odecam.realtime.webrtc_server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+NAME = "serve"
+HELP = "serve a web page that animates an avatar with the browser's webcam over WebRTC"
+TOKEN_ENV = "ODECAM_TOKEN"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 picks a free one)")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", action="append", default=[], metavar="IMAGE",
+                   help="an avatar portrait (repeatable: the page offers each; default: the built-in astronaut)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080; 0: any free port)")
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                   help=f"access token the page must present (default: ${TOKEN_ENV}, else a random one, "
+                        "printed in the URL)")
+    p.add_argument("--max-peers", type=_positive, default=4, help="concurrent browser calls allowed (default: 4)")
+    p.add_argument("--stun", action="append", default=[], metavar="URL",
+                   help="STUN/TURN server URL for clients on other networks, e.g. stun:stun.example.org:3478 "
+                        "(repeatable; default: none, host candidates only)")
+    p.add_argument("--cert", help="TLS certificate (PEM) to serve https: browsers on other machines only "
+                                  "give camera access to https pages")
+    p.add_argument("--key", help="TLS private key (PEM) for --cert")
+    p.add_argument("--checkpoint", help="model weights (.safetensors); default: the best installed")
+    p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
+    p.add_argument("--ode-steps", type=_positive, default=None, help="fixed ODE steps per frame (default: the model's)")
+    p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
+
+
+def _ssl_context(cert: str | None, key: str | None):
+    import ssl
+
+    from odecam.errors import OdecamError
+
+    if not cert and not key:
+        return None
+    if not cert:
+        raise OdecamError("--key was given without --cert; pass both to serve https.")
+    for role, path in (("--cert", cert), ("--key", key)):
+        if path and not Path(path).is_file():
+            raise OdecamError(f"{role} file {path!r} does not exist; check the path.")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise OdecamError(f"cannot use the TLS certificate {cert!r}{' and key ' + repr(key) if key else ''} "
+                          f"({exc.__class__.__name__}); pass a PEM certificate and its matching private key.") \
+            from None
+    return ctx
+
+
+def load_avatars(model, sources: list[str]):
+    """The avatars for ``--source`` images (default: the built-in astronaut); names are unique."""
+    from odecam import assets
+    from odecam.engine import Avatar
+    from odecam.engine.images import load_image
+
+    if not sources:
+        image = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
+        return [Avatar(model, image, name="astronaut")]
+    avatars, seen = [], set()
+    for path in sources:
+        image = load_image(path, "source image")
+        name = Path(path).stem or "avatar"
+        base, n = name, 2
+        while name in seen:
+            name, n = f"{base}-{n}", n + 1
+        seen.add(name)
+        avatars.append(Avatar(model, image, name=name))
+    return avatars
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from odecam.engine.weights import load_model
+    from odecam.errors import OdecamError
+
+    try:
+        import aiohttp  # noqa: F401  (aiortc does not pull it in)
+    except ImportError:
+        raise OdecamError("odecam serve needs the aiohttp package, which is not installed; "
+                          "run: pip install aiohttp") from None
+    from odecam.realtime.webrtc_server import AvatarServer, check_token, is_loopback_host, new_token, start
+
+    token = check_token(args.token) if args.token else new_token()
+    ssl_context = _ssl_context(args.cert, args.key)
+    loaded = load_model(args.checkpoint, args.preset)
+    avatars = load_avatars(loaded.model, args.source)
+    loopback = is_loopback_host(args.host)
+    server = AvatarServer(loaded.model, avatars, token, max_peers=args.max_peers, loopback=loopback,
+                          ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps)
+
+    async def main() -> None:
+        running = await start(server, args.host, args.port, ssl_context)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        print(f"odecam serve: weights: {loaded.description}")
+        print(f"odecam serve: avatars: {', '.join(a.name for a in avatars)}; at most {args.max_peers} calls")
+        if not loopback and ssl_context is None:
+            print("odecam serve: note: browsers on other machines give camera access only to https pages; "
+                  "pass --cert and --key (this machine can use http://127.0.0.1)")
+        url = running.url
+        if args.host in ("0.0.0.0", "::"):
+            url = url.replace(f"//{args.host}:", "//127.0.0.1:").replace(f"//[{args.host}]:", "//127.0.0.1:")
+        print(f"odecam serve: open {url}#token={quote(token, safe='')}  (Ctrl+C to stop)", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await running.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    print("odecam serve: stopped")
+    return 0

@@ -1,0 +1,217 @@
+"""The server side of a WebRTC avatar call: a video track that animates an avatar from a remote track.
+
+:class:`AnimatedTrack` reads the browser's webcam track, keeps only the NEWEST frame (older frames are
+dropped and counted, so latency never builds up), runs the :class:`~odecam.engine.Animator` on it in a
+thread executor (the event loop stays responsive) and hands each new avatar frame to aiortc's sender.
+
+Output timing: ``recv`` returns as soon as a new avatar frame is ready, so the output rate is the
+inference rate (at most the camera rate). Timestamps come from the wall clock at 90 kHz
+(:data:`aiortc.mediastreams.VIDEO_TIME_BASE`), strictly increasing. Before the first driving frame, and
+whenever no new frame arrives for ``idle_s``, the last image (at first the avatar's still portrait) is
+sent again so the browser never shows a frozen black box.
+
+Avatar switches and recalibration requested from the event loop are applied by the worker thread right
+before its next frame, so they never race with a running inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import zlib
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
+from av import VideoFrame
+
+from odecam.engine.animator import Animator
+from odecam.engine.avatar import Avatar
+from odecam.engine.images import to_image, to_tensor
+from odecam.errors import OdecamError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackStats:
+    """Per-peer counters (all since the track started)."""
+
+    frames_in: int = 0         # frames received from the remote (browser) track
+    frames_dropped: int = 0    # received frames replaced by a newer one before inference reached them
+    frames_animated: int = 0   # avatar frames rendered by the animator
+    frames_changed: int = 0    # rendered frames whose pixels differ from the previous rendered frame
+    frames_sent: int = 0       # frames handed to the encoder (includes repeats)
+    frames_repeated: int = 0   # repeats of the last image while no new frame was ready (idle_s)
+    errors: int = 0            # driving frames the animator refused (e.g. too small)
+    recalibrations: int = 0
+    avatar_switches: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def still_image(avatar: Avatar, size: int) -> np.ndarray:
+    """The avatar's source portrait at the model's output size, (S, S, 3) uint8: what is shown before
+    any driving frame arrives."""
+    return to_image(to_tensor(avatar.source_image, size))
+
+
+class AnimatedTrack(MediaStreamTrack):
+    """A video track of the avatar, driven by the newest frame of a source track.
+
+    Args:
+        animator: this peer's animator (its relative-motion state is per peer).
+        executor: where inference runs (the server shares one single-thread executor between peers).
+        idle_s: send the last image again if no new one is ready after this many seconds.
+    """
+
+    kind = "video"
+
+    def __init__(self, animator: Animator, executor: Executor | None = None, idle_s: float = 1.0) -> None:
+        super().__init__()
+        self.animator = animator
+        self.executor = executor
+        self.idle_s = idle_s
+        self.stats = TrackStats()
+        self.size = animator.model.cfg.image_size
+        self._output = still_image(animator.avatar, self.size)
+        self._output_ready = asyncio.Event()
+        self._output_ready.set()  # the still portrait goes out first
+        self._latest: VideoFrame | None = None
+        self._new_input = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._lock = threading.Lock()
+        self._pending_avatar: Avatar | None = None
+        self._pending_recalibrate = False
+        self._last_crc: int | None = None
+        self._t0: float | None = None
+        self._last_pts = -1
+
+    # -- control (called from the event loop) ----------------------------------------------------
+    @property
+    def avatar(self) -> Avatar:
+        """The avatar shown now (or about to be, once a pending switch is applied)."""
+        with self._lock:
+            return self._pending_avatar or self.animator.avatar
+
+    def set_avatar(self, avatar: Avatar) -> None:
+        """Switch the avatar; applied before the next frame (at once if no frame was animated yet)."""
+        with self._lock:
+            self._pending_avatar = avatar
+            self.stats.avatar_switches += 1
+            if self.stats.frames_animated == 0:
+                self._output = still_image(avatar, self.size)
+                self._output_ready.set()
+
+    def recalibrate(self) -> None:
+        """Take the next driving frame's pose as the neutral pose."""
+        with self._lock:
+            self._pending_recalibrate = True
+            self.stats.recalibrations += 1
+
+    # -- source side -----------------------------------------------------------------------------
+    def attach(self, source: MediaStreamTrack) -> None:
+        """Start consuming ``source`` (the remote webcam track)."""
+        self._tasks.append(asyncio.ensure_future(self._read(source)))
+        if len(self._tasks) == 1:
+            self._tasks.append(asyncio.ensure_future(self._work()))
+
+    async def _read(self, source: MediaStreamTrack) -> None:
+        while self.readyState == "live":
+            try:
+                frame = await source.recv()
+            except MediaStreamError:
+                log.debug("the driving track ended")
+                return
+            self.stats.frames_in += 1
+            if self._latest is not None:
+                self.stats.frames_dropped += 1
+            self._latest = frame  # only the newest frame is kept
+            self._new_input.set()
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.readyState == "live":
+            await self._new_input.wait()
+            self._new_input.clear()
+            frame, self._latest = self._latest, None
+            if frame is None:
+                continue
+            try:
+                job = loop.run_in_executor(self.executor, self._animate, frame)
+            except RuntimeError as exc:  # the executor was shut down: the server is stopping
+                log.debug("inference stopped: %s", exc)
+                return
+            try:
+                out = await job
+            except OdecamError as exc:
+                self.stats.errors += 1
+                if self.stats.errors == 1:
+                    log.warning("driving frame refused: %s", exc)
+                continue
+            except Exception:  # never let one bad frame freeze the avatar
+                self.stats.errors += 1
+                if self.stats.errors == 1:
+                    log.exception("animating a driving frame failed")
+                continue
+            if out is None or self.readyState != "live":
+                continue
+            self._output = out
+            self._output_ready.set()
+
+    def _animate(self, frame: VideoFrame) -> np.ndarray | None:
+        """Worker thread: apply pending control, animate one driving frame."""
+        if self.readyState != "live":
+            return None
+        with self._lock:
+            avatar, self._pending_avatar = self._pending_avatar, None
+            recal, self._pending_recalibrate = self._pending_recalibrate, False
+        if avatar is not None:
+            self.animator.set_avatar(avatar)
+        if recal:
+            self.animator.recalibrate()
+        rgb = frame.to_ndarray(format="rgb24")
+        out = self.animator(rgb)
+        crc = zlib.crc32(out.data)
+        with self._lock:
+            self.stats.frames_animated += 1
+            if self._last_crc is not None and crc != self._last_crc:
+                self.stats.frames_changed += 1
+        self._last_crc = crc
+        return out
+
+    # -- sink side (aiortc's sender calls this) --------------------------------------------------
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            await asyncio.wait_for(self._output_ready.wait(), self.idle_s)
+            repeated = False
+        except asyncio.TimeoutError:
+            repeated = True
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._output_ready.clear()
+        frame = VideoFrame.from_ndarray(self._output, format="rgb24")
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        pts = max(int((now - self._t0) * VIDEO_CLOCK_RATE), self._last_pts + 1)
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = VIDEO_TIME_BASE
+        self.stats.frames_sent += 1
+        self.stats.frames_repeated += repeated
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        self._new_input.set()
+        self._output_ready.set()

@@ -1,0 +1,118 @@
+"""End to end in a real headless Chromium: the page sends the fake camera (the carphone clip) to
+``odecam serve``'s server over WebRTC and gets the animated avatar back.
+
+The server runs the real (untrained 'lite') animator; its frames carry the driving frame as a small inset
+(``inset_animator_factory``) because an untrained model's output changes by 1 grey level at most, which
+VP8 erases: the inset makes the browser-side check "the returned frames follow the clip" meaningful,
+while the model's own output changes are counted pixel-exactly on the server.
+
+Skipped when /usr/bin/chromium is absent (CI installs it: ``apt-get install -y chromium``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("aiohttp", reason="odecam serve needs aiohttp: pip install aiohttp")
+
+from _chromium import APT_INSTALL, CHROMIUM, Chromium, inset_animator_factory, write_y4m
+from conftest import carphone_path
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (Debian: {APT_INSTALL})"),
+    pytest.mark.asyncio,
+    pytest.mark.timeout(60),  # the whole file: Chromium start, ICE, DTLS, frames both ways
+]
+
+TOKEN = "browser-test-token-0123"
+#: decoded avatar frames the browser must report (getStats framesDecoded)
+MIN_DECODED = 30
+#: distinct pixel checksums of decoded frames in the page (the driving inset moves them), changed frames
+#: rendered by the server, and changed outputs of the model itself (pixel-exact, before the inset)
+MIN_DISTINCT = 10
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from odecam.engine.video import read_frames
+
+    path = tmp_path_factory.mktemp("clip") / "carphone.y4m"
+    n = write_y4m(read_frames(carphone_path()), path)
+    assert n == 120
+    return path
+
+
+async def wait_for(page, expression: str, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            snap = await page.evaluate("window.odecam ? odecam.snapshot() : null")
+            raise AssertionError(f"timed out waiting for {what}; page state: {snap}")
+        await asyncio.sleep(0.2)
+
+
+async def test_browser_round_trip(tmp_path, clip):
+    from odecam import assets
+    from odecam.engine import Avatar
+    from odecam.engine.images import load_image
+    from odecam.engine.weights import load_model
+    from odecam.realtime.webrtc_server import AvatarServer, start
+
+    t0 = time.monotonic()
+    model = load_model(None, "lite").model
+    portrait = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path()))
+    avatars = [Avatar(model, portrait, name="astronaut"), Avatar(model, 255 - portrait, name="negative")]
+    server = AvatarServer(model, avatars, TOKEN, max_peers=2, loopback=True,
+                          animator_factory=inset_animator_factory(model))
+    running = await start(server, "127.0.0.1", 0)
+    try:
+        async with Chromium(f"{running.url}#token={TOKEN}", clip, tmp_path) as browser:
+            page = browser.page
+            await wait_for(page, "!!(window.odecam && odecam.snapshot().avatars.length === 2)", 15, "the avatar list")
+            await page.evaluate("document.getElementById('start').click()")
+            await wait_for(page, f"odecam.snapshot().framesDecoded >= {MIN_DECODED}", 30,
+                           f"{MIN_DECODED} decoded avatar frames")
+            await wait_for(page, f"odecam.snapshot().distinct >= {MIN_DISTINCT}", 10, "moving avatar frames")
+            snap = await page.evaluate("odecam.snapshot()")
+            assert snap["error"] is None, snap
+            assert snap["connectionState"] == "connected"
+            assert (snap["frameWidth"], snap["frameHeight"]) == (256, 256)
+            assert not browser.page.ws.closed
+            [peer] = server.peers.values()
+            stats = peer.track.stats
+            assert stats.frames_in > 0 and stats.frames_animated > 0
+            assert stats.frames_changed >= MIN_DISTINCT, stats
+            assert peer.animator.model_changes >= MIN_DISTINCT, "the model's own output never changed"
+
+            # the page's selector switches the avatar live; the recalibrate button reaches the server
+            await page.evaluate("(() => { const s = document.getElementById('avatar'); s.value = 'negative';"
+                                " s.dispatchEvent(new Event('change')); })()")
+            await page.evaluate("document.getElementById('recalibrate').click()")
+            deadline = time.monotonic() + 10
+            while not (peer.animator.avatar.name == "negative" and stats.recalibrations == 1):
+                assert time.monotonic() < deadline, (peer.info(), stats)
+                await asyncio.sleep(0.1)
+            await wait_for(page, "odecam.snapshot().avatar === 'negative'", 5, "the server to confirm the switch")
+            animated = stats.frames_animated
+            await wait_for(page, f"odecam.snapshot().framesDecoded >= {snap['framesDecoded'] + 5}", 10,
+                           "frames after the switch")
+            assert stats.frames_animated > animated
+
+            print(f"\nbrowser: {snap['framesDecoded']} frames decoded, {snap['distinct']} distinct checksums of "
+                  f"{snap['probed']} probed; server: {stats.as_dict()}, p50 {peer.info()['latency_p50_ms']} ms, "
+                  f"{time.monotonic() - t0:.1f} s")
+            await page.evaluate("odecam.stop()")
+            deadline = time.monotonic() + 10
+            while server.peers:  # the browser's close reaches the server
+                assert time.monotonic() < deadline, "the server kept the peer after the page closed it"
+                await asyncio.sleep(0.1)
+    finally:
+        await running.stop()
+    assert not server.peers
