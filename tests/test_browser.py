@@ -106,8 +106,8 @@ async def test_browser_round_trip(tmp_path, clip):
             assert stats.frames_animated > animated
 
             print(f"\nbrowser: {snap['framesDecoded']} frames decoded, {snap['distinct']} distinct checksums of "
-                  f"{snap['probed']} probed; server: {stats.as_dict()}, p50 {peer.info()['latency_p50_ms']} ms, "
-                  f"{time.monotonic() - t0:.1f} s")
+                  f"{snap['probed']} probed; model output changed {peer.animator.model_changes}x; "
+                  f"server: {stats.as_dict()}, p50 {peer.info()['latency_p50_ms']} ms, {time.monotonic() - t0:.1f} s")
             await page.evaluate("odecam.stop()")
             deadline = time.monotonic() + 10
             while server.peers:  # the browser's close reaches the server
