@@ -5,5 +5,8 @@
 COMMANDS = [
     "demo",
     "convert_fomm",
+    "export",
+    "bench",
     "serve",
+    "train",
 ]

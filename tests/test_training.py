@@ -1,0 +1,88 @@
+"""Training: runs end to end, resumes after an interruption, scales out with DDP, refuses bad data."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from odecam.training.trainer import TrainConfig, Trainer, plot_losses, weights_digest
+
+TINY = {
+    "model": "tiny", "num_refs": 1, "batch_size": 2, "steps": 4, "checkpoint_every": 2, "log_every": 1,
+    "data": ["procedural:20"],
+    "loss": {"perceptual": 0.003, "perceptual_scales": [0.5], "l1": 10.0},
+}
+
+
+def _odecam(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "odecam.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_then_resume_after_interruption(tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    run = tmp_path / "run"
+    t = Trainer(cfg, run, progress=False)
+    t.train(max_steps=3)  # "interrupted" after step 3: the last checkpoint is step 2
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert state["step"] in (2, 3)
+    resumed = Trainer(TrainConfig.from_dict(TINY), run, progress=False)
+    assert resumed.step == state["step"]  # picks up where the last checkpoint left off
+    last = resumed.train()
+    assert resumed.step == 4 and last["total"] > 0
+    rows = (run / "losses.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("step,total,perceptual") and len(rows) >= 5
+    assert (run / "losses.png").stat().st_size > 1000
+    assert (run / "last.safetensors").exists() and (run / "last.json").exists()
+
+
+def test_cli_train_with_ablation_switch(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(TINY | {"steps": 2}))
+    res = _odecam("train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--set", "evolution.enabled=false")
+    assert res.returncode == 0, res.stderr
+    saved = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert saved["evolution"]["enabled"] is False
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p.mkdir(), "empty|no video|No video|no readable"),
+    (lambda p: (p.mkdir(), (p / "a.mp4").write_bytes(b"junk")), "readable|decod|empty|No video|no video"),
+])
+def test_bad_dataset_is_refused_before_training(tmp_path, make, match):
+    data = tmp_path / "data"
+    make(data)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(TINY))
+    res = _odecam("train", "--config", str(cfg), "--data", str(data), "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert str(data.name) in res.stderr or "data" in res.stderr
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": "tiny", "stepz": 3}))
+    res = _odecam("train", "--config", str(cfg), "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and "stepz" in res.stderr
+
+
+def test_two_process_ddp_replicas_hold_identical_weights(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(TINY | {"steps": 3, "batch_size": 1}))
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                          "-m", "odecam.cli", "train", "--config", str(cfg), "--out", str(run), "--device", "cpu"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    d0 = (run / "weights_rank0.sha256").read_text()
+    d1 = (run / "weights_rank1.sha256").read_text()
+    assert d0 == d1
+    assert "2 process(es)" in res.stdout
+
+
+def test_plot_handles_empty_csv(tmp_path):
+    (tmp_path / "losses.csv").write_text("step,total\n")
+    plot_losses(tmp_path / "losses.csv", tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
