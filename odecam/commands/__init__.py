@@ -9,4 +9,5 @@ COMMANDS = [
     "bench",
     "serve",
     "train",
+    "eval",
 ]

@@ -1,0 +1,65 @@
+"""``odecam eval``: the paper's protocols and metrics, with the no-motion baseline in the same table."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "eval"
+HELP = "evaluate a checkpoint: odecam eval --checkpoint CKPT --data PATH --protocol reconstruction|animation --refs N"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="model weights (.safetensors); default: the installed default model")
+    p.add_argument("--data", required=True, help="a video file, a folder of videos, or a FOMM layout (test/ split)")
+    p.add_argument("--protocol", choices=["reconstruction", "animation"], default="reconstruction")
+    p.add_argument("--refs", type=int, default=0, help="reference views N from the source video (default 0)")
+    p.add_argument("--json", help="write the metrics here")
+    p.add_argument("--save-frames", help="write each evaluated pair as NNNNN_real.png / NNNNN_fake.png here")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT",
+                   help="more rows in the table (e.g. the ablations: no-evolution=runs/noevo/last.safetensors)")
+    p.add_argument("--max-frames", type=int, help="use at most this many frames of each video")
+    p.add_argument("--no-fid", action="store_true", help="skip FID (Inception is slow on a CPU)")
+    p.add_argument("--no-face-metrics", action="store_true", help="skip AKD and CSIM (dlib)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the no-motion baseline row")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from odecam.checkpoint import load_checkpoint
+    from odecam.engine.weights import load_model
+    from odecam.errors import OdecamError
+    from odecam.evaluation.protocols import evaluate, load_videos, markdown_table, model_method, no_motion
+
+    if args.refs < 0 or args.refs > 6:
+        raise OdecamError(f"--refs {args.refs} is out of range; use 0 to 6 reference views.")
+    loaded = load_model(args.checkpoint)
+    model = loaded.model
+    size = model.cfg.image_size
+    videos = load_videos(args.data, size, args.max_frames, min_frames=args.refs + 2)
+    print(f"odecam eval: {loaded.description}; {len(videos)} video(s) at {size}x{size}, protocol {args.protocol}, N={args.refs}")
+    kw = dict(fid=not args.no_fid, face_metrics=not args.no_face_metrics)
+    rows = {}
+    main = evaluate(model_method(model), videos, args.protocol, args.refs,
+                    save_frames=Path(args.save_frames) if args.save_frames else None, desc="model", **kw)
+    rows[f"odecam {model.cfg.name} (N={args.refs})"] = main
+    for item in args.compare:
+        if "=" not in item:
+            raise OdecamError(f"--compare {item!r} needs the form NAME=CHECKPOINT.")
+        name, ckpt = item.split("=", 1)
+        other = load_checkpoint(ckpt)
+        if other.cfg.image_size != size:
+            raise OdecamError(f"--compare {name}: its image size {other.cfg.image_size} differs from {size}.")
+        rows[name] = evaluate(model_method(other), videos, args.protocol, args.refs, desc=name, **kw)
+    if not args.no_baseline:
+        rows["no motion (output = source)"] = evaluate(no_motion, videos, args.protocol, args.refs, desc="no motion", **kw)
+    print(markdown_table(rows))
+    if args.json:
+        out = dict(main.metrics, frames=main.frames, protocol=args.protocol, refs=args.refs,
+                   checkpoint=args.checkpoint or loaded.description, image_size=size, **main.extra,
+                   baselines={k: dict(v.metrics, frames=v.frames) for k, v in rows.items() if v is not main})
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
