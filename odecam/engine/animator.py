@@ -4,7 +4,8 @@
 
 :class:`Animator` never recomputes what the :class:`~odecam.engine.avatar.Avatar` caches. It records
 per-stage latency (``keypoints``, ``coarse_motion``, ``ode``, ``warp``, ``appearance``, ``decoder``,
-``total``) in :attr:`Animator.timings`. NaN/Inf out of the ODE is detected, counted in
+``total``) in :attr:`Animator.timings`; compiled backends (``backend='onnxruntime'`` etc., see
+:mod:`odecam.engine.backends`) report ``keypoints``, ``frame`` and ``total``. NaN/Inf out of the ODE is detected, counted in
 :attr:`Animator.ode_fallbacks`, and that frame uses the coarse field T~ instead.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from odecam.engine.avatar import Avatar
+from odecam.engine.backends import Backend, get_backend
 from odecam.engine.images import check_frame, to_image, to_tensor
 from odecam.engine.relative_motion import RelativeMotion
 from odecam.engine.timing import StageTimes
@@ -35,11 +37,16 @@ class Animator:
             mode); False uses the driving keypoints as they are.
         adapt_scale: movement-scale adaptation (convex-hull areas) in relative mode.
         ode_steps: fixed ODE steps per frame (default: the config's).
+        backend: 'torch' (eager, default), 'torchscript', 'onnxruntime' or 'tensorrt', or a
+            :class:`~odecam.engine.backends.Backend` (see :func:`~odecam.engine.backends.get_backend`).
+        precision: 'fp32' or 'fp16' (tensorrt; torch and torchscript on CUDA).
     """
 
     def __init__(self, model: MotionTransferModel, avatar: Avatar, relative: bool = True,
-                 adapt_scale: bool = True, ode_steps: int | None = None) -> None:
+                 adapt_scale: bool = True, ode_steps: int | None = None, backend: str | Backend = "torch",
+                 precision: str = "fp32") -> None:
         self.model = model.eval()
+        self.backend = get_backend(backend, model, precision=precision, ode_steps=ode_steps)
         self.relative = relative
         self.adapt_scale = adapt_scale
         self.ode_steps = ode_steps
@@ -58,6 +65,7 @@ class Animator:
         """Switch to another cached avatar; the neutral pose is kept."""
         neutral = getattr(self, "motion", None)
         self.avatar = avatar
+        self.backend.prepare(avatar.state)
         self.motion = RelativeMotion(avatar.kp_source, avatar.jac_source, self.adapt_scale)
         if neutral is not None and neutral.neutral is not None:
             jac = torch.inverse(neutral.neutral_jac_inv) if neutral.neutral_jac_inv is not None else None
@@ -76,8 +84,7 @@ class Animator:
         """Raw F_K keypoints of a driving frame (H, W, 3) uint8 RGB -> ((1, K, 2), (1, K, 2, 2) or None)."""
         with self.timings("keypoints"):
             x = to_tensor(check_frame(frame), self.model.cfg.image_size, out=self._input)
-            kp = self.model.kp_detector(x)
-        return kp["value"], kp.get("jacobian")
+            return self.backend.run_keypoints(x)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Driving frame (H, W, 3) uint8 RGB -> avatar frame (S, S, 3) uint8 RGB."""
@@ -112,12 +119,11 @@ class Animator:
             value, jac = self.motion(value, jac)
         if not self.model.cfg.keypoints.estimate_jacobian:
             jac = None
-        out = self.model.animate(self.avatar.state, value, jac, num_views=self.avatar.num_views,
-                                 ode_steps=self.ode_steps, timer=self.timings)
-        if not bool(out["ode_ok"]):
+        prediction, ode_ok = self.backend.run_frame(value, jac, timer=self.timings)
+        if not ode_ok:
             self.ode_fallbacks += 1
             log.warning("ODE produced NaN/Inf on frame %d; used the coarse motion field instead", self.frames)
-        return out["prediction"]
+        return prediction
 
     def _render(self, value: torch.Tensor, jac: torch.Tensor | None, t0: float) -> np.ndarray:
         image = to_image(self.render_tensor(value, jac))

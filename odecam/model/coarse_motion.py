@@ -24,7 +24,7 @@ from torch import nn
 
 from odecam.config import CoarseMotionConfig
 from odecam.model.blocks import Hourglass, downsampler
-from odecam.model.geometry import kp2gaussian, make_coordinate_grid
+from odecam.model.geometry import inverse_2x2, kp2gaussian, make_coordinate_grid
 
 
 @dataclass
@@ -80,7 +80,7 @@ class CoarseMotion(nn.Module):
         ident = grid[None, None].expand(v, 1, h, w, 2)
         rel = grid[None, None] - kp_driving[:, :, None, None, :]  # z - x_D: (V, K, h, w, 2)
         if self.cfg.mode == "first_order" and jac_view is not None and jac_driving is not None:
-            jac = torch.matmul(jac_view, torch.inverse(jac_driving))  # (V, K, 2, 2)
+            jac = torch.matmul(jac_view, inverse_2x2(jac_driving))  # (V, K, 2, 2)
             rel = torch.einsum("vkij,vkhwj->vkhwi", jac, rel)
         motions = rel + kp_view[:, :, None, None, :]
         return torch.cat([ident, motions], dim=1)

@@ -1,0 +1,128 @@
+"""The exportable graphs: plain ``nn.Module`` wrappers with tensor-only inputs and outputs.
+
+The product's per-frame path is split into three graphs so that one engine serves any avatar and
+relative motion (a few keypoint operations and a convex hull) stays in Python between them:
+
+* :class:`AvatarGraph` (once per avatar): views (1, V, 3, S, S) -> the avatar state as flat tensors
+  (:data:`AVATAR_OUTPUTS`). The identity grid of F_C is a constant of the frame graph, not an output.
+* :class:`KeypointGraph` (F_K, per driving frame): image (1, 3, S, S) -> raw keypoints (1, K, 2)
+  [+ jacobians (1, K, 2, 2)].
+* :class:`FrameGraph` (per frame): driving keypoints (1, K, 2) [+ jacobians], ALREADY NORMALISED
+  (relative motion applied, as :class:`~odecam.engine.relative_motion.RelativeMotion` returns them),
+  plus the avatar state tensors as inputs -> image (1, 3, S, S) and ``ode_ok`` (a bool scalar). The
+  ODE's fixed steps are unrolled into the graph; V (views) and the step count are fixed per export.
+
+Input and output names are part of the exported format (:data:`FORMAT_VERSION` in
+:mod:`odecam.export.metadata`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from odecam.model import MotionTransferModel
+from odecam.model.geometry import make_coordinate_grid
+
+#: avatar state tensors, in the order the avatar graph returns them and the frame graph takes them
+AVATAR_OUTPUTS = ("features", "kp_view", "jac_view", "image_small", "heat_view")
+#: state keys of :meth:`MotionTransferModel.prepare_views` for each avatar output
+STATE_KEYS = {"features": "features", "kp_view": "kp", "jac_view": "jacobian", "image_small": "image_small",
+              "heat_view": "heat_view"}
+
+
+def has_jacobian(model: MotionTransferModel) -> bool:
+    return bool(model.cfg.keypoints.estimate_jacobian)
+
+
+def avatar_names(model: MotionTransferModel) -> list[str]:
+    """The avatar state tensors of this model (no ``jac_view`` without jacobians)."""
+    return [n for n in AVATAR_OUTPUTS if n != "jac_view" or has_jacobian(model)]
+
+
+def keypoint_names(model: MotionTransferModel) -> list[str]:
+    return ["kp", "jacobian"] if has_jacobian(model) else ["kp"]
+
+
+def frame_input_names(model: MotionTransferModel) -> list[str]:
+    driving = ["kp_driving", "jac_driving"] if has_jacobian(model) else ["kp_driving"]
+    return driving + avatar_names(model)
+
+
+FRAME_OUTPUTS = ("image", "ode_ok")
+
+
+def state_to_inputs(model: MotionTransferModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``prepare_views``'s dict -> the avatar tensors by export name."""
+    return {n: state[STATE_KEYS[n]] for n in avatar_names(model)}
+
+
+class AvatarGraph(nn.Module):
+    """Once per avatar: views (1, V, 3, S, S) in [0, 1] -> (features, kp_view[, jac_view], image_small, heat_view)."""
+
+    def __init__(self, model: MotionTransferModel) -> None:
+        super().__init__()
+        self.model = model
+        self.names = avatar_names(model)
+
+    def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        state = self.model.prepare_views(views)
+        return tuple(state[STATE_KEYS[n]] for n in self.names)
+
+
+class KeypointGraph(nn.Module):
+    """F_K: driving image (1, 3, S, S) in [0, 1] -> raw keypoints (1, K, 2) [+ jacobians (1, K, 2, 2)]."""
+
+    def __init__(self, model: MotionTransferModel) -> None:
+        super().__init__()
+        self.kp_detector = model.kp_detector
+        self.jacobian = has_jacobian(model)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        kp = self.kp_detector(image)
+        return (kp["value"], kp["jacobian"]) if self.jacobian else (kp["value"],)
+
+
+class FrameGraph(nn.Module):
+    """Per frame: normalised driving keypoints [+ jacobians] and the avatar tensors -> (image, ode_ok).
+
+    ``num_views`` (V = N + 1) and ``ode_steps`` are baked in; everything else about the avatar is an input.
+    """
+
+    def __init__(self, model: MotionTransferModel, num_views: int | None = None, ode_steps: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.num_views = int(num_views if num_views is not None else model.cfg.num_refs + 1)
+        self.ode_steps = int(ode_steps if ode_steps is not None else model.cfg.evolution.steps)
+        self.jacobian = has_jacobian(model)
+        self.names = avatar_names(model)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.jacobian:
+            kp_driving, jac_driving, rest = inputs[0], inputs[1], inputs[2:]
+        else:
+            kp_driving, jac_driving, rest = inputs[0], None, inputs[1:]
+        state = {STATE_KEYS[n]: t for n, t in zip(self.names, rest)}
+        h, w = state["image_small"].shape[2:]
+        state["grid"] = make_coordinate_grid(h, w, kp_driving.dtype, kp_driving.device)
+        out = self.model.animate(state, kp_driving, jac_driving, num_views=self.num_views,
+                                 solver="unrolled", ode_steps=self.ode_steps)
+        return out["prediction"], out["ode_ok"]
+
+
+def example_inputs(model: MotionTransferModel, num_views: int | None = None, seed: int = 0,
+                   ) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Realistic example inputs for the three graphs (random views through the model itself)."""
+    cfg = model.cfg
+    v = int(num_views if num_views is not None else cfg.num_refs + 1)
+    s = cfg.image_size
+    param = next(model.parameters())
+    gen = torch.Generator().manual_seed(seed)
+    views = torch.rand(1, v, 3, s, s, generator=gen).to(param)
+    image = torch.rand(1, 3, s, s, generator=gen).to(param)
+    with torch.no_grad():
+        state = model.prepare_views(views)
+        kp = model.kp_detector(image)
+    avatar = tuple(state_to_inputs(model, state).values())
+    driving = (kp["value"], kp["jacobian"]) if has_jacobian(model) else (kp["value"],)
+    return {"avatar": (views,), "keypoints": (image,), "frame": driving + avatar}

@@ -1,0 +1,23 @@
+"""Names shared by the CLI, the exporter and the backends; light (no torch import), so every command's
+parser can offer ``--backend`` without slowing ``odecam --help``."""
+
+from __future__ import annotations
+
+import argparse
+
+#: inference backends (see :mod:`odecam.engine.backends`)
+BACKENDS = ("torch", "torchscript", "onnxruntime", "tensorrt")
+ALIASES = {"eager": "torch", "pytorch": "torch", "ts": "torchscript", "ort": "onnxruntime", "onnx": "onnxruntime",
+           "trt": "tensorrt", "torch-tensorrt": "tensorrt"}
+PRECISIONS = ("fp32", "fp16")
+#: export formats (see :mod:`odecam.export`)
+FORMATS = ("onnx", "torchscript", "tensorrt")
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--precision``, for every command that renders."""
+    p.add_argument("--backend", default="torch", type=str.lower,
+                   help=f"inference backend: {', '.join(BACKENDS)} (default: torch; onnxruntime is the fastest "
+                        "on a CPU; tensorrt needs CUDA and torch-tensorrt)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="numeric precision: fp16 for tensorrt (and torch on CUDA) (default: fp32)")
