@@ -4,6 +4,7 @@
 #: subcommand modules, in the order ``odecam --help`` lists them
 COMMANDS = [
     "demo",
+    "live",
     "convert_fomm",
     "export",
     "bench",

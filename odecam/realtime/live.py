@@ -1,0 +1,802 @@
+"""The live pipeline behind ``odecam live``: webcam -> avatar -> virtual camera / preview / recording.
+
+::
+
+    capture thread            inference loop (caller's thread)                         outputs
+    LatestFrameCapture  --->  newest frame only -> mirror -> FaceFramer crop        --> VirtualCameraSink (own
+    (BGR, capture time)       -> Animator.keypoints -> One Euro (KeypointSmoother)      pacing thread, repeats
+                              -> Animator.render_tensor -> avatar frame                 the last frame on stalls)
+                                                                                    --> FileRecorder (canvas)
+                                                                                    --> preview window + overlay
+
+Every frame keeps its capture timestamp (``time.monotonic()``) all the way to the sink, which records
+the capture-to-sink latency in :attr:`LiveSession.stats` (with a virtual camera: when the frame is sent;
+without one: when it was handed to the recorder / preview). Per-stage times of the loop are in
+:attr:`LiveSession.timings` (``framing``, ``keypoints``, ``smoothing``, ``render``, ``output``).
+
+Failures: no virtual camera -> the one-sentence how-to, and the session goes on with the preview or
+recording when asked for (else :class:`LiveError`); a camera that stops delivering frames is reopened by
+the capture while the sink keeps its rate by repeating the last good frame; an exception in a model step
+skips that frame (logged, counted in :attr:`LiveSession.failed`) and the session goes on.
+
+Controls (:func:`handle_key`, used by the preview window, and by ``c``/``1``-``9``/``m``/``q`` lines on stdin
+with ``stdin_commands``): ``1``-``9`` switch avatar, ``c`` recalibrate, ``o`` overlay, ``m`` mirror,
+``q``/Esc quit. They are thread-safe and take effect on the next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from odecam.engine.animator import Animator
+from odecam.engine.avatar import Avatar
+from odecam.engine.images import to_image, to_tensor
+from odecam.engine.timing import StageTimes
+from odecam.errors import OdecamError
+from odecam.realtime.capture import CaptureConfig, CapturedFrame, CaptureError, LatestFrameCapture, Opener
+from odecam.realtime.framing import FaceFramer, FramingConfig
+from odecam.realtime.one_euro import OneEuroConfig, OneEuroFilter
+from odecam.realtime.overlay import draw_stats
+from odecam.realtime.virtual_camera import (
+    FileRecorder,
+    LatencyStats,
+    RecordingError,
+    SinkConfig,
+    VirtualCameraSink,
+    VirtualCameraUnavailable,
+    letterbox,
+)
+
+__all__ = ["LiveConfig", "LiveError", "LiveFrame", "LiveSession", "KeypointSmoother", "handle_key",
+           "display_problem", "HOTKEYS"]
+
+log = logging.getLogger(__name__)
+
+WINDOW = "odecam live"
+HOTKEYS = "1-9 avatar, c recalibrate, o overlay, m mirror, q/Esc quit"
+_ESC = 27
+
+
+class LiveError(OdecamError):
+    """The live session cannot run (no usable output, camera cannot be opened, ...); one sentence."""
+
+
+@dataclass
+class LiveConfig:
+    """What ``odecam live`` captures, how it processes it and where the result goes.
+
+    Attributes:
+        camera: camera index or device path / URL (used when ``video`` is None).
+        video: a video file standing in for the camera (paced at its own fps).
+        loop: restart ``video`` at its end instead of ending the session.
+        camera_size: ``(width, height)`` requested from a camera (None: the camera's default).
+        fps: rate of the virtual camera and of the recording (and requested from a camera).
+        canvas: ``(width, height)`` of the virtual camera picture and recording; None = the camera's size.
+        background: BGR colour around the letterboxed (square) avatar.
+        virtual_camera: send to a virtual camera (pyvirtualcam).
+        vcam_backend, vcam_device: pyvirtualcam backend name / device (None: the first that works).
+        preview: show a window with the avatar, the driving crop and (toggleable) statistics.
+        record: write the canvas to this ``.mp4``.
+        max_frames: stop after this many avatar frames (None: until the video ends, ``q`` or Ctrl+C).
+        smoothing, min_cutoff, beta: One Euro filtering of the driving keypoints.
+        zoom, pan_x, pan_y, follow_face: framing of the driving frame (see :class:`FramingConfig`).
+        mirror: flip the driving frame horizontally (the avatar moves like your mirror image).
+        overlay: start with the statistics overlay on in the preview.
+        stdin_commands: also read hotkeys as lines on stdin (``c`` + Enter), where the preview is off.
+    """
+
+    camera: int | str = 0
+    video: str | None = None
+    loop: bool = False
+    camera_size: tuple[int, int] | None = None
+    fps: float = 30.0
+    canvas: tuple[int, int] | None = (1280, 720)
+    background: tuple[int, int, int] = (0, 0, 0)
+    virtual_camera: bool = False
+    vcam_backend: str | None = None
+    vcam_device: str | None = None
+    preview: bool = False
+    record: str | None = None
+    max_frames: int | None = None
+    smoothing: bool = True
+    min_cutoff: float = OneEuroConfig.min_cutoff
+    beta: float = OneEuroConfig.beta
+    zoom: float = 1.0
+    pan_x: float = 0.0
+    pan_y: float = 0.0
+    follow_face: bool = True
+    mirror: bool = False
+    overlay: bool = True
+    stdin_commands: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fps <= 240:
+            raise LiveError(f"--fps must be between 0 and 240, got {self.fps:g}.")
+        if self.canvas is not None:
+            w, h = self.canvas
+            if w < 2 or h < 2 or w % 2 or h % 2:
+                raise LiveError(f"the canvas must have an even width and height, got {w}x{h}; e.g. 1280x720.")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise LiveError(f"--max-frames must be at least 1, got {self.max_frames}.")
+        try:
+            OneEuroConfig(min_cutoff=self.min_cutoff, beta=self.beta)
+            FramingConfig(zoom=self.zoom)
+        except ValueError as e:
+            raise LiveError(str(e)) from None
+
+    @property
+    def source_name(self) -> str:
+        if self.video is not None:
+            return f"video {os.path.basename(self.video)}"
+        return f"camera {self.camera}"
+
+
+class KeypointSmoother:
+    """One Euro filtering of raw driving keypoints (and jacobians), between ``Animator.keypoints`` and
+    ``Animator.render_tensor``::
+
+        value, jac = animator.keypoints(frame_rgb)
+        value, jac = smoother(value, jac, t=capture_timestamp)
+        image = to_image(animator.render_tensor(value, jac))
+    """
+
+    def __init__(self, min_cutoff: float = OneEuroConfig.min_cutoff, beta: float = OneEuroConfig.beta,
+                 enabled: bool = True) -> None:
+        self._value = OneEuroFilter(min_cutoff, beta, enabled=enabled)
+        self._jac = OneEuroFilter(min_cutoff, beta, enabled=enabled)
+
+    @property
+    def enabled(self) -> bool:
+        return self._value.enabled
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        self._value.enabled = on
+        self._jac.enabled = on
+
+    def reset(self) -> None:
+        """Forget the history (the next sample passes unchanged)."""
+        self._value.reset()
+        self._jac.reset()
+
+    def __call__(self, value: torch.Tensor, jac: torch.Tensor | None, t: float
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.enabled:
+            return value, jac
+        v = self._value(value.detach().cpu().numpy(), t)
+        value = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(value.device)
+        if jac is not None:
+            j = self._jac(jac.detach().cpu().numpy(), t)
+            jac = torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)).to(jac.device)
+        return value, jac
+
+
+@dataclass
+class LiveFrame:
+    """One avatar frame made by the session.
+
+    Attributes:
+        seq: the driving frame's capture sequence number.
+        timestamp: its capture time (``time.monotonic()``), carried to the sink.
+        avatar: the avatar frame (S, S, 3) uint8 BGR.
+        driving: the framed driving crop the model saw (S, S, 3) uint8 BGR.
+        keypoints: raw driving keypoints (K, 2) in [-1, 1].
+        smoothed: the keypoints after One Euro smoothing (what was rendered).
+        stages: milliseconds per stage of this frame.
+    """
+
+    seq: int
+    timestamp: float
+    avatar: np.ndarray
+    driving: np.ndarray
+    keypoints: np.ndarray
+    smoothed: np.ndarray
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+class _TeeStats(LatencyStats):
+    """Session-long latency statistics that also feed a short window (the overlay's current fps)."""
+
+    def __init__(self, window: int, recent: LatencyStats) -> None:
+        super().__init__(window)
+        self.recent = recent
+
+    def record(self, latency_ms: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        super().record(latency_ms, now)
+        self.recent.record(latency_ms, now)
+
+
+def display_problem() -> str | None:
+    """Why no preview window can be shown here (one sentence), or None when a display seems available."""
+    if platform.system() == "Linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display is available (DISPLAY is not set), so the preview window and its hotkeys are off."
+    return None
+
+
+class LiveSession:
+    """Runs the live pipeline: capture thread -> inference on the newest frame -> outputs.
+
+    Usage::
+
+        session = LiveSession(LiveConfig(virtual_camera=True, preview=True), animator, avatars)
+        stats = session.run()          # until q / Ctrl+C / end of video / max_frames
+        print(session.stats_line())
+
+    Args:
+        config: see :class:`LiveConfig`.
+        animator: the engine (its avatar is shown first unless ``avatars`` says otherwise).
+        avatars: the avatars keys 1-9 switch between (default: the animator's own).
+        opener: opens the capture source (inject one to simulate cameras in tests).
+        on_frame: called with every :class:`LiveFrame` after it was handed to the outputs.
+    """
+
+    def __init__(self, config: LiveConfig, animator: Animator, avatars: Sequence[Avatar] | None = None,
+                 opener: Opener | None = None, on_frame: Callable[[LiveFrame], None] | None = None) -> None:
+        self.config = config
+        self.animator = animator
+        self.avatars = list(avatars) if avatars else [animator.avatar]
+        self.avatar_index = next((i for i, a in enumerate(self.avatars) if a is animator.avatar), 0)
+        self.opener = opener
+        self.on_frame = on_frame
+        self.size = animator.model.cfg.image_size
+        self.smoother = KeypointSmoother(config.min_cutoff, config.beta, enabled=config.smoothing)
+        self.framer = FaceFramer(FramingConfig(output_size=self.size, follow_face=config.follow_face,
+                                               zoom=config.zoom, pan_x=config.pan_x, pan_y=config.pan_y))
+        self.timings = StageTimes()
+        self.recent = LatencyStats(window=60)
+        self.stats: LatencyStats = _TeeStats(1_000_000, self.recent)
+        self.mirror = config.mirror
+        self.overlay = config.overlay
+        self.capture: LatestFrameCapture | None = None
+        self.sink: VirtualCameraSink | None = None
+        self.recorder: FileRecorder | None = None
+        self.preview = False
+        self.canvas: tuple[int, int] | None = config.canvas
+        self.frames = 0          # avatar frames delivered
+        self.failed = 0          # frames skipped because a model step raised
+        self.last: LiveFrame | None = None
+        self.messages: list[str] = []
+        self.interrupted = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pending_avatar: int | None = None
+        self._calibrate = False
+        self._reset_track = False
+        self._started = False
+        self._closed = False
+        self._t_start: float | None = None
+        self._t_end: float | None = None
+        self._seen_disconnects = 0
+        self._seen_reconnects = 0
+        self._canvas_buf: np.ndarray | None = None
+        self._preview_img: np.ndarray | None = None
+        self._stdin_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ messages
+    def say(self, text: str, warning: bool = False) -> None:
+        """Print one line for the user (warnings to stderr) and keep it in :attr:`messages`."""
+        self.messages.append(text)
+        print(f"odecam live: {text}", file=sys.stderr if warning else sys.stdout, flush=True)
+
+    # ------------------------------------------------------------------ controls (thread-safe)
+    def switch_avatar(self, index: int) -> bool:
+        """Show avatar ``index`` (0-based) from the next frame on; False if there is no such avatar."""
+        if not 0 <= index < len(self.avatars):
+            self.say(f"there is no avatar {index + 1}; {len(self.avatars)} loaded (keys 1-{len(self.avatars)}).")
+            return False
+        with self._lock:
+            self._pending_avatar = index
+            self.avatar_index = index
+        self.say(f"avatar {index + 1}: {self.avatars[index].name}")
+        return True
+
+    def recalibrate(self) -> None:
+        """Take the next frame's (smoothed) driving pose as the neutral pose."""
+        with self._lock:
+            self._calibrate = True
+        if not self.animator.relative:
+            self.say("recalibration has no effect with absolute keypoints (--no-relative).")
+
+    def toggle_overlay(self) -> bool:
+        self.overlay = not self.overlay
+        return self.overlay
+
+    def toggle_mirror(self) -> bool:
+        """Flip the driving frame (or stop flipping); the neutral pose is re-taken from the next frame."""
+        with self._lock:
+            self.mirror = not self.mirror
+            self._calibrate = True
+            self._reset_track = True
+        return self.mirror
+
+    def stop(self) -> None:
+        """Ask the loop to end (thread-safe; :meth:`run` returns after the current frame)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _take_controls(self) -> tuple[int | None, bool, bool, bool]:
+        with self._lock:
+            pending = (self._pending_avatar, self._calibrate, self._reset_track, self.mirror)
+            self._pending_avatar, self._calibrate, self._reset_track = None, False, False
+        return pending
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "LiveSession":
+        """Open the outputs and the capture. Raises :class:`LiveError` (one sentence) when it cannot run."""
+        if self._started:
+            return self
+        cfg = self.config
+        if cfg.preview:
+            problem = display_problem()
+            if problem:
+                self.say(problem, warning=True)
+            else:
+                self.preview = self._open_window()
+        if cfg.record:
+            try:
+                self.recorder = FileRecorder(cfg.record, fps=cfg.fps)
+            except RecordingError as e:
+                raise LiveError(str(e)) from None
+        want_vcam = cfg.virtual_camera
+        if want_vcam:
+            # fail early (before the camera opens) when the virtual camera is the only output and none exists
+            import pyvirtualcam
+
+            if not pyvirtualcam.camera.BACKENDS and not (self.preview or self.recorder):
+                self._check_outputs(VirtualCameraUnavailable(_vcam_help()))
+        if not (want_vcam or self.preview or self.recorder):
+            raise LiveError("there is no output: pass --virtual-camera, --record OUT.mp4 or --preview "
+                            "(the preview needs a display).")
+        self.warm_up()
+        self._open_capture()
+        try:
+            self._resolve_canvas()
+            if want_vcam:
+                w, h = self.canvas
+                sink = VirtualCameraSink(SinkConfig(width=w, height=h, fps=cfg.fps, background=cfg.background,
+                                                    backend=cfg.vcam_backend, device=cfg.vcam_device),
+                                         stats=self.stats)
+                try:
+                    sink.start()
+                    self.sink = sink
+                    self.say(f"virtual camera {sink.device} ({sink.backend}), {w}x{h} at {cfg.fps:g} fps")
+                except VirtualCameraUnavailable as e:
+                    self._check_outputs(e)
+        except BaseException:
+            if self.capture is not None:
+                self.capture.stop()
+            self._close_outputs()
+            raise
+        if self.preview:
+            self.say(f"preview hotkeys: {HOTKEYS}")
+        if cfg.stdin_commands and not self.preview:
+            self._start_stdin()
+        self._started = True
+        self._t_start = time.monotonic()
+        return self
+
+    def warm_up(self) -> None:
+        """Run the model once on the avatar's own portrait, so that lazy backend set-up (graph compilation,
+        first allocations) does not stall the first live frames. The neutral pose is left alone."""
+        avatar = self.animator.avatar
+        try:
+            self.animator.keypoints(to_image(to_tensor(avatar.source_image, self.size)))
+            backend = getattr(self.animator, "backend", None)
+            if backend is not None and hasattr(backend, "run_frame"):
+                jac = avatar.jac_source if self.animator.model.cfg.keypoints.estimate_jacobian else None
+                backend.run_frame(avatar.kp_source, jac)
+        except Exception as e:  # the live loop reports and skips failing frames itself
+            log.warning("warm-up run failed (%s: %s)", type(e).__name__, e)
+        self.animator.timings.reset()
+
+    def _check_outputs(self, e: VirtualCameraUnavailable) -> None:
+        if self.preview or self.recorder:
+            rest = " and ".join(x for x, on in (("the preview", self.preview),
+                                                (f"recording to {self.config.record}", self.recorder)) if on)
+            self.say(str(e), warning=True)
+            self.say(f"carrying on without the virtual camera, with {rest}.", warning=True)
+            return
+        if self.capture is not None:
+            self.capture.stop()
+        raise LiveError(str(e)) from None
+
+    def _open_capture(self) -> None:
+        cfg = self.config
+        if cfg.video is not None:
+            cc = CaptureConfig(source=str(cfg.video), kind="file", loop=cfg.loop)
+        else:
+            w, h = cfg.camera_size or (None, None)
+            cc = CaptureConfig(source=cfg.camera, kind="camera", width=w, height=h, fps=cfg.fps)
+        self.capture = LatestFrameCapture(cc, opener=self.opener)
+        try:
+            self.capture.start()
+        except CaptureError as e:
+            self.capture = None
+            raise LiveError(str(e)) from None
+
+    def _resolve_canvas(self) -> None:
+        if self.canvas is not None:
+            return
+        assert self.capture is not None
+        deadline = time.monotonic() + 10.0
+        while self.capture.frame_size is None and time.monotonic() < deadline and not self.capture.ended:
+            time.sleep(0.01)
+        size = self.capture.frame_size
+        if size is None:
+            self.canvas = (1280, 720)
+            self.say("the camera sent no frame to take its size from; using a 1280x720 canvas.", warning=True)
+        else:
+            self.canvas = (max(2, size[0] // 2 * 2), max(2, size[1] // 2 * 2))
+
+    def close(self) -> None:
+        """Stop the capture and close every output (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._t_end is None:
+            self._t_end = time.monotonic()
+        if self.sink is not None and self.sink.running and self.last is not None:
+            time.sleep(1.5 / self.config.fps)  # let the last frame go out
+        if self.capture is not None:
+            self.capture.stop()
+        self._close_outputs()
+        if self._stdin_thread is not None:
+            self._stdin_thread.join(timeout=1.0)
+
+    def _close_outputs(self) -> None:
+        if self.sink is not None:
+            self.sink.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.preview:
+            try:
+                cv2.destroyWindow(WINDOW)
+                cv2.waitKey(1)
+            except cv2.error:
+                pass
+
+    def __enter__(self) -> "LiveSession":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        """Run until ``q``, :meth:`stop`, Ctrl+C, the end of the video or ``max_frames``; returns :meth:`stats_dict`."""
+        self.start()
+        assert self.capture is not None
+        cap = self.capture
+        max_frames = self.config.max_frames
+        waiting_since = time.monotonic()
+        warned_no_frames = False
+        try:
+            while not self._stop.is_set():
+                frame = cap.read(timeout=0.05)
+                self._watch_connection()
+                if frame is None:
+                    if cap.ended:
+                        break
+                    if (self.last is None and not warned_no_frames
+                            and time.monotonic() - waiting_since > 5.0 and cap.connected):
+                        warned_no_frames = True
+                        self.say(f"no frames from {self.config.source_name} yet; still waiting.", warning=True)
+                    self._poll_preview()
+                    continue
+                out = self.process(frame)
+                if out is not None:
+                    self.deliver(out)
+                self._poll_preview()
+                if max_frames is not None and self.frames >= max_frames:
+                    break
+                if self.sink is not None and not self.sink.running:
+                    self.say(f"the virtual camera stopped ({self.sink.error}); ending.", warning=True)
+                    break
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            self._t_end = time.monotonic()
+            self.close()
+        return self.stats_dict()
+
+    def _watch_connection(self) -> None:
+        cap = self.capture
+        if cap is None:
+            return
+        if cap.disconnects > self._seen_disconnects:
+            self._seen_disconnects = cap.disconnects
+            keep = "the virtual camera keeps showing the last frame" if self.sink else "waiting for it"
+            self.say(f"{self.config.source_name} was lost; reconnecting ({keep}).", warning=True)
+        if cap.reconnects > self._seen_reconnects:
+            self._seen_reconnects = cap.reconnects
+            with self._lock:
+                self._reset_track = True
+            self.say(f"{self.config.source_name} is back.")
+
+    def process(self, frame: CapturedFrame) -> LiveFrame | None:
+        """Driving frame -> :class:`LiveFrame`, or None when a step failed (logged, counted; frame skipped)."""
+        pending_avatar, calibrate, reset_track, mirror = self._take_controls()
+        stages: dict[str, float] = {}
+        try:
+            if pending_avatar is not None and self.avatars[pending_avatar] is not self.animator.avatar:
+                self.animator.set_avatar(self.avatars[pending_avatar])
+            if reset_track:
+                self.smoother.reset()
+                self.framer.reset()
+            t = time.perf_counter()
+            image = cv2.flip(frame.image, 1) if mirror else frame.image
+            framing = self.framer.process(image)
+            rgb = cv2.cvtColor(framing.image, cv2.COLOR_BGR2RGB)
+            t = self._stage(stages, "framing", t)
+            raw, jac = self.animator.keypoints(rgb)
+            t = self._stage(stages, "keypoints", t)
+            value, jac = self.smoother(raw, jac, frame.timestamp)
+            if calibrate:
+                self.animator.motion.set_neutral(value, jac)
+            t = self._stage(stages, "smoothing", t)
+            avatar_rgb = to_image(self.animator.render_tensor(value, jac))
+            avatar = cv2.cvtColor(avatar_rgb, cv2.COLOR_RGB2BGR)
+            self._stage(stages, "render", t)
+        except Exception as e:  # a failed model step: skip this frame, keep going
+            self.failed += 1
+            if calibrate:
+                with self._lock:
+                    self._calibrate = True  # try again on the next frame
+            if self.failed <= 3 or self.failed % 100 == 0:
+                log.warning("frame %d skipped: a model step failed (%s: %s); %d skipped so far",
+                            frame.seq, type(e).__name__, e, self.failed, exc_info=self.failed == 1)
+            return None
+        for name, ms in stages.items():
+            self.timings.add(name, ms)
+        return LiveFrame(seq=frame.seq, timestamp=frame.timestamp, avatar=avatar, driving=framing.image,
+                         keypoints=raw[0].detach().cpu().numpy(), smoothed=value[0].detach().cpu().numpy(),
+                         stages=stages)
+
+    @staticmethod
+    def _stage(stages: dict[str, float], name: str, t0: float) -> float:
+        t = time.perf_counter()
+        stages[name] = (t - t0) * 1000.0
+        return t
+
+    def deliver(self, lf: LiveFrame) -> None:
+        """Hand a frame to the virtual camera, the recorder and the preview."""
+        t = time.perf_counter()
+        if self.sink is not None:
+            self.sink.submit(lf.avatar, capture_ts=lf.timestamp)
+        if self.recorder is not None:
+            w, h = self.canvas or (lf.avatar.shape[1], lf.avatar.shape[0])
+            self._canvas_buf = letterbox(lf.avatar, w, h, self.config.background, out=self._canvas_buf)
+            try:
+                self.recorder.write(self._canvas_buf, timestamp=lf.timestamp)
+            except RecordingError as e:
+                self.say(f"{e} Recording stopped.", warning=True)
+                self.recorder.close()
+                self.recorder = None
+        if self.sink is None:
+            self.stats.record((time.monotonic() - lf.timestamp) * 1000.0)
+        if self.preview:
+            self._show(lf)
+        lf.stages["output"] = (time.perf_counter() - t) * 1000.0
+        self.timings.add("output", lf.stages["output"])
+        self.frames += 1
+        self.last = lf
+        if self.on_frame is not None:
+            self.on_frame(lf)
+
+    # ------------------------------------------------------------------ preview window
+    def _open_window(self) -> bool:
+        try:
+            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+            cv2.waitKey(1)
+            return True
+        except cv2.error as e:
+            self.say(f"OpenCV cannot open a window here ({str(e).strip().splitlines()[-1]}), so the preview "
+                     "and its hotkeys are off.", warning=True)
+            return False
+
+    def preview_image(self, lf: LiveFrame, status: str | None = None) -> np.ndarray:
+        """The preview picture: the avatar, the driving crop in a corner, the overlay when on."""
+        side = max(360, lf.avatar.shape[0])
+        img = cv2.resize(lf.avatar, (side, side), interpolation=cv2.INTER_LINEAR)
+        inset = side // 4
+        pad = max(4, side // 60)
+        img[side - inset - pad:side - pad, side - inset - pad:side - pad] = cv2.resize(
+            lf.driving, (inset, inset), interpolation=cv2.INTER_AREA)
+        if self.overlay:
+            stages = {k: v for k, v in lf.stages.items()}
+            draw_stats(img, self.recent.fps, stages)
+            lines = [f"avatar {self.avatar_index + 1}/{len(self.avatars)} {self.avatars[self.avatar_index].name}"
+                     + (" | mirror" if self.mirror else "")]
+            if status:
+                lines.append(status)
+            for i, text in enumerate(reversed(lines)):
+                y = side - pad - i * max(14, side // 24)
+                cv2.putText(img, text, (pad, y), cv2.FONT_HERSHEY_SIMPLEX, side / 900.0, (0, 0, 0), 3, cv2.LINE_AA)
+                cv2.putText(img, text, (pad, y), cv2.FONT_HERSHEY_SIMPLEX, side / 900.0, (80, 255, 80), 1,
+                            cv2.LINE_AA)
+        elif status:
+            cv2.putText(img, status, (pad, side - pad), cv2.FONT_HERSHEY_SIMPLEX, side / 900.0, (80, 255, 255), 1,
+                        cv2.LINE_AA)
+        return img
+
+    def _show(self, lf: LiveFrame) -> None:
+        status = None if self.capture is None or self.capture.connected else "camera lost - reconnecting"
+        self._preview_img = self.preview_image(lf, status)
+        try:
+            cv2.imshow(WINDOW, self._preview_img)
+        except cv2.error as e:
+            self.preview = False
+            self.say(f"the preview window failed ({type(e).__name__}); carrying on without it.", warning=True)
+
+    def _poll_preview(self) -> None:
+        if not self.preview:
+            return
+        if self.last is not None and self.capture is not None and not self.capture.connected:
+            self._show(self.last)
+        try:
+            key = cv2.waitKey(1)
+            visible = cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE)
+        except cv2.error:
+            return
+        if key != -1:
+            handle_key(self, key)
+        elif visible < 1 and self.last is not None:  # the user closed the window
+            self.stop()
+
+    # ------------------------------------------------------------------ stdin commands
+    def _start_stdin(self) -> None:
+        if os.name != "posix":
+            return
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        if os.isatty(fd):
+            self.say("type c + Enter to recalibrate, 1-9 + Enter to switch avatar, m mirror, q quit.")
+        self._stdin_thread = threading.Thread(target=self._stdin_loop, args=(fd,), name="odecam-stdin",
+                                              daemon=True)
+        self._stdin_thread.start()
+
+    def _stdin_loop(self, fd: int) -> None:
+        import select
+
+        buf = b""
+        while not self._stop.is_set():
+            try:
+                if os.isatty(fd) and os.tcgetpgrp(fd) != os.getpgrp():
+                    time.sleep(0.2)  # a background job must not read the terminal (SIGTTIN)
+                    continue
+                ready, _, _ = select.select([fd], [], [], 0.2)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1024)
+            except (OSError, ValueError):
+                return
+            if not chunk:
+                return  # end of input
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode(errors="replace").strip()
+                if text:
+                    handle_key(self, text)
+
+    # ------------------------------------------------------------------ statistics
+    def stats_dict(self) -> dict:
+        """JSON-able statistics: capture-to-sink latency, achieved fps, per-stage p50/p95/p99, counters."""
+        lat = self.stats.as_dict()
+        end = self._t_end if self._t_end is not None else time.monotonic()
+        seconds = (end - self._t_start) if self._t_start is not None else 0.0
+        pct = self.timings.percentiles()
+        model = self.animator.timings.percentiles()
+        d: dict = {
+            "frames": self.frames,
+            "failed": self.failed,
+            "seconds": round(seconds, 3),
+            "fps": lat["fps"],
+            "p50_ms": lat["p50_ms"],
+            "p95_ms": lat["p95_ms"],
+            "p99_ms": lat["p99_ms"],
+            "mean_ms": lat["mean_ms"],
+            "max_ms": lat["max_ms"],
+            "latency_frames": lat["frames"],
+            "latency_measured_at": "virtual camera" if self.sink is not None else "outputs",
+            "stages_ms": {k: {q: round(v[q], 3) for q in ("p50", "p95", "p99")} for k, v in pct.items()},
+            "model_stages_ms": {k: {q: round(v[q], 3) for q in ("p50", "p95", "p99")} for k, v in model.items()
+                                if k not in ("keypoints", "total")},
+            "ode_fallbacks": self.animator.ode_fallbacks,
+            "canvas": list(self.canvas) if self.canvas else None,
+        }
+        if self.capture is not None:
+            d["capture"] = {"frames": self.capture.frames_captured, "dropped": self.capture.dropped,
+                            "disconnects": self.capture.disconnects, "reconnects": self.capture.reconnects}
+        if self.sink is not None:
+            sent = self.sink.frames_sent
+            d["virtual_camera"] = {"device": self.sink.device, "frames_sent": sent, "new_frames": self.sink.new_frames,
+                                   "repeats": self.sink.repeats, "fps": sent / seconds if seconds > 0 else 0.0}
+        if self.recorder is not None or self.config.record:
+            d["recorded_frames"] = self.recorder.frames_written if self.recorder is not None else None
+        return _jsonable(d)
+
+    def stats_line(self) -> str:
+        """One line: frames, achieved fps, capture-to-sink latency p50/p95/p99, per-stage p50."""
+        d = self.stats_dict()
+
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f} ms"
+
+        stages = " ".join(f"{k} {v['p50']:.1f}" for k, v in d["stages_ms"].items())
+        return (f"{d['frames']} frames in {d['seconds']:.1f} s, {d['fps']:.1f} fps achieved | capture->sink latency "
+                f"p50 {ms(d['p50_ms'])}, p95 {ms(d['p95_ms'])}, p99 {ms(d['p99_ms'])} | skipped {d['failed']} "
+                f"failed frames | stages p50 ms: {stages}")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (np.floating, np.integer)):
+        return _jsonable(obj.item())
+    return obj
+
+
+def _vcam_help() -> str:
+    from odecam.realtime.virtual_camera import virtual_camera_help
+
+    return virtual_camera_help()
+
+
+def handle_key(session: LiveSession, key: int | str | None) -> str | None:
+    """Apply one hotkey to ``session``; returns what it did (``"avatar 2"``, ``"recalibrate"``,
+    ``"overlay off"``, ``"mirror on"``, ``"quit"``) or None for a key without a meaning.
+
+    ``key`` is a ``cv2.waitKey`` code (-1 = none) or a string (its first character counts).
+    """
+    if key is None:
+        return None
+    if isinstance(key, str):
+        if not key:
+            return None
+        code = ord(key[0])
+    else:
+        if key < 0:
+            return None
+        code = key & 0xFF
+    ch = chr(code).lower() if code < 128 else ""
+    if code == _ESC or ch == "q":
+        session.stop()
+        return "quit"
+    if "1" <= ch <= "9":
+        index = int(ch) - 1
+        return f"avatar {index + 1}" if session.switch_avatar(index) else None
+    if ch == "c":
+        session.recalibrate()
+        session.say("recalibrating: the next frame's pose is the neutral pose.")
+        return "recalibrate"
+    if ch == "o":
+        return f"overlay {'on' if session.toggle_overlay() else 'off'}"
+    if ch == "m":
+        on = session.toggle_mirror()
+        session.say(f"mirror {'on' if on else 'off'} (recalibrating).")
+        return f"mirror {'on' if on else 'off'}"
+    return None
