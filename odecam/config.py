@@ -88,6 +88,7 @@ class GeneratorConfig:
     estimate_occlusion: bool = True
     first_kernel: int = 7
     final_kernel: int = 7
+    image_skip: bool = False  # odecam addition: blend the fused motion-warped view images into the output
 
 
 @dataclass
@@ -188,7 +189,7 @@ def lite() -> ModelConfig:
         appearance=AppearanceConfig(hidden=16, num_blocks=2, depthwise=True),
         generator=GeneratorConfig(
             block_expansion=16, max_features=64, num_down_blocks=2, num_bottleneck_blocks=1, depthwise=True,
-            final_kernel=3,
+            final_kernel=3, image_skip=True,
         ),
     )
 
@@ -206,7 +207,8 @@ def tiny() -> ModelConfig:
                                   head_kernel=3, antialias=False),
         evolution=EvolutionConfig(hidden=8, num_layers=2, context_channels=4, steps=2),
         appearance=AppearanceConfig(hidden=8, num_blocks=1),
-        generator=GeneratorConfig(block_expansion=8, max_features=32, num_down_blocks=2, num_bottleneck_blocks=1),
+        generator=GeneratorConfig(block_expansion=8, max_features=32, num_down_blocks=2, num_bottleneck_blocks=1,
+                                  image_skip=True),
     )
 
 

@@ -110,7 +110,7 @@ def test_first_order_with_jacobians_exports_to_onnx(tmp_path):
         model.kp_detector.jacobian.weight.normal_(0, 0.05)
     export_model(model, tmp_path, "onnx", graphs=("keypoints", "frame"))
     ex, ref = _eager(model)
-    assert len(ex["frame"]) == 7  # kp, jac, features, kp_view, jac_view, image_small, heat_view
+    assert len(ex["frame"]) == 8  # kp, jac, features, kp_view, jac_view, image_small, heat_view, view_image
     for graph in ("keypoints", "frame"):
         outs = _ort_run(tmp_path / f"{graph}.onnx", ex[graph])
         assert np.abs(outs[0] - ref[graph][0].numpy()).max() <= TOL

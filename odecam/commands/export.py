@@ -70,18 +70,14 @@ def check_export(model, out_dir: str | Path, num_views: int) -> float:
     import torch
 
     from odecam.engine.backends import load_backend
-    from odecam.export.graphs import FrameGraph, example_inputs, has_jacobian
+    from odecam.export.graphs import STATE_KEYS, FrameGraph, avatar_names, example_inputs, has_jacobian
 
     backend = load_backend(out_dir)
     ex = example_inputs(model, num_views)["frame"]
     with torch.no_grad():
         ref = FrameGraph(model, num_views, backend.ode_steps)(*ex)[0]
     k = 2 if has_jacobian(model) else 1
-    state = {"features": ex[k], "kp": ex[k + 1]}
-    rest = ex[k + 2:]
-    if has_jacobian(model):
-        state["jacobian"], rest = rest[0], rest[1:]
-    state["image_small"], state["heat_view"] = rest
+    state = {STATE_KEYS[n]: t for n, t in zip(avatar_names(model), ex[k:])}
     backend.prepare(state)
     out, _ = backend.run_frame(ex[0], ex[1] if k == 2 else None)
     return float((out.cpu() - ref.cpu()).abs().max())

@@ -25,10 +25,10 @@ from odecam.model import MotionTransferModel
 from odecam.model.geometry import make_coordinate_grid
 
 #: avatar state tensors, in the order the avatar graph returns them and the frame graph takes them
-AVATAR_OUTPUTS = ("features", "kp_view", "jac_view", "image_small", "heat_view")
+AVATAR_OUTPUTS = ("features", "kp_view", "jac_view", "image_small", "heat_view", "view_image")
 #: state keys of :meth:`MotionTransferModel.prepare_views` for each avatar output
 STATE_KEYS = {"features": "features", "kp_view": "kp", "jac_view": "jacobian", "image_small": "image_small",
-              "heat_view": "heat_view"}
+              "heat_view": "heat_view", "view_image": "image"}
 
 
 def has_jacobian(model: MotionTransferModel) -> bool:
@@ -37,7 +37,9 @@ def has_jacobian(model: MotionTransferModel) -> bool:
 
 def avatar_names(model: MotionTransferModel) -> list[str]:
     """The avatar state tensors of this model (no ``jac_view`` without jacobians)."""
-    return [n for n in AVATAR_OUTPUTS if n != "jac_view" or has_jacobian(model)]
+    skip = bool(model.cfg.generator.image_skip)
+    return [n for n in AVATAR_OUTPUTS
+            if (n != "jac_view" or has_jacobian(model)) and (n != "view_image" or skip)]
 
 
 def keypoint_names(model: MotionTransferModel) -> list[str]:

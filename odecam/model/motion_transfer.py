@@ -49,7 +49,8 @@ class MotionTransferModel(nn.Module):
         """views (B, V, 3, H, W) in [0, 1] (view 0 = source) -> the avatar state, flattened to B*V:
 
         'features' (B*V, C, h, w), 'kp' (B*V, K, 2), 'jacobian' (B*V, K, 2, 2) if estimated,
-        'image_small' (B*V, 3, h_m, w_m), 'heat_view' (B*V, K, h_m, w_m), 'grid' (h_m, w_m, 2).
+        'image_small' (B*V, 3, h_m, w_m), 'heat_view' (B*V, K, h_m, w_m), 'grid' (h_m, w_m, 2),
+        'image' (B*V, 3, H, W) when the generator's image skip is on.
         """
         check_images(views, "views", ndim=5)
         b, v = views.shape[:2]
@@ -59,6 +60,8 @@ class MotionTransferModel(nn.Module):
         if "jacobian" in kp:
             state["jacobian"] = kp["jacobian"]
         state.update(self.generator.dense_motion_network.prepare_view(flat, kp["value"]))
+        if self.cfg.generator.image_skip:
+            state["image"] = flat
         return state
 
     # -- per frame -------------------------------------------------------------------------------
@@ -90,7 +93,8 @@ class MotionTransferModel(nn.Module):
         with timer("appearance"):
             out, aux = g.fuse(warped, ident, occlusion, cm.confidence, num_views)
         with timer("decoder"):
-            prediction = g.decode(out)
+            skip = g.warp_images(state["image"], displacement, aux["weights"]) if "image" in state else None
+            prediction = g.decode(out, skip)
         return {"prediction": prediction, "ode_ok": ode_ok, "coarse": cm.displacement,
                 "displacement": displacement, "occlusion": occlusion, **aux}
 
