@@ -9,6 +9,8 @@ COMMANDS = [
     "export",
     "bench",
     "serve",
+    "send",
+    "receive",
     "train",
     "eval",
 ]

@@ -1,0 +1,154 @@
+"""``odecam send``: the sending end of a keypoint-only call.
+
+Reads a camera (or a video file), runs the keypoint detector F_K on each frame and sends only the
+keypoints, about 9 kbit/s, to ``odecam receive`` over a WebRTC data channel; optionally sends the avatar
+portrait once (``--avatar``). Reconnects when the connection fails. See
+:mod:`odecam.realtime.keypoint_call`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from odecam.commands.receive import _seconds
+from odecam.commands.serve import TOKEN_ENV, _positive
+
+NAME = "send"
+HELP = "send your face's keypoints (not video) from a camera or video file to odecam receive"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", required=True, metavar="URL",
+                   help="the receiver's address, as odecam receive printed it (http://HOST:PORT)")
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                   help=f"the receiver's access token (default: ${TOKEN_ENV})")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", default=None, metavar="INDEX|DEVICE",
+                     help="camera to read (default: 0, the first camera)")
+    src.add_argument("--video", metavar="FILE", help="read this video file instead of a camera (played in real time)")
+    p.add_argument("--loop", action="store_true", help="play --video again from the start when it ends")
+    p.add_argument("--avatar", metavar="IMAGE",
+                   help="a JPEG or PNG portrait for the receiver to show (default: the receiver's own avatar)")
+    p.add_argument("--framing", choices=["face", "center"], default=None,
+                   help="crop: follow the face, or the centre square (default: face for a camera, "
+                        "center for a video file)")
+    p.add_argument("--max-frames", type=_positive, help="stop after sending this many frames")
+    p.add_argument("--max-seconds", type=_seconds, help="stop after this many seconds")
+    p.add_argument("--connect-timeout", type=_seconds, default=30.0,
+                   help="give up when no connection opens for this many seconds (default: 30)")
+    p.add_argument("--no-reconnect", action="store_true", help="stop when the connection fails instead of "
+                                                               "reconnecting")
+    p.add_argument("--stun", action="append", default=[], metavar="URL",
+                   help="STUN/TURN server URL when the receiver is on another network (repeatable)")
+    p.add_argument("--stats-json", metavar="PATH", help="write the sender's counters here at exit")
+    p.add_argument("--checkpoint", help="model weights (.safetensors), the same as the receiver's; "
+                                        "default: the best installed")
+    p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
+    p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads for F_K (default: 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import signal
+    from pathlib import Path
+
+    import cv2
+    import torch
+
+    from odecam import assets
+    from odecam.engine import Animator, Avatar
+    from odecam.engine.images import load_image
+    from odecam.engine.video import open_video
+    from odecam.engine.weights import load_model
+    from odecam.errors import OdecamError
+    from odecam.realtime.capture import CaptureConfig, LatestFrameCapture
+
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        raise OdecamError("odecam send needs the aiohttp package, which is not installed; "
+                          "run: pip install aiohttp") from None
+    from odecam.realtime.keypoint_call import (AvatarRefused, KeypointSender, animator_extractor,
+                                               decode_avatar_image, offer_url)
+    from odecam.realtime.webrtc_server import check_token
+
+    if not args.token:
+        raise OdecamError(f"--token is required: pass the token odecam receive printed (or set ${TOKEN_ENV}).")
+    token = check_token(args.token)
+    offer_url(args.to)  # a clear error now for a bad address
+    if args.loop and not args.video:
+        raise OdecamError("--loop applies to --video files only.")
+    if args.stats_json and not Path(args.stats_json).resolve().parent.is_dir():
+        raise OdecamError(f"--stats-json: the folder of {args.stats_json!r} does not exist.")
+    avatar_bytes = None
+    if args.avatar:
+        path = Path(args.avatar)
+        if not path.is_file():
+            raise OdecamError(f"--avatar file {args.avatar!r} does not exist; check the path.")
+        avatar_bytes = path.read_bytes()
+        try:
+            portrait = decode_avatar_image(avatar_bytes)
+        except AvatarRefused as exc:
+            raise OdecamError(f"--avatar {args.avatar!r}: {exc}.") from None
+    else:
+        portrait = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
+    if args.video:
+        open_video(args.video).release()  # a clear error now rather than after connecting
+        config = CaptureConfig(source=args.video, kind="file", loop=args.loop)
+    else:
+        config = CaptureConfig(source=args.camera if args.camera is not None else 0, kind="camera")
+    framing = args.framing or ("center" if args.video else "face")
+
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.checkpoint, args.preset)
+    model = loaded.model
+    animator = Animator(model, Avatar(model, portrait, name="sender"))  # only its F_K is used
+    if framing == "face":
+        from odecam.realtime.framing import FaceFramer, FramingConfig
+
+        framer = FaceFramer(FramingConfig(output_size=model.cfg.image_size))
+
+        def prepare(bgr):
+            return cv2.cvtColor(framer.process(bgr).image, cv2.COLOR_BGR2RGB)
+    else:
+        prepare = None  # BGR -> RGB; the engine takes the centre square
+
+    sender = KeypointSender(args.to, token, LatestFrameCapture(config), animator_extractor(animator),
+                            num_kp=model.cfg.keypoints.num_kp,
+                            with_jacobian=bool(model.cfg.keypoints.estimate_jacobian), prepare=prepare,
+                            avatar_bytes=avatar_bytes, avatar_name=Path(args.avatar).stem if args.avatar else "remote",
+                            model_name=model.cfg.name, max_frames=args.max_frames,
+                            reconnect=not args.no_reconnect, connect_timeout=args.connect_timeout,
+                            ice_servers=args.stun)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        if args.max_seconds:
+            loop.call_later(args.max_seconds, stop.set)
+        print(f"odecam send: weights: {loaded.description}")
+        print(f"odecam send: {'video ' + args.video if args.video else 'camera ' + str(config.source)} -> "
+              f"{sender.offer_url} (Ctrl+C to stop)", flush=True)
+        await sender.run(stop)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    stats = sender.stats.as_dict()
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps({"stats": stats, "error": sender.error,
+                                                     "remote_errors": sender.remote_errors}, indent=2) + "\n")
+    kbps = f", {stats['payload_kbps']:.1f} kbit/s payload" if stats["payload_kbps"] else ""
+    print(f"odecam send: {stats['frames_sent']} frames sent ({stats['keyframes']} key frames, "
+          f"{stats['bytes_sent']} bytes{kbps}), {stats['connections']} connection(s)")
+    if sender.error:
+        raise OdecamError(sender.error)
+    return 0
