@@ -168,3 +168,29 @@ def _demo(tmp_path, capsys):
     assert (tmp_path / "d.mp4").exists()
     rc = main(["demo", "--preset", "tiny", "--backend", "coreml", "-o", str(tmp_path / "e.mp4")])
     assert rc == 2 and "unknown backend 'coreml'" in capsys.readouterr().err
+
+
+def test_bench_command_writes_json_table_and_plots(tmp_path, capsys):
+    import json
+
+    threads = torch.get_num_threads()
+    try:
+        rc = main(["bench", "--preset", "tiny", "--backend", "torch", "torchscript", "--ode-steps", "1", "2",
+                   "--refs", "0", "1", "--frames", "3", "--warmup", "1", "-o", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert rc == 0 and "GFLOP" in out and "p99" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    runs = data["runs"]
+    assert len(runs) == 2 * 2 * 2 and not [r for r in runs if "error" in r]
+    eager = [r for r in runs if r["backend"] == "torch"][0]
+    assert {"keypoints", "coarse_motion", "ode", "warp", "appearance", "decoder"} <= set(eager["stages"])
+    assert set(eager["stages"]["ode"]) >= {"p50", "p95", "p99"}
+    assert eager["gflops"]["per_frame"] > 0 and eager["floor_ms"] > 0 and eager["params"]["total"] > 0
+    assert data["conv_throughput"]["best"] > 0 and data["machine"]["cpu"]
+    assert all(r["max_abs_err_vs_eager"] <= TOL for r in runs)
+    for png in ("stages.png", "fps_vs_steps.png", "fps_vs_refs.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    rc = main(["bench", "--backend", "coreml", "-o", str(tmp_path)])
+    assert rc == 2 and "unknown backend" in capsys.readouterr().err

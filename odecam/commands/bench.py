@@ -124,7 +124,6 @@ def conv_throughput(threads: int, channels: int = 64, size: int = 64, repeats: i
     with torch.no_grad():
         out["torch"] = gflop / best(lambda: conv(x))
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
 
@@ -139,7 +138,6 @@ def conv_throughput(threads: int, channels: int = 64, size: int = 64, repeats: i
         sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         xn = x.numpy()
         out["onnxruntime"] = gflop / best(lambda: sess.run(None, {"x": xn}))
-        del onnx
     except ImportError:
         pass
     out["best"] = max(v for k, v in out.items() if k in ("torch", "onnxruntime"))
@@ -250,8 +248,21 @@ def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float 
     rec["total"] = pct["total"]
     rec["fps_p50"] = 1000.0 / pct["total"]["p50"]
     rec["ode_fallbacks"] = animator.ode_fallbacks
+    rec["max_abs_err_vs_eager"] = parity_error(model, avatar, backend, steps)
     rec["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return rec
+
+
+def parity_error(model, avatar, backend, ode_steps: int) -> float:
+    """Max abs error of the backend's frame against fp32 eager, for the avatar's own pose moved a little."""
+    import torch
+
+    kp = avatar.kp_source + 0.05
+    jac = avatar.jac_source
+    with torch.no_grad():
+        want = model.animate(avatar.state, kp, jac, num_views=avatar.num_views, ode_steps=ode_steps)["prediction"]
+    got, _ = backend.run_frame(kp, jac)
+    return float((got.float().cpu() - want.float().cpu()).abs().max())
 
 
 def run_cases(cases: list[Case], log=print, **kwargs: Any) -> list[dict[str, Any]]:
@@ -287,18 +298,26 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                     for k, v in best.items()}}
     from odecam.config import preset as make_preset
 
+    lite_key = f"lite N=1 steps={make_preset('lite').evolution.steps}"
     for n in (1, 0):
-        lite_key = f"lite N={n} steps={make_preset('lite').evolution.steps}"
         vox_key = f"vox256 N={n} steps={make_preset('vox256').evolution.steps}"
         if lite_key in best and vox_key in best:
             out[f"lite_over_vox256_N{n}"] = best[lite_key]["fps_p50"] / best[vox_key]["fps_p50"]
+    targets = {}
+    if lite_key in best and best[lite_key].get("device", "").find("CUDA") < 0:
+        targets["lite_N1_fps_p50"] = {"value": best[lite_key]["fps_p50"], "backend": best[lite_key]["backend"],
+                                      "target": 25.0, "met": best[lite_key]["fps_p50"] >= 25.0}
+    if "lite_over_vox256_N1" in out:
+        targets["lite_over_vox256"] = {"value": out["lite_over_vox256_N1"], "target": 20.0,
+                                       "met": out["lite_over_vox256_N1"] >= 20.0}
+    out["targets"] = targets
     return out
 
 
 # -- output ------------------------------------------------------------------------------------------
 def format_table(runs: list[dict[str, Any]]) -> str:
     head = (f"{'preset':8} {'backend':12} {'steps':>5} {'N':>2} {'params':>7} {'GFLOP':>7} {'floor':>6} "
-            f"{'p50':>7} {'p95':>7} {'p99':>7} {'fps':>6}  stages p50 ms")
+            f"{'p50':>7} {'p95':>7} {'p99':>7} {'fps':>6} {'err':>7}  stages p50 ms")
     lines = [head, "-" * len(head)]
     for r in runs:
         if "error" in r:
@@ -310,7 +329,8 @@ def format_table(runs: list[dict[str, Any]]) -> str:
         floor = f"{r['floor_ms']:.1f}" if "floor_ms" in r else "-"
         lines.append(f"{r['preset']:8} {r['backend']:12} {r['ode_steps']:>5} {r['num_refs']:>2} "
                      f"{r['params']['total'] / 1e6:>6.2f}M {r['gflops']['per_frame']:>7.2f} {floor:>6} "
-                     f"{t['p50']:>7.1f} {t['p95']:>7.1f} {t['p99']:>7.1f} {r['fps_p50']:>6.1f}  {stages}")
+                     f"{t['p50']:>7.1f} {t['p95']:>7.1f} {t['p99']:>7.1f} {r['fps_p50']:>6.1f} "
+                     f"{r.get('max_abs_err_vs_eager', float('nan')):>7.1e}  {stages}")
     return "\n".join(lines)
 
 

@@ -70,14 +70,14 @@ def check_export(model, out_dir: str | Path, num_views: int) -> float:
     import torch
 
     from odecam.engine.backends import load_backend
-    from odecam.export.graphs import STATE_KEYS, FrameGraph, avatar_names, example_inputs, has_jacobian
+    from odecam.export.graphs import STATE_KEYS, FrameGraph, avatar_names, example_inputs, frame_input_names
 
     backend = load_backend(out_dir)
     ex = example_inputs(model, num_views)["frame"]
     with torch.no_grad():
         ref = FrameGraph(model, num_views, backend.ode_steps)(*ex)[0]
-    k = 2 if has_jacobian(model) else 1
-    state = {STATE_KEYS[n]: t for n, t in zip(avatar_names(model), ex[k:])}
+    named = dict(zip(frame_input_names(model), ex))
+    state = {STATE_KEYS[n]: named[n] for n in avatar_names(model)}
     backend.prepare(state)
-    out, _ = backend.run_frame(ex[0], ex[1] if k == 2 else None)
+    out, _ = backend.run_frame(named["kp_driving"], named.get("jac_driving"))
     return float((out.cpu() - ref.cpu()).abs().max())

@@ -186,7 +186,9 @@ class _GraphBackend(Backend):
         self.jacobian = bool(self.cfg.keypoints.estimate_jacobian)
         from odecam.export.graphs import AVATAR_OUTPUTS
 
-        self.avatar_inputs = [n for n in AVATAR_OUTPUTS if n != "jac_view" or self.jacobian]
+        image_skip = bool(getattr(self.cfg.generator, "image_skip", False))
+        self.avatar_inputs = [n for n in AVATAR_OUTPUTS
+                              if (n != "jac_view" or self.jacobian) and (n != "view_image" or image_skip)]
 
     def _graph_file(self, graph: str) -> Path:
         f = self.manifest["graphs"].get(graph, {}).get("file")
