@@ -414,6 +414,7 @@ def _free_port() -> int:
     (["send", "--to", "http://127.0.0.1:9", "--token", TOKEN, "--video", "missing.mp4"], "does not exist"),
     (["receive", "--token", "short"], "--token must be 8 to 256"),
     (["receive", "--record", "/no/such/folder/out.mp4"], "does not exist"),
+    (["receive", "--cert", "/no/such/cert.pem"], "does not exist"),
 ])
 def test_cli_errors(argv, match, capsys, monkeypatch):
     monkeypatch.delenv("ODECAM_TOKEN", raising=False)

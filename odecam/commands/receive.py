@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"port to listen on (default: {DEFAULT_PORT}; 0: any free port)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help=f"access token the sender must present (default: ${TOKEN_ENV}, else a random one, printed)")
+    p.add_argument("--cert", help="TLS certificate (PEM): serve the signalling endpoint over https (the call "
+                                  "itself is always DTLS-encrypted; https also protects the token)")
+    p.add_argument("--key", help="TLS private key (PEM) for --cert")
     p.add_argument("--stun", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL for senders on other networks (repeatable; default: none)")
     p.add_argument("--max-seconds", type=_seconds, help="stop after this many seconds")
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from odecam.commands.serve import load_avatars
+    from odecam.commands.serve import _ssl_context, load_avatars
     from odecam.engine.weights import load_model
     from odecam.errors import OdecamError
 
@@ -162,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     token = check_token(args.token) if args.token else new_token()
+    ssl_context = _ssl_context(args.cert, args.key)
     stop_holder: list = []
     outputs = _Outputs(lambda: stop_holder and stop_holder[0].set())
     outputs.open(args)
@@ -180,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         stop_holder.append(stop)
-        running = await start_receiver(receiver, args.host, args.port)
+        running = await start_receiver(receiver, args.host, args.port, ssl_context)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

@@ -796,13 +796,14 @@ def _json_errors_middleware():
     return middleware
 
 
-async def start_receiver(receiver: KeypointReceiver, host: str = "127.0.0.1", port: int = 8765):
-    """Start the render loop and bind the signalling endpoint -> :class:`~odecam.realtime.webrtc_server.Running`."""
+async def start_receiver(receiver: KeypointReceiver, host: str = "127.0.0.1", port: int = 8765, ssl_context=None):
+    """Start the render loop and bind the signalling endpoint -> :class:`~odecam.realtime.webrtc_server.Running`
+    (raises :class:`OdecamError` when the address cannot be bound)."""
     from odecam.realtime.webrtc_server import start
 
     await receiver.start()
     try:
-        return await start(receiver, host, port)
+        return await start(receiver, host, port, ssl_context)
     except BaseException:
         await receiver.close()
         raise
