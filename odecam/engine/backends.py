@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from odecam.errors import OdecamError
+from odecam.export import exporter as _exporter, graphs as _graphs, onnx as _onnx  # noqa: F401  (code digest)
 from odecam.export.options import ALIASES, BACKENDS, PRECISIONS, add_backend_arguments  # noqa: F401
 from odecam.model import MotionTransferModel
 
@@ -235,7 +236,8 @@ def onnx_cache_dir() -> Path:
 
 def _code_digest() -> str:
     """Digest of the code that shapes an exported graph (odecam.model, odecam.export), so that a cached
-    export is never reused after that code changed."""
+    export is never reused after that code changed. Taken once, when this module is imported (with the
+    modules it exports), so a process keeps the digest of the code it runs."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for sub in ("model", "export"):
@@ -245,9 +247,12 @@ def _code_digest() -> str:
     return h.hexdigest()[:16]
 
 
+_CODE_DIGEST = _code_digest()
+
+
 def _model_digest(model: MotionTransferModel) -> str:
     h = hashlib.sha256(model.cfg.to_json().encode())
-    h.update(_code_digest().encode())
+    h.update(_CODE_DIGEST.encode())
     for k, v in model.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
