@@ -33,7 +33,7 @@ from odecam.config import ModelConfig
 from odecam.model.appearance_flow import AppearanceFlow
 from odecam.model.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from odecam.model.coarse_motion import CoarseMotion
-from odecam.model.geometry import make_coordinate_grid, resize_grid, warp
+from odecam.model.geometry import identity_grid, resize_grid, warp
 from odecam.model.motion_evolution import MotionEvolution
 
 
@@ -98,7 +98,7 @@ class Generator(nn.Module):
         the view weights (B, V, 1, h, w) -> (B, 3, H, W)."""
         bv, c, h, w = images.shape
         b, v = weights.shape[:2]
-        grid_m = make_coordinate_grid(displacement.shape[2], displacement.shape[3], images.dtype, images.device)
+        grid_m = identity_grid(displacement.shape[2], displacement.shape[3], images)
         sampling = resize_grid(grid_m[None] + displacement.permute(0, 2, 3, 1), h, w)
         warped = warp(images, sampling).view(b, v, c, h, w)
         if v == 1:
@@ -115,12 +115,12 @@ class Generator(nn.Module):
         occlusion resized to (V, 1, h, w) or None).
         """
         h, w = features.shape[2:]
-        grid_m = make_coordinate_grid(displacement.shape[2], displacement.shape[3], features.dtype, features.device)
+        grid_m = identity_grid(displacement.shape[2], displacement.shape[3], features)
         sampling = resize_grid(grid_m[None] + displacement.permute(0, 2, 3, 1), h, w)
         warped = warp(features, sampling)
         if occlusion is not None and occlusion.shape[2:] != (h, w):
             occlusion = F.interpolate(occlusion, size=(h, w), mode="bilinear", align_corners=False)
-        ident = grid_m if grid_m.shape[:2] == (h, w) else make_coordinate_grid(h, w, features.dtype, features.device)
+        ident = identity_grid(h, w, features)
         return warped, ident, occlusion
 
     def fuse(self, warped: torch.Tensor, ident: torch.Tensor, occlusion: torch.Tensor | None,

@@ -23,6 +23,20 @@ def make_coordinate_grid(h: int, w: int, dtype: torch.dtype = torch.float32,
     return torch.stack([xx, yy], dim=-1)
 
 
+_GRIDS: dict[tuple, torch.Tensor] = {}
+
+
+def identity_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """:func:`make_coordinate_grid` cached per (h, w, dtype, device), so the per-frame path allocates none.
+    The grid is a constant: never modify it in place."""
+    key = (h, w, like.dtype, like.device)
+    grid = _GRIDS.get(key)
+    if grid is None:
+        with torch.inference_mode(False):
+            grid = _GRIDS[key] = make_coordinate_grid(h, w, like.dtype, like.device)
+    return grid
+
+
 def kp2gaussian(kp: torch.Tensor, grid: torch.Tensor, kp_variance: float) -> torch.Tensor:
     """Gaussian heatmaps around keypoints.
 

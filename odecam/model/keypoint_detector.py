@@ -13,7 +13,7 @@ from torch import nn
 
 from odecam.config import KeypointConfig
 from odecam.model.blocks import Hourglass, downsampler
-from odecam.model.geometry import make_coordinate_grid, soft_argmax
+from odecam.model.geometry import identity_grid, soft_argmax
 
 
 class KeypointDetector(nn.Module):
@@ -34,15 +34,6 @@ class KeypointDetector(nn.Module):
         else:
             self.jacobian = None
         self.down = downsampler(num_channels, cfg.scale_factor, cfg.antialias)
-        self._grid_cache: dict[tuple, torch.Tensor] = {}
-
-    def _grid(self, h: int, w: int, ref: torch.Tensor) -> torch.Tensor:
-        key = (h, w, ref.dtype, ref.device)
-        grid = self._grid_cache.get(key)
-        if grid is None:
-            grid = make_coordinate_grid(h, w, ref.dtype, ref.device)
-            self._grid_cache[key] = grid
-        return grid
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """image (B, 3, H, W) -> {'value': (B, K, 2), 'jacobian': (B, K, 2, 2) if estimated}."""
@@ -51,7 +42,7 @@ class KeypointDetector(nn.Module):
         logits = self.kp(feature_map)
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.view(b, k, h * w) / self.cfg.temperature, dim=2).view(b, k, h, w)
-        out = {"value": soft_argmax(heatmap, self._grid(h, w, logits))}
+        out = {"value": soft_argmax(heatmap, identity_grid(h, w, logits))}
         if self.jacobian is not None:
             jac_map = self.jacobian(feature_map).view(b, k, 4, h, w)
             jac = (jac_map * heatmap.unsqueeze(2)).sum(dim=(3, 4))
