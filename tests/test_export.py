@@ -215,3 +215,19 @@ def test_cli_export_torchscript_with_check(tmp_path, capsys):
     assert (tmp_path / "ts" / "frame.pt").exists() and (tmp_path / "ts" / "manifest.json").exists()
     err = float(out.split("max abs error")[1].split()[0])
     assert err <= TOL
+
+
+def test_export_leaves_eager_untouched(tmp_path):
+    """Exporting traces with fake tensors; nothing of that may leak into caches that eager calls use."""
+    from odecam.model import geometry
+
+    geometry._GRIDS.clear()  # the frame graph's grids are first created while exporting
+    model = _model(preset("tiny"))
+    export_model(model, tmp_path, "onnx", graphs=("frame",))
+    ex = example_inputs(model, seed=5)["frame"]
+    with torch.no_grad():
+        out = FrameGraph(model)(*ex)[0]
+    assert 0.0 <= float(out.min()) <= float(out.max()) <= 1.0
+    from torch._subclasses.fake_tensor import is_fake
+
+    assert not any(is_fake(g) for g in geometry._GRIDS.values())

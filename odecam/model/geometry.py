@@ -29,12 +29,23 @@ _GRIDS: dict[tuple, torch.Tensor] = {}
 def identity_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """:func:`make_coordinate_grid` cached per (h, w, dtype, device), so the per-frame path allocates none.
     The grid is a constant: never modify it in place."""
+    if _tracing(like):  # inside torch.export / dynamo / jit tracing: a graph constant, never cached
+        return make_coordinate_grid(h, w, like.dtype, like.device)
     key = (h, w, like.dtype, like.device)
     grid = _GRIDS.get(key)
     if grid is None:
         with torch.inference_mode(False):
             grid = _GRIDS[key] = make_coordinate_grid(h, w, like.dtype, like.device)
     return grid
+
+
+def _tracing(like: torch.Tensor) -> bool:
+    """True while an exporter traces (its fake tensors must not leak into the cache and later eager calls)."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(like)
 
 
 def kp2gaussian(kp: torch.Tensor, grid: torch.Tensor, kp_variance: float) -> torch.Tensor:
