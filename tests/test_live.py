@@ -416,7 +416,8 @@ def _read_video(path: Path) -> list[np.ndarray]:
 
 def test_cli_records_with_stats_without_camera_or_display(tmp_path) -> None:
     out = tmp_path / "out.mp4"
-    p = _cli(["--video", carphone_path(), "--record", str(out), "--max-frames", "60", "--stats", "--preset", "tiny"])
+    p = _cli(["--video", carphone_path(), "--loop", "--record", str(out), "--max-frames", "60", "--stats",
+              "--preset", "tiny"])  # --loop: under load, newest-only capture may drop frames before 60 are made
     assert p.returncode == 0, p.stdout + p.stderr
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("odecam live: stats: "))
     m = re.search(r"([\d.]+) fps achieved \| capture->sink latency p50 ([\d.]+) ms, p95 ([\d.]+) ms, "
