@@ -10,7 +10,7 @@ import torch
 from odecam.training.trainer import TrainConfig, Trainer, plot_losses, weights_digest
 
 TINY = {
-    "model": "tiny", "num_refs": 1, "batch_size": 2, "steps": 4, "checkpoint_every": 2, "log_every": 1,
+    "model": "tiny", "num_refs": 1, "random_refs": True, "batch_size": 2, "steps": 4, "checkpoint_every": 2, "log_every": 1,
     "data": ["procedural:20"],
     "loss": {"perceptual": 0.003, "perceptual_scales": [0.5], "l1": 10.0},
 }

@@ -60,6 +60,7 @@ class TrainConfig:
     data_repeats: int = 1  # each video counts this many times per epoch (FOMM's num_repeats)
     image_size: int | None = None
     num_refs: int | None = None
+    random_refs: bool = False  # each batch uses N drawn uniformly from 0..num_refs, so one model serves any N
     batch_size: int = 4
     steps: int = 1000
     lr: float = 2e-4
@@ -293,7 +294,10 @@ class Trainer:
                 batch = next(batches)
                 src = batch["source"].to(self.device)
                 drv = batch["driving"].to(self.device)
-                refs = batch["refs"].to(self.device) if batch["refs"].shape[1] > 0 else None
+                refs = batch["refs"].to(self.device)
+                if self.cfg.random_refs and refs.shape[1] > 0:
+                    refs = refs[:, : int(torch.randint(0, refs.shape[1] + 1, ()))]
+                refs = refs if refs.shape[1] > 0 else None
                 losses = self.wrapped(src, drv, refs)
                 if not torch.isfinite(losses["total"]):
                     log.warning("non-finite loss at step %d; batch skipped", self.step)
