@@ -5,7 +5,7 @@
 set -euo pipefail
 steps=${1:-400}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-cfg=configs/lite-cpu.json
+cfg=configs/ablation.json  # the default recipe with a fixed N per run
 odecam train --config $cfg --out runs/ablation-full --steps "$steps" --refs 1
 odecam train --config $cfg --out runs/ablation-no-evolution --steps "$steps" --refs 1 --set evolution.enabled=false
 odecam train --config $cfg --out runs/ablation-no-appearance --steps "$steps" --refs 1 --set appearance.enabled=false
