@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from odecam.commands._common import positive_float, positive_int
+
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
 
@@ -50,24 +52,8 @@ def _canvas(text: str) -> tuple[int, int] | None:
     return (w, h)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inference backend (default: torch)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                    help="precision for backends that support it (default: fp32)")
-    g.add_argument("--ode-steps", type=_positive_int, default=None, help="fixed ODE steps per frame")
+    g.add_argument("--ode-steps", type=positive_int, default=None, help="fixed ODE steps per frame")
     g.add_argument("--no-relative", "--absolute", dest="relative", action="store_false",
                    help="use absolute driving keypoints instead of motion relative to your neutral pose")
 
@@ -93,14 +79,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--video", metavar="FILE", help="a video file instead of the webcam (played at its own speed)")
     g.add_argument("--loop", action="store_true", help="play --video in a loop")
     g.add_argument("--mirror", action="store_true", help="flip the camera picture (the avatar moves like your mirror)")
-    g.add_argument("--zoom", type=_positive_float, default=1.0, help="zoom into the face crop (>1 closer; default 1)")
+    g.add_argument("--zoom", type=positive_float, default=1.0, help="zoom into the face crop (>1 closer; default 1)")
     g.add_argument("--pan-x", type=float, default=0.0, help="shift the crop right (+) / left (-), in crop widths")
     g.add_argument("--pan-y", type=float, default=0.0, help="shift the crop down (+) / up (-), in crop heights")
     g.add_argument("--no-follow", dest="follow", action="store_false",
                    help="do not follow the face: a fixed centre crop (zoom and pan still apply)")
     g.add_argument("--smoothing", choices=["on", "off"], default="on",
                    help="One Euro smoothing of the driving keypoints (default: on)")
-    g.add_argument("--min-cutoff", type=_positive_float, default=0.5,
+    g.add_argument("--min-cutoff", type=positive_float, default=0.5,
                    help="smoothing cutoff in Hz when still; lower = less jitter (default: 0.5)")
     g.add_argument("--beta", type=float, default=1.0,
                    help="smoothing speed coefficient; higher = less lag (default: 1)")
@@ -114,8 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--record", metavar="OUT.mp4", help="also record what the virtual camera shows to an .mp4")
     g.add_argument("--canvas", type=_canvas, default=(1280, 720), metavar="WxH|camera",
                    help="virtual camera / recording size (default: 1280x720; 'camera': the webcam's size)")
-    g.add_argument("--fps", type=_positive_float, default=30.0, help="virtual camera and recording rate (default: 30)")
-    g.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N avatar frames")
+    g.add_argument("--fps", type=positive_float, default=30.0, help="virtual camera and recording rate (default: 30)")
+    g.add_argument("--max-frames", type=positive_int, default=None, help="stop after N avatar frames")
     g.add_argument("--stats", action="store_true",
                    help="print capture-to-sink latency p50/p95/p99 and the achieved fps at the end (+ a JSON line)")
 

@@ -11,21 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands.serve import TOKEN_ENV, _port, _positive
+from odecam.commands._common import port, positive_float, positive_int, stop_on_signals
+from odecam.commands.serve import TOKEN_ENV
 
 NAME = "receive"
 HELP = "receive a keypoint-only call (odecam send) and render the avatar to a window, virtual camera or file"
 DEFAULT_PORT = 8765
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                             "keypoints arrive (default: 30)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on for the sender (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+    p.add_argument("--port", type=port, default=DEFAULT_PORT,
                    help=f"port to listen on (default: {DEFAULT_PORT}; 0: any free port)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help=f"access token the sender must present (default: ${TOKEN_ENV}, else a random one, printed)")
@@ -52,14 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="TLS private key (PEM) for --cert")
     p.add_argument("--stun", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL for senders on other networks (repeatable; default: none)")
-    p.add_argument("--max-seconds", type=_seconds, help="stop after this many seconds")
+    p.add_argument("--max-seconds", type=positive_float, help="stop after this many seconds")
     p.add_argument("--stats-json", metavar="PATH", help="write counters, frame intervals and latency here at exit")
     p.add_argument("--checkpoint", help="model weights (.safetensors), the same as the sender's; "
                                         "default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
-    p.add_argument("--ode-steps", type=_positive, default=None, help="fixed ODE steps per frame (default: the model's)")
+    p.add_argument("--ode-steps", type=positive_int, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute keypoints (no relative motion)")
-    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def _camera_size(text: str) -> tuple[int, int]:
@@ -140,7 +133,6 @@ class _Outputs:
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import json
-    import signal
     import time
     from pathlib import Path
 
@@ -185,12 +177,7 @@ def run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         stop_holder.append(stop)
         running = await start_receiver(receiver, args.host, args.port, ssl_context)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                pass
+        stop_on_signals(stop)
         url = running.url.rstrip("/")
         if args.host in ("0.0.0.0", "::"):
             url = url.replace(f"//{args.host}:", "//127.0.0.1:").replace(f"//[{args.host}]:", "//127.0.0.1:")

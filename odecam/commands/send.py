@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands.receive import _seconds
-from odecam.commands.serve import TOKEN_ENV, _positive
+from odecam.commands._common import positive_float, positive_int, stop_on_signals
+from odecam.commands.serve import TOKEN_ENV
 
 NAME = "send"
 HELP = "send your face's keypoints (not video) from a camera or video file to odecam receive"
@@ -33,9 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--framing", choices=["face", "center"], default=None,
                    help="crop: follow the face, or the centre square (default: face for a camera, "
                         "center for a video file)")
-    p.add_argument("--max-frames", type=_positive, help="stop after sending this many frames")
-    p.add_argument("--max-seconds", type=_seconds, help="stop after this many seconds")
-    p.add_argument("--connect-timeout", type=_seconds, default=30.0,
+    p.add_argument("--max-frames", type=positive_int, help="stop after sending this many frames")
+    p.add_argument("--max-seconds", type=positive_float, help="stop after this many seconds")
+    p.add_argument("--connect-timeout", type=positive_float, default=30.0,
                    help="give up when no connection opens for this many seconds (default: 30)")
     p.add_argument("--no-reconnect", action="store_true", help="stop when the connection fails instead of "
                                                                "reconnecting")
@@ -45,13 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="model weights (.safetensors), the same as the receiver's; "
                                         "default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
-    p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads for F_K (default: 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads for F_K (default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import json
-    import signal
     from pathlib import Path
 
     import cv2
@@ -125,12 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
+        stop_on_signals(stop)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                pass
         if args.max_seconds:
             loop.call_later(args.max_seconds, stop.set)
         print(f"odecam send: weights: {loaded.description}")

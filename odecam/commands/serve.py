@@ -8,6 +8,8 @@ at start carries the access token in its fragment (``/#token=...``). See
 from __future__ import annotations
 
 import argparse
+
+from odecam.commands._common import port, positive_int, stop_on_signals
 import os
 from pathlib import Path
 from urllib.parse import quote
@@ -17,24 +19,8 @@ HELP = "serve a web page that animates an avatar with the browser's webcam over 
 TOKEN_ENV = "ODECAM_TOKEN"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 picks a free one)")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,11 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an avatar portrait (repeatable: the page offers each; default: the built-in astronaut)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080; 0: any free port)")
+    p.add_argument("--port", type=port, default=8080, help="port to listen on (default: 8080; 0: any free port)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help=f"access token the page must present (default: ${TOKEN_ENV}, else a random one, "
                         "printed in the URL)")
-    p.add_argument("--max-peers", type=_positive, default=4, help="concurrent browser calls allowed (default: 4)")
+    p.add_argument("--max-peers", type=positive_int, default=4, help="concurrent browser calls allowed (default: 4)")
     p.add_argument("--stun", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL for clients on other networks, e.g. stun:stun.example.org:3478 "
                         "(repeatable; default: none, host candidates only)")
@@ -55,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="TLS private key (PEM) for --cert")
     p.add_argument("--checkpoint", help="model weights (.safetensors); default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
-    p.add_argument("--ode-steps", type=_positive, default=None, help="fixed ODE steps per frame (default: the model's)")
+    p.add_argument("--ode-steps", type=positive_int, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
 
 
@@ -104,7 +90,6 @@ def load_avatars(model, sources: list[str]):
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
     from odecam.engine.weights import load_model
     from odecam.errors import OdecamError
@@ -127,12 +112,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         running = await start(server, args.host, args.port, ssl_context)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                pass
+        stop_on_signals(stop)
         print(f"odecam serve: weights: {loaded.description}")
         print(f"odecam serve: avatars: {', '.join(a.name for a in avatars)}; at most {args.max_peers} calls")
         if not loopback and ssl_context is None:

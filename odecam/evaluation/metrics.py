@@ -423,7 +423,36 @@ def _as_list(imgs: torch.Tensor | Sequence) -> list:
     return list(imgs)
 
 
-class AKDAccumulator:
+class _FacePairAccumulator:
+    """Mean of a per-pair face measure; pairs without a face in either image are skipped and counted."""
+
+    def __init__(self, upsample: int | None = None) -> None:
+        self.upsample = upsample
+        self.total = 0.0
+        self.pairs = 0
+        self.skipped = 0
+
+    def _describe(self, img) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _measure(self, real: np.ndarray, fake: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def add(self, real, fake) -> None:
+        for r, f in zip(_as_list(real), _as_list(fake), strict=True):
+            dr = self._describe(r)
+            df = self._describe(f) if dr is not None else None
+            if dr is None or df is None:
+                self.skipped += 1
+                continue
+            self.total += self._measure(dr, df)
+            self.pairs += 1
+
+    def compute(self) -> FaceMetricResult:
+        return FaceMetricResult(self.total / self.pairs if self.pairs else None, self.pairs, self.skipped)
+
+
+class AKDAccumulator(_FacePairAccumulator):
     """Average Keypoint Distance (pixels) between real and generated faces, dlib 68 landmarks.
 
     ``add(real, fake)``: (B, 3, H, W) in [0, 1] (or lists of (H, W, 3) uint8); per pair the mean
@@ -431,50 +460,24 @@ class AKDAccumulator:
     counted. ``compute()`` -> :class:`FaceMetricResult`.
     """
 
-    def __init__(self, upsample: int | None = None) -> None:
-        self.upsample = upsample
-        self.total = 0.0
-        self.pairs = 0
-        self.skipped = 0
+    def _describe(self, img) -> np.ndarray | None:
+        return face_landmarks(img, self.upsample)
 
-    def add(self, real, fake) -> None:
-        for r, f in zip(_as_list(real), _as_list(fake), strict=True):
-            lr = face_landmarks(r, self.upsample)
-            lf = face_landmarks(f, self.upsample) if lr is not None else None
-            if lr is None or lf is None:
-                self.skipped += 1
-                continue
-            self.total += float(np.linalg.norm(lr - lf, axis=1).mean())
-            self.pairs += 1
-
-    def compute(self) -> FaceMetricResult:
-        return FaceMetricResult(self.total / self.pairs if self.pairs else None, self.pairs, self.skipped)
+    def _measure(self, real: np.ndarray, fake: np.ndarray) -> float:
+        return float(np.linalg.norm(real - fake, axis=1).mean())
 
 
-class CSIMAccumulator:
+class CSIMAccumulator(_FacePairAccumulator):
     """CSIM: cosine similarity of dlib 128-d identity embeddings of real/source vs. generated.
 
     ``add(real, fake)`` as :class:`AKDAccumulator`; ``compute()`` -> :class:`FaceMetricResult`.
     """
 
-    def __init__(self, upsample: int | None = None) -> None:
-        self.upsample = upsample
-        self.total = 0.0
-        self.pairs = 0
-        self.skipped = 0
+    def _describe(self, img) -> np.ndarray | None:
+        return face_embedding(img, self.upsample)
 
-    def add(self, real, fake) -> None:
-        for r, f in zip(_as_list(real), _as_list(fake), strict=True):
-            er = face_embedding(r, self.upsample)
-            ef = face_embedding(f, self.upsample) if er is not None else None
-            if er is None or ef is None:
-                self.skipped += 1
-                continue
-            self.total += float(er @ ef / (np.linalg.norm(er) * np.linalg.norm(ef) + 1e-12))
-            self.pairs += 1
-
-    def compute(self) -> FaceMetricResult:
-        return FaceMetricResult(self.total / self.pairs if self.pairs else None, self.pairs, self.skipped)
+    def _measure(self, real: np.ndarray, fake: np.ndarray) -> float:
+        return float(real @ fake / (np.linalg.norm(real) * np.linalg.norm(fake) + 1e-12))
 
 
 def akd(real, fake, upsample: int | None = None) -> FaceMetricResult:
