@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
               f"data {'+'.join(cfg.data)} ({len(trainer.dataset)} items), {trainer.world} process(es) on {trainer.device}")
     last = trainer.train()
     if trainer.is_main:
+        from odecam.training.datasets import skipped_count
+
+        skipped = skipped_count(trainer.dataset)
+        if skipped:
+            print(f"odecam train: skipped {skipped} corrupt item(s) and went on (see the log for which)")
         print(f"odecam train: step {trainer.step}, loss {last.get('total', float('nan')):.4f}, "
               f"l1 {last.get('l1_metric', float('nan')):.4f}; wrote {trainer.run_dir / 'last.safetensors'}")
     return 0
