@@ -54,6 +54,13 @@ def test_no_motion_baseline_known_answer():
     assert r.frames == 4 and abs(r.metrics["l1"] - expected) < 1e-6
 
 
+def test_akd_counts_frame_pairs_not_rows():
+    videos = load_videos(carphone_path(), 128, max_frames=4)
+    r = evaluate(no_motion, videos, "reconstruction", 0, fid=False, face_metrics=True)
+    assert r.extra["akd_pairs"] + r.extra["akd_skipped"] == 3
+    assert r.extra["akd_pairs"] >= 1 and r.metrics["akd"] > 0  # the head moves between frame 0 and later ones
+
+
 def test_animation_needs_two_videos_and_reports_csim(tmp_path, tiny_ckpt):
     res = _odecam("eval", "--checkpoint", str(tiny_ckpt), "--data", str(carphone_path()), "--protocol", "animation",
                   "--max-frames", "4")

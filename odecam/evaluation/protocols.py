@@ -138,9 +138,9 @@ def evaluate(method: Method, videos: list[EvalVideo], protocol: str, num_refs: i
                 fid_acc.add_real(real)
                 fid_acc.add_fake(p)
             if akd_acc is not None:
-                akd_acc.add(to_image(d), to_image(p))
+                akd_acc.add([to_image(d)], [to_image(p)])
             if csim_acc is not None:
-                csim_acc.add(to_image(views[:, 0]), to_image(p))
+                csim_acc.add([to_image(views[:, 0])], [to_image(p)])
             if save_frames is not None:
                 import cv2
 
