@@ -428,12 +428,9 @@ class KeypointReceiver:
         if self._closed:
             raise web.HTTPServiceUnavailable(text=json.dumps({"error": "the receiver is stopping"}),
                                              content_type="application/json")
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _bad("the body must be JSON: {\"sdp\": ..., \"type\": \"offer\"}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or body.get("type") != "offer":
-            raise _bad("the body must be {\"sdp\": <string>, \"type\": \"offer\"}")
+        from odecam.realtime.webrtc_server import read_offer
+
+        body = await read_offer(request)
         if "m=application" not in body["sdp"]:
             raise _bad("the offer has no data channel; create the 'avatar' and 'kp' data channels first")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in self.ice_servers]))

@@ -231,12 +231,7 @@ class AvatarServer:
 
     async def _offer(self, request: web.Request) -> web.Response:
         self._authorized(request)
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _bad("the body must be JSON: {\"sdp\": ..., \"type\": \"offer\"}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or body.get("type") != "offer":
-            raise _bad("the body must be {\"sdp\": <string>, \"type\": \"offer\"}")
+        body = await read_offer(request)
         avatar_name = body.get("avatar") or self.default_avatar
         if avatar_name not in self.avatars:
             raise _bad(f"unknown avatar {avatar_name!r}; GET /avatars lists them")
@@ -374,6 +369,17 @@ class AvatarServer:
 
 def _bad(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def read_offer(request: web.Request) -> dict:
+    """The JSON body of a signalling POST, checked to be {"sdp": str, "type": "offer", ...}; else 400."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _bad("the body must be JSON: {\"sdp\": ..., \"type\": \"offer\"}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or body.get("type") != "offer":
+        raise _bad("the body must be {\"sdp\": <string>, \"type\": \"offer\"}")
+    return body
 
 
 @web.middleware
