@@ -83,7 +83,8 @@ async def test_browser_round_trip(tmp_path, clip):
             snap = await page.evaluate("odecam.snapshot()")
             assert snap["error"] is None, snap
             assert snap["connectionState"] == "connected"
-            assert (snap["frameWidth"], snap["frameHeight"]) == (256, 256)
+            size = model.cfg.image_size  # the served avatar is the model's output size
+            assert (snap["frameWidth"], snap["frameHeight"]) == (size, size)
             assert not browser.page.ws.closed
             [peer] = server.peers.values()
             stats = peer.track.stats
