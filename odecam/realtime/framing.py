@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-__all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces"]
+__all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces", "detect_faces_scored", "face_crop_box"]
 
 _DETECTOR = None
 _DETECTOR_LOCK = threading.Lock()
@@ -41,20 +41,28 @@ def detect_faces(frame_bgr: np.ndarray, detect_height: int = 320) -> list[tuple[
     The frame is resized to ``detect_height`` rows first (dlib's HOG finds faces of about
     80 px and up at that scale, so a face must fill roughly a quarter of the frame height).
     """
-    h, w = frame_bgr.shape[:2]
+    boxes = [box for box, _ in detect_faces_scored(frame_bgr, detect_height)]
+    boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    return boxes
+
+
+def detect_faces_scored(
+    frame: np.ndarray, detect_height: int = 320,
+) -> list[tuple[tuple[float, float, float, float], float]]:
+    """Like :func:`detect_faces`, with dlib's detection score (above 0; about 1-2 for a clear
+    frontal face, near 0 for doubtful ones) beside each box; ``frame`` is BGR or grey."""
+    h, w = frame.shape[:2]
     scale = detect_height / float(h)
     small = cv2.resize(
-        frame_bgr, (max(1, round(w * scale)), detect_height),
+        frame, (max(1, round(w * scale)), detect_height),
         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
     )
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
-    rects = _detector()(grey, 0)
-    boxes = [
-        (r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale)
-        for r in rects
+    rects, scores, _ = _detector().run(grey, 0, 0.0)
+    return [
+        ((r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale), float(sc))
+        for r, sc in zip(rects, scores)
     ]
-    boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
-    return boxes
 
 
 @dataclass
@@ -310,3 +318,18 @@ class FaceFramer:
         x = min(max(x, 0), w - s)
         y = min(max(y, 0), h - s)
         return CropBox(x, y, s)
+
+
+def face_crop_box(face: tuple[float, float, float, float], h: int, w: int,
+                  face_scale: float = FramingConfig.face_scale,
+                  face_offset_y: float = FramingConfig.face_offset_y) -> "CropBox":
+    """The square crop :class:`FaceFramer` settles on for a still face box ``(x0, y0, x1, y1)``.
+
+    Side ``face_scale`` face sides (at most the frame's short side), centre ``face_offset_y`` face
+    sides below the face centre (negative = above), shifted to lie inside the ``h`` x ``w`` frame.
+    """
+    x0, y0, x1, y1 = face
+    side = (x1 - x0 + y1 - y0) / 2.0
+    target = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0 + face_offset_y * side,
+                       min(side * face_scale, float(min(h, w)))])
+    return FaceFramer._to_crop(target, h, w)

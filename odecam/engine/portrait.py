@@ -1,0 +1,120 @@
+"""Frame the face in a user's avatar photo: the largest face, cropped square with live's margins.
+
+Every command that takes an avatar image (``demo --source/--ref``, ``live``, ``serve``, ``receive``,
+``eval --source``) passes it through :func:`frame_portrait` (or :func:`load_portrait`, which also
+reads the file and prints one line saying what was done), so a wide photo keeps the whole face
+instead of losing half of it to a centre square.
+
+The crop uses the margins of :class:`odecam.realtime.framing.FramingConfig` (``face_scale``: the
+square's side is 2.0 face-box sides; ``face_offset_y``: its centre sits 0.15 face sides above the
+face box's centre, for hair and forehead), which is how ``live`` frames the webcam and close to how
+the training clips frame their faces (head-and-shoulders talking heads, centre-cropped square).
+The square is shifted, never padded, to stay inside the image, and is at most the image's short
+side. With no face found the whole image is kept and the model's centre square applies, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from odecam.realtime.framing import CropBox, FramingConfig, detect_faces_scored, face_crop_box
+
+__all__ = ["PortraitFraming", "find_portrait", "frame_portrait", "load_portrait", "describe_portrait"]
+
+#: rows the detector sees: the photo's own height, clipped to this range (dlib's HOG finds faces of
+#: about 80 px and up, so small photos are upscaled to 320 rows and huge ones downscaled to 1024)
+DETECT_MIN_ROWS = 320
+DETECT_MAX_ROWS = 1024
+#: dlib detection score a face needs to compete on size (clear frontal faces score about 1-2; a
+#: false hit on clothing or texture scores near 0)
+MIN_SCORE = 0.3
+
+
+@dataclass(frozen=True)
+class PortraitFraming:
+    """Result of :func:`find_portrait`.
+
+    Attributes:
+        image: the square crop around the face (H', W' = side, side), or the whole image when
+            ``box`` is None (the model's centre square then applies).
+        box: the crop in input-image pixels, or None when no face was found or cropping is off.
+        face: the largest detected face box ``(x0, y0, x1, y1)`` in input pixels, or None.
+        shape: ``(H, W)`` of the input image.
+        faces: number of faces detected (confident ones; 1 when only a doubtful one was taken).
+    """
+
+    image: np.ndarray
+    box: CropBox | None
+    face: tuple[float, float, float, float] | None
+    shape: tuple[int, int]
+    faces: int = 0
+
+
+def find_portrait(rgb: np.ndarray, crop: bool = True, config: FramingConfig | None = None) -> PortraitFraming:
+    """Detect the largest face in ``rgb`` (H, W, 3) uint8 RGB and crop a square around it.
+
+    ``crop=False`` takes the image as it is (no detection). ``config`` supplies the margins
+    (``face_scale``, ``face_offset_y``); the default is live's :class:`FramingConfig`.
+    """
+    h, w = rgb.shape[:2]
+    if not crop:
+        return PortraitFraming(image=rgb, box=None, face=None, shape=(h, w))
+    cfg = config or FramingConfig()
+    rows = int(min(max(h, DETECT_MIN_ROWS), DETECT_MAX_ROWS))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    scored = detect_faces_scored(grey, rows)
+    if not scored:
+        return PortraitFraming(image=rgb, box=None, face=None, shape=(h, w))
+    # the largest of the confident faces (a doubtful HOG hit on a shirt must not win by size),
+    # or the most confident one when none is confident
+    confident = [b for b, sc in scored if sc >= MIN_SCORE]
+    if confident:
+        face = max(confident, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    else:
+        face = max(scored, key=lambda bs: bs[1])[0]
+    faces = max(1, len(confident))
+    box = face_crop_box(face, h, w, cfg.face_scale, cfg.face_offset_y)
+    image = np.ascontiguousarray(rgb[box.y:box.y + box.size, box.x:box.x + box.size])
+    return PortraitFraming(image=image, box=box, face=face, shape=(h, w), faces=faces)
+
+
+def frame_portrait(rgb: np.ndarray, crop: bool = True) -> tuple[np.ndarray, CropBox | None]:
+    """(H, W, 3) uint8 RGB -> ``(crop, box)``: the square around the largest face and where it came
+    from in ``rgb`` pixels, or ``(rgb, None)`` when no face was found (or ``crop`` is False)."""
+    found = find_portrait(rgb, crop)
+    return found.image, found.box
+
+
+def describe_portrait(found: PortraitFraming, role: str = "avatar", crop: bool = True) -> str:
+    """One line saying what :func:`find_portrait` did, e.g. for a command's console output."""
+    h, w = found.shape
+    if not crop:
+        return f"{role}: taken as it is ({w}x{h}, --no-crop); the model sees its centre square"
+    if found.box is None or found.face is None:
+        s = min(h, w)
+        return (f"{role}: no face found in the {w}x{h} image; using the whole image "
+                f"(its centre {s}x{s} square)")
+    x0, y0, x1, y1 = (int(round(v)) for v in found.face)
+    b = found.box
+    others = f" (the largest of {found.faces})" if found.faces > 1 else ""
+    return (f"{role}: face found at x {x0}-{x1}, y {y0}-{y1}{others}; cropped to "
+            f"{b.size}x{b.size} at ({b.x}, {b.y}) of {w}x{h} (--no-crop keeps the whole image)")
+
+
+def load_portrait(path: str | Path, role: str = "source image", crop: bool = True,
+                  log: Callable[[str], None] | None = print, prefix: str = "") -> np.ndarray:
+    """Read an avatar image file and frame its face; ``log`` gets the one-line description.
+
+    Raises :class:`odecam.errors.InputImageError` for unreadable files (see ``load_image``).
+    """
+    from odecam.engine.images import load_image
+
+    found = find_portrait(load_image(path, role), crop)
+    if log is not None:
+        log(prefix + describe_portrait(found, f"{role} {Path(path).name}", crop))
+    return found.image
