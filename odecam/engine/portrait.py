@@ -6,9 +6,9 @@ reads the file and prints one line saying what was done), so a wide photo keeps 
 instead of losing half of it to a centre square.
 
 The crop uses the margins of :class:`odecam.realtime.framing.FramingConfig` (``face_scale``: the
-square's side is 2.0 face-box sides; ``face_offset_y``: its centre sits 0.15 face sides above the
-face box's centre, for hair and forehead), which is how ``live`` frames the webcam and close to how
-the training clips frame their faces (head-and-shoulders talking heads, centre-cropped square).
+square's side is 1.9 face-box sides; ``face_offset_y``: its centre sits 0.05 face sides above the
+face box's centre), which is how ``live`` frames the webcam and how the training clips frame their
+faces (measured on them: see ``FramingConfig``).
 The square is shifted, never padded, to stay inside the image, and is at most the image's short
 side. With no face found the whole image is kept and the model's centre square applies, as before.
 """

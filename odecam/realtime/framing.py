@@ -76,6 +76,9 @@ class FramingConfig:
         detect_height: rows of the downscaled frame the detector runs on.
         face_scale: crop side as a multiple of the detector's face box side (margin around the face).
         face_offset_y: crop centre shift, in face sides (negative = up, to include hair and forehead).
+            The defaults match the training clips: centre-cropped square frames of 24 of them hold
+            the detected face at a side ratio of 1.82 (median; quartiles 1.77-2.13), the crop centre
+            0.02 face sides above the face centre (quartiles -0.02 to 0.14 above).
         dead_zone: the crop starts moving only when its wanted centre is this far away, as a
             fraction of the crop side ...
         dead_zone_size: ... or when its wanted side differs by more than this fraction (larger than
@@ -94,8 +97,8 @@ class FramingConfig:
     follow_face: bool = True
     detect_every: int = 3
     detect_height: int = 320
-    face_scale: float = 2.0
-    face_offset_y: float = -0.15
+    face_scale: float = 1.9
+    face_offset_y: float = -0.05
     dead_zone: float = 0.1
     dead_zone_size: float = 0.2
     speed: float = 0.25
