@@ -12,5 +12,6 @@ COMMANDS = [
     "send",
     "receive",
     "train",
+    "prepare_faces",
     "eval",
 ]

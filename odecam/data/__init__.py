@@ -1,0 +1,1 @@
+"""Data utilities shared by offline preparation (``odecam prepare-faces``) and training datasets."""
