@@ -4,9 +4,9 @@ simple expression / pose signals.
 Coordinates
 -----------
 Landmarks are stored as ``(68, 2)`` float32 ``(x, y)`` arrays *normalised to [-1, 1] in crop
-coordinates*, with the convention of ``torch.nn.functional.grid_sample(align_corners=False)``: the
-centre of pixel column ``i`` of an ``S``-pixel-wide image is at ``(2 i + 1) / S - 1``, so -1 / +1 are
-the outer edges of the image. Missing faces are rows of NaN. A horizontal flip of the image maps
+coordinates*, with the model's convention (:func:`odecam.model.geometry.make_coordinate_grid`,
+``align_corners=True``): the centre of pixel column ``i`` of an ``S``-pixel-wide image is at
+``2 i / (S - 1) - 1``, so -1 / +1 are the centres of the border pixels. Missing faces are rows of NaN. A horizontal flip of the image maps
 ``x -> -x`` and swaps the subject's left and right points (:data:`FLIP_PERMUTATION`).
 
 Point groups (0-based, the iBUG 300-W convention dlib follows; "right" is the subject's right,
@@ -61,17 +61,18 @@ def flip_landmarks(lm: np.ndarray) -> np.ndarray:
     return out
 
 
-def pixels_to_normalised(pts: np.ndarray, x0: float, y0: float, side: float) -> np.ndarray:
+def pixels_to_normalised(pts: np.ndarray, x0: float, y0: float, side: float, size: int) -> np.ndarray:
     """Pixel ``(x, y)`` points (pixel-centre coordinates of the full frame) -> [-1, 1] coordinates of
-    the square crop with top-left ``(x0, y0)`` and side ``side`` pixels."""
+    the square crop with top-left ``(x0, y0)`` and side ``side`` pixels once resized to ``size``
+    pixels (a resize maps input pixel centre ``u`` to output ``(u + 0.5) * size / side - 0.5``)."""
     p = np.asarray(pts, np.float64)
-    out = (2.0 * (p - np.array([x0, y0])) + 1.0) / float(side) - 1.0
-    return out.astype(np.float32)
+    out_px = (p - np.array([x0, y0]) + 0.5) * (float(size) / float(side)) - 0.5
+    return (2.0 * out_px / (size - 1) - 1.0).astype(np.float32)
 
 
 def normalised_to_pixels(lm: np.ndarray, size: int) -> np.ndarray:
     """[-1, 1] landmarks -> pixel-centre coordinates of a ``size`` x ``size`` image (float32)."""
-    return ((np.asarray(lm, np.float32) + 1.0) * size - 1.0) * 0.5
+    return ((np.asarray(lm, np.float32) + 1.0) * 0.5 * (size - 1)).astype(np.float32)
 
 
 def missing_landmarks(*shape: int) -> np.ndarray:

@@ -24,8 +24,8 @@ Output layout (``DIR``)::
     DIR/stills/NAME.npy             # (68, 2) float32
     DIR/prepared.json               # the sources done so far (a rerun skips them) and the settings
 
-Landmark coordinates follow :mod:`odecam.data.landmarks` (``grid_sample(align_corners=False)``
-convention). ``NAME`` is the video's file stem, with ``__shotNN`` appended when a video has several
+Landmark coordinates follow :mod:`odecam.data.landmarks` (the model's ``align_corners=True``
+convention: -1 / +1 are the centres of the border pixels). ``NAME`` is the video's file stem, with ``__shotNN`` appended when a video has several
 usable shots. Evaluation-only files (carphone) are refused.
 """
 
@@ -345,7 +345,7 @@ def prepare_video(path: str | os.PathLike, out: str | os.PathLike, cfg: PrepareC
         lm = missing_landmarks(len(pos))
         for k, i in enumerate(pos):
             if sc.points[i] is not None:
-                lm[k] = pixels_to_normalised(sc.points[i], x, y, s)
+                lm[k] = pixels_to_normalised(sc.points[i], x, y, s, cfg.size)
         tmps.append((name, tmp, pos, (x, y, s), lm))
     # second pass: decode again and write the crops (keeps memory flat for long 1080p clips)
     where = {sc.indices[i]: (t, k) for t, (_, _, pos, _, _) in enumerate(tmps) for k, i in enumerate(pos)}
@@ -364,7 +364,7 @@ def prepare_video(path: str | os.PathLike, out: str | os.PathLike, cfg: PrepareC
             lm = lm[:n]
         np.save(tmp / "landmarks.npy", lm.astype(np.float32))
         meta = {"source": str(path), "person": _person(path), "fps": sc.fps, "frame_shape": [h, w],
-                "crop": {"x": x, "y": y, "side": s}, "size": cfg.size,
+                "crop": {"x": x, "y": y, "side": s}, "size": cfg.size, "landmarks": "align_corners=True",
                 "frame_indices": [int(sc.indices[i]) for i in pos[:n]],
                 "face_rate": float(np.isfinite(lm[:, 0, 0]).mean()) if n else 0.0}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -402,7 +402,7 @@ def prepare_still(path: str | os.PathLike, out: str | os.PathLike, cfg: PrepareC
     sdir.mkdir(parents=True, exist_ok=True)
     rgb = cv2.cvtColor(_crop_resize(bgr, cb.x, cb.y, cb.size, cfg.size), cv2.COLOR_BGR2RGB)
     _write_jpeg(sdir / f"{path.stem}.jpg", rgb, cfg.jpeg_quality)
-    np.save(sdir / f"{path.stem}.npy", pixels_to_normalised(pts, cb.x, cb.y, cb.size))
+    np.save(sdir / f"{path.stem}.npy", pixels_to_normalised(pts, cb.x, cb.y, cb.size, cfg.size))
     return {"source": str(path), "stills": [path.stem], "frames": 0, "skipped_shots": [],
             "person": _person(path)}
 
