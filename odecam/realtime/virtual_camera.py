@@ -4,7 +4,7 @@
   sends it to a pyvirtualcam device from its own pacing thread at a steady rate. Video-call apps
   expect a steady stream, so when inference stalls the last frame is sent again. It records the
   capture-to-sink latency of every new frame in a :class:`LatencyStats`.
-* :class:`FileRecorder` writes frames to an ``.mp4`` (OpenCV, ``mp4v``), optionally placing
+* :class:`FileRecorder` writes frames to an ``.mp4`` (H.264, yuv420p, through PyAV), optionally placing
   them in time by their timestamps so a recording plays back at real speed.
 * :class:`LatencyStats` keeps a rolling window of latencies: p50 / p95 / p99 and achieved fps.
 
@@ -376,29 +376,35 @@ class VirtualCameraSink:
 
 
 class FileRecorder:
-    """Writes BGR frames to a video file (``mp4v`` in ``.mp4``) at a fixed frame rate.
+    """Writes BGR frames to an H.264 / yuv420p ``.mp4`` (:class:`odecam.engine.video.H264Writer`) at a
+    fixed frame rate.
 
     The file is opened on the first frame, whose size fixes the video size (later frames of
     another size are resized). With timestamps, frames are placed in time: a gap repeats the
     previous frame and frames arriving faster than ``fps`` are skipped, so the recording plays
-    back at real speed even when the producer's rate varies.
+    back at real speed even when the producer's rate varies. Without timestamps every frame is
+    written once, in order (a recording of a video file: one rendered frame per input frame).
 
     Args:
-        path: output file (its directory must exist).
+        path: output file (its directory must exist; ``.mp4``, ``.m4v`` or ``.mov``).
         fps: frame rate of the file.
-        fourcc: OpenCV four-character codec code.
+        fourcc: ignored (kept for callers of the former OpenCV writer); the codec is H.264.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float = 30.0, fourcc: str = "mp4v") -> None:
+    SUFFIXES = (".mp4", ".m4v", ".mov")
+
+    def __init__(self, path: str | os.PathLike[str], fps: float = 30.0, fourcc: str | None = None) -> None:
         if not fps > 0:
             raise ValueError(f"Recording fps must be positive, got {fps}.")
         self.path = os.fspath(path)
         parent = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(parent):
             raise RecordingError(f"Cannot record to '{self.path}': the folder '{parent}' does not exist.")
+        if os.path.splitext(self.path)[1].lower() not in self.SUFFIXES:
+            raise RecordingError(f"Cannot record to '{self.path}': odecam could not open it for writing "
+                                 "(use a .mp4 file name).")
         self.fps = float(fps)
-        self.fourcc = fourcc
-        self._writer: cv2.VideoWriter | None = None
+        self._writer = None
         self._size: tuple[int, int] | None = None
         self._t0: float | None = None
         self._last: np.ndarray | None = None
@@ -406,17 +412,17 @@ class FileRecorder:
 
     def write(self, frame: np.ndarray, timestamp: float | None = None) -> None:
         """Append ``frame`` (BGR uint8); with ``timestamp`` (seconds, monotonic) place it in time."""
+        from odecam.engine.video import H264Writer, VideoWriteError
+
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         if self._writer is None:
             h, w = frame.shape[:2]
             self._size = (w, h)
-            writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
-            if not writer.isOpened():
-                raise RecordingError(
-                    f"Cannot record to '{self.path}': OpenCV could not open it for writing (use a .mp4 file name)."
-                )
-            self._writer = writer
+            try:
+                self._writer = H264Writer(self.path, self.fps, (w, h), channels="bgr")
+            except VideoWriteError as e:
+                raise RecordingError(f"Cannot record to '{self.path}': {e}") from None
         assert self._size is not None
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
@@ -437,7 +443,7 @@ class FileRecorder:
     def close(self) -> None:
         """Finish the file (idempotent)."""
         if self._writer is not None:
-            self._writer.release()
+            self._writer.close()
             self._writer = None
 
     def __enter__(self) -> "FileRecorder":
