@@ -313,7 +313,7 @@ async def test_call_survives_loss_reordering_and_duplicates(call):
 
 @pytest.mark.asyncio
 async def test_bad_payloads_are_refused_and_the_call_goes_on(call, portrait, caplog):
-    caplog.set_level(logging.WARNING, logger="odecam.realtime.keypoint_call")
+    caplog.set_level(logging.WARNING, logger="odecam.realtime.call")
     rx = call.receiver
     sender, stop, task = call.sender()
     await call.until(lambda: rx.stats.rendered >= 5, what="rendering")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hmac
 import ipaddress
 import json
 import logging
@@ -49,12 +48,22 @@ from odecam.engine.avatar import Avatar
 from odecam.errors import OdecamError
 from odecam.model import MotionTransferModel
 from odecam.realtime.avatar_track import AnimatedTrack
+from odecam.realtime.signalling import (MAX_BODY, ConnectionLimits, RateLimitedLog, Running, bad_request,
+                                        json_error, json_errors, read_offer, require_token, serve_app)
+from odecam.realtime.validation import MessageRefused, parse_control
 
 log = logging.getLogger(__name__)
 
+__all__ = ["MAX_BODY", "AvatarServer", "ConnectionLimits", "Running", "check_token", "is_loopback_host",
+           "loopback_ice", "new_token", "read_offer", "start"]
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-#: the largest request body accepted (an SDP offer is a few KiB)
-MAX_BODY = 64 * 1024
+#: data-channel control messages ``serve`` accepts: type -> fields (types, required)
+CONTROL_SCHEMAS = {
+    "avatar": {"name": ((str,), True)},
+    "recalibrate": {},
+    "stats": {},
+}
 #: the largest data-channel control message accepted
 MAX_CONTROL_MESSAGE = 1024
 #: a peer that does not reach "connected" within this many seconds is closed (its slot is freed)
@@ -127,12 +136,13 @@ class Peer:
     channels: list = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
     closed: bool = False
+    refused: int = 0  # control messages refused
 
     def info(self) -> dict:
         stats = self.track.stats.as_dict() if self.track else {}
         return {"peer": self.id, "state": self.pc.connectionState,
                 "avatar": (self.track.avatar if self.track else self.animator.avatar).name,
-                "latency_p50_ms": self._p50(), **stats}
+                "latency_p50_ms": self._p50(), "control_refused": self.refused, **stats}
 
     def _p50(self) -> float | None:
         pct = self.animator.timings.percentiles((50,)).get("total")
@@ -153,12 +163,14 @@ class AvatarServer:
         idle_s: a peer's track repeats its last image after this many seconds without a new one.
         animator_factory: builds a peer's animator from its first avatar (default: an
             :class:`Animator` over ``model``); tests use it to wrap the animator.
+        limits: HTTP connection caps and timeouts (:class:`ConnectionLimits`).
     """
 
     def __init__(self, model: MotionTransferModel, avatars: Sequence[Avatar], token: str, max_peers: int = 4,
                  loopback: bool = True, ice_servers: Sequence[str] = (), relative: bool = True,
                  ode_steps: int | None = None, idle_s: float = 1.0,
-                 animator_factory: Callable[[Avatar], Animator] | None = None) -> None:
+                 animator_factory: Callable[[Avatar], Animator] | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         if not avatars:
             raise ValueError("at least one avatar is needed")
         names = [a.name for a in avatars]
@@ -178,12 +190,14 @@ class AvatarServer:
         self.idle_s = idle_s
         self.animator_factory = animator_factory or (
             lambda avatar: Animator(self.model, avatar, relative=self.relative, ode_steps=self.ode_steps))
+        self.limits = limits or ConnectionLimits()
+        self._ratelog = RateLimitedLog(log)
         self.peers: dict[str, Peer] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odecam-infer")
 
     # -- app -------------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.router.add_get("/", self._page)
         app.router.add_get("/index.html", self._page)
         app.router.add_get("/app.js", self._script)
@@ -194,13 +208,7 @@ class AvatarServer:
         return app
 
     def _authorized(self, request: web.Request) -> None:
-        auth = request.headers.get("Authorization", "")
-        given = auth[7:] if auth.startswith("Bearer ") else request.query.get("token", "")
-        if not hmac.compare_digest(given.encode(), self._token):
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "missing or wrong token; open the URL that "
-                                                                 "odecam serve printed"}),
-                                       content_type="application/json",
-                                       headers={"WWW-Authenticate": "Bearer"})
+        require_token(request, self._token, "open the URL that odecam serve printed", allow_query=True)
 
     @staticmethod
     def _static(name: str, content_type: str) -> web.Response:
@@ -234,11 +242,10 @@ class AvatarServer:
         body = await read_offer(request)
         avatar_name = body.get("avatar") or self.default_avatar
         if avatar_name not in self.avatars:
-            raise _bad(f"unknown avatar {avatar_name!r}; GET /avatars lists them")
+            raise bad_request(f"unknown avatar {avatar_name[:64]!r}; GET /avatars lists them")
         if len(self.peers) >= self.max_peers:
-            raise web.HTTPServiceUnavailable(text=json.dumps({"error": f"{self.max_peers} calls are active, the "
-                                                                       "most this server allows (--max-peers)"}),
-                                             content_type="application/json")
+            raise json_error(web.HTTPServiceUnavailable, f"{self.max_peers} calls are active, the most this "
+                                                         "server allows (--max-peers)")
         peer = Peer(id=uuid.uuid4().hex[:12],
                     pc=RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers))),
                     animator=self.animator_factory(self.avatars[avatar_name]))
@@ -248,7 +255,7 @@ class AvatarServer:
             with loopback_ice(self.loopback):
                 await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
                 if peer.track is None:
-                    raise _bad("the offer has no video track to animate from; send your camera "
+                    raise bad_request("the offer has no video track to animate from; send your camera "
                                "(addTrack) before creating the offer")
                 await peer.pc.setLocalDescription(await peer.pc.createAnswer())
         except web.HTTPException:
@@ -257,7 +264,7 @@ class AvatarServer:
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... for malformed SDP
             await self._close_peer(peer)
             log.debug("bad offer", exc_info=True)
-            raise _bad(f"the SDP offer could not be used ({type(exc).__name__}: {exc})") from None
+            raise bad_request(f"the SDP offer could not be used ({type(exc).__name__}: {exc})") from None
         peer.tasks.append(asyncio.ensure_future(self._connect_deadline(peer)))
         log.info("peer %s: answering with avatar %s", peer.id, avatar_name)
         desc = peer.pc.localDescription
@@ -298,27 +305,39 @@ class AvatarServer:
 
     def _send(self, channel, message: dict) -> None:
         if channel.readyState == "open":
-            channel.send(json.dumps(message))
+            try:
+                channel.send(json.dumps(message))
+            except Exception:  # noqa: BLE001 - a closing transport must not break the server
+                log.debug("control send failed", exc_info=True)
 
     def _hello(self, peer: Peer, channel) -> None:
         self._send(channel, {"type": "hello", "peer": peer.id, "avatars": list(self.avatars),
                              "avatar": peer.info()["avatar"]})
 
     def _control(self, peer: Peer, channel, message) -> None:
-        if not isinstance(message, str) or len(message) > MAX_CONTROL_MESSAGE:
-            self._send(channel, {"type": "error", "message": "control messages are JSON text under 1 KiB"})
+        """One data-channel message (called inside aiortc's handler: nothing may escape from here)."""
+        try:
+            msg = parse_control(message, CONTROL_SCHEMAS, MAX_CONTROL_MESSAGE)
+        except MessageRefused as exc:
+            self._refuse(peer, channel, str(exc))
             return
         try:
-            msg = json.loads(message)
-            kind = msg["type"]
-        except (json.JSONDecodeError, TypeError, KeyError):
-            self._send(channel, {"type": "error", "message": "control messages are JSON objects with a 'type'"})
-            return
+            self._apply(peer, channel, msg)
+        except Exception as exc:  # noqa: BLE001 - a control message must never end the call
+            log.debug("control message failed", exc_info=True)
+            self._refuse(peer, channel, f"it could not be applied ({type(exc).__name__})")
+
+    def _refuse(self, peer: Peer, channel, reason: str) -> None:
+        peer.refused += 1
+        self._ratelog(logging.WARNING, f"control-{peer.id}", "peer %s: refused a control message: %s", peer.id, reason)
+        self._send(channel, {"type": "error", "message": reason})
+
+    def _apply(self, peer: Peer, channel, msg: dict) -> None:
+        kind = msg["type"]
         if kind == "avatar":
-            name = msg.get("name")
+            name = msg["name"]
             if name not in self.avatars:
-                self._send(channel, {"type": "error", "message": f"unknown avatar {name!r}",
-                                     "avatars": list(self.avatars)})
+                self._refuse(peer, channel, f"unknown avatar {name[:64]!r}; known: {', '.join(self.avatars)}")
                 return
             if peer.track is not None:
                 peer.track.set_avatar(self.avatars[name])
@@ -329,8 +348,6 @@ class AvatarServer:
             self._send(channel, {"type": "recalibrate", "ok": True})
         elif kind == "stats":
             self._send(channel, {"type": "stats", **peer.info()})
-        else:
-            self._send(channel, {"type": "error", "message": f"unknown control message type {kind!r}"})
 
     async def _push_stats(self, peer: Peer) -> None:
         while not peer.closed:
@@ -367,56 +384,9 @@ class AvatarServer:
         await self.close()
 
 
-def _bad(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
-
-
-async def read_offer(request: web.Request) -> dict:
-    """The JSON body of a signalling POST, checked to be {"sdp": str, "type": "offer", ...}; else 400."""
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _bad("the body must be JSON: {\"sdp\": ..., \"type\": \"offer\"}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or body.get("type") != "offer":
-        raise _bad("the body must be {\"sdp\": <string>, \"type\": \"offer\"}")
-    return body
-
-
-@web.middleware
-async def _json_errors(request: web.Request, handler):
-    """Errors as JSON ``{"error": ...}``; oversize bodies (413) say what the limit is."""
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length or 0,
-                                            text=json.dumps({"error": f"request body over {MAX_BODY} bytes"}),
-                                            content_type="application/json") from None
-
-
 # -- running -----------------------------------------------------------------------------------------
-@dataclass
-class Running:
-    runner: web.AppRunner
-    url: str  # http(s)://host:port/ (the port that was bound, also for port 0)
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
 async def start(server: AvatarServer, host: str = "127.0.0.1", port: int = 8080,
                 ssl_context: ssl.SSLContext | None = None) -> Running:
-    """Bind and start serving; raises :class:`OdecamError` if the address cannot be bound."""
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        reason = "is in use" if exc.errno in (98, 48, 10048) else f"cannot be bound ({exc.strerror or exc})"
-        raise OdecamError(f"address {host}:{port} {reason}; pass another --port or --host, "
-                          "or stop the program using it.") from None
-    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
-    shown = f"[{host}]" if ":" in host else host
-    scheme = "https" if ssl_context else "http"
-    return Running(runner, f"{scheme}://{shown}:{bound}/")
+    """Bind and start serving behind the connection guard (:mod:`odecam.realtime.signalling`) with
+    ``server.limits``; raises :class:`OdecamError` if the address cannot be bound."""
+    return await serve_app(server.app(), host, port, ssl_context, getattr(server, "limits", None))
