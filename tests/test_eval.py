@@ -15,6 +15,9 @@ from odecam.model import MotionTransferModel
 
 from conftest import carphone_path
 
+EXPRESSION_KEYS = ("mouth_corr", "eyes_corr", "roll_corr", "yaw_corr", "pitch_corr", "motion_range", "face_rate",
+                   "expression_pairs", "expression_frames", "driver_faces", "avatar_faces")
+
 
 def _odecam(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "odecam.cli", *args], capture_output=True, text=True, timeout=timeout)
@@ -44,6 +47,56 @@ def test_reconstruction_json_and_frames(tmp_path, tiny_ckpt):
     fake = sorted(frames.glob("*_fake.png"))
     assert [p.name for p in real][:2] == ["00000_real.png", "00001_real.png"] and len(fake) == 5
     assert cv2.imread(str(real[0])).shape == (64, 64, 3)  # the resolution the metrics saw
+    for key in EXPRESSION_KEYS:
+        assert key in m and key in nm
+    assert m["expression_frames"] == 5 and 0 <= m["expression_pairs"] <= 5
+    assert set(m["motion_range"]) == {"mouth", "eyes", "roll", "yaw", "pitch"}
+    assert m["akd_pairs"] + m["akd_skipped"] == 5 and "CSIM ↑" in res.stdout
+    assert m["not_applicable"]["csim"].startswith("CSIM is identity preservation")
+    assert "Frame pairs measured / skipped" in res.stdout and "face rate" in res.stdout
+
+
+def test_photo_animation_end_to_end(tmp_path, tiny_ckpt):
+    out = tmp_path / "a.json"
+    frames = tmp_path / "frames"
+    res = _odecam("eval", "--checkpoint", str(tiny_ckpt), "--data", str(carphone_path()), "--protocol", "animation",
+                  "--source", "astronaut", "--max-frames", "5", "--json", str(out), "--save-frames", str(frames))
+    assert res.returncode == 0, res.stderr
+    assert "source astronaut: face found" in res.stdout
+    m = json.loads(out.read_text())
+    assert m["protocol"] == "animation" and m["source"] == "astronaut" and m["frames"] == 5 and m["refs"] == 0
+    for key in EXPRESSION_KEYS:
+        assert key in m
+    assert m["driver_faces"] >= 4  # carphone framed like live: the driver's face is found
+    assert m["l1"] is None and m["fid"] is None and m["akd"] is None and m["csim_pairs"] + m["csim_skipped"] == 5
+    assert "no ground-truth frame" in m["not_applicable"]["l1"] and "FID" in m["not_applicable"]["fid"]
+    nm = m["baselines"]["no motion (output = source)"]
+    assert nm["face_rate"] == 1.0 and nm["mouth_corr"] is None and nm["motion_range"]["roll"] == 0.0
+    assert "—¹" in res.stdout and "¹ animation: the driver is another person" in res.stdout
+    assert len(list(frames.glob("*_real.png"))) == 5 and len(list(frames.glob("*_fake.png"))) == 5
+    real0 = cv2.imread(str(frames / "00000_real.png"))
+    assert real0.shape == (64, 64, 3) and 0 < m["source_crop"][2] < 512  # the photo was framed, not centre-cropped
+
+
+def test_photo_animation_in_process_is_the_photo_for_no_motion(tmp_path):
+    from odecam.evaluation.animation import load_framed_videos, load_source_photo
+
+    photo = load_source_photo("astronaut", 128)
+    videos = load_framed_videos(carphone_path(), 128, max_frames=4)
+    r = evaluate(no_motion, videos, "animation", 0, fid=False, source=photo.tensor, save_frames=tmp_path)
+    assert r.frames == 4 and r.metrics["csim"] > 0.99 and r.expression["driver_faces"] == 4
+    fake = cv2.cvtColor(cv2.imread(str(tmp_path / "00003_fake.png")), cv2.COLOR_BGR2RGB)
+    assert abs(fake.astype(float) / 255 - photo.tensor[0].permute(1, 2, 0).numpy()).max() < 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (("--protocol", "reconstruction", "--source", "astronaut"), "use it with --protocol animation"),
+    (("--protocol", "animation", "--source", "astronaut", "--refs", "2"), "drop --refs 2"),
+    (("--protocol", "animation", "--source", "no/such/photo.png"), "does not exist"),
+])
+def test_photo_animation_mistakes(tiny_ckpt, args, phrase):
+    res = _odecam("eval", "--checkpoint", str(tiny_ckpt), "--data", str(carphone_path()), *args, "--max-frames", "3")
+    assert res.returncode == 2 and phrase in res.stderr and "Traceback" not in res.stderr
 
 
 def test_no_motion_baseline_known_answer():

@@ -1,25 +1,33 @@
-"""``odecam eval``: the paper's protocols and metrics, with the no-motion baseline in the same table."""
+"""``odecam eval``: the paper's protocols and metrics, expression transfer, and the no-motion baseline."""
 
 from __future__ import annotations
 
 import argparse
 
+from odecam.commands._common import positive_int
+
 NAME = "eval"
-HELP = "evaluate a checkpoint: odecam eval --checkpoint CKPT --data PATH --protocol reconstruction|animation --refs N"
+HELP = ("evaluate a checkpoint: odecam eval --data PATH --protocol reconstruction|animation --refs N "
+        "[--source IMAGE|astronaut]")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="model weights (.safetensors); default: the installed default model")
     p.add_argument("--data", required=True, help="a video file, a folder of videos, or a FOMM layout (test/ split)")
     p.add_argument("--protocol", choices=["reconstruction", "animation"], default="reconstruction")
+    p.add_argument("--source", metavar="IMAGE|astronaut",
+                   help="animation: animate this photo (framed to its face; 'astronaut' is the built-in one) "
+                        "with every --data video, framed like live, N=0, relative motion")
+    p.add_argument("--no-crop", action="store_true", help="take the --source photo as it is (no face framing)")
     p.add_argument("--refs", type=int, default=0, help="reference views N from the source video (default 0)")
     p.add_argument("--json", help="write the metrics here")
-    p.add_argument("--save-frames", help="write each evaluated pair as NNNNN_real.png / NNNNN_fake.png here")
+    p.add_argument("--save-frames", help="write each evaluated pair as NNNNN_real.png (driving) / NNNNN_fake.png here")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT",
                    help="more rows in the table (e.g. the ablations: no-evolution=runs/noevo/last.safetensors)")
-    p.add_argument("--max-frames", type=int, help="use at most this many frames of each video")
+    p.add_argument("--max-frames", type=positive_int, help="use at most this many frames of each video")
     p.add_argument("--no-fid", action="store_true", help="skip FID (Inception is slow on a CPU)")
-    p.add_argument("--no-face-metrics", action="store_true", help="skip AKD and CSIM (dlib)")
+    p.add_argument("--no-face-metrics", action="store_true",
+                   help="skip the dlib metrics: AKD, CSIM and expression transfer")
     p.add_argument("--no-baseline", action="store_true", help="skip the no-motion baseline row")
 
 
@@ -30,18 +38,35 @@ def run(args: argparse.Namespace) -> int:
     from odecam.checkpoint import load_checkpoint
     from odecam.engine.weights import load_model
     from odecam.errors import OdecamError
-    from odecam.evaluation.protocols import evaluate, load_videos, markdown_table, model_method, no_motion
+    from odecam.evaluation.protocols import evaluate, load_videos, model_method, no_motion
+    from odecam.evaluation.report import markdown_table
 
     if args.refs < 0 or args.refs > 6:
         raise OdecamError(f"--refs {args.refs} is out of range; use 0 to 6 reference views.")
+    if args.source and args.protocol != "animation":
+        raise OdecamError("--source animates a photo: use it with --protocol animation.")
+    if args.source and args.refs:
+        raise OdecamError(f"the photo animation uses the photo alone (N=0); drop --refs {args.refs}.")
+    backend = getattr(args, "backend", None) or "torch"
+    precision = getattr(args, "precision", None) or "fp32"
     loaded = load_model(args.checkpoint)
     model = loaded.model
     size = model.cfg.image_size
-    videos = load_videos(args.data, size, args.max_frames, min_frames=args.refs + 2)
-    print(f"odecam eval: {loaded.description}; {len(videos)} video(s) at {size}x{size}, protocol {args.protocol}, N={args.refs}")
-    kw = dict(fid=not args.no_fid, face_metrics=not args.no_face_metrics)
+    source = None
+    if args.source:
+        from odecam.evaluation.animation import load_framed_videos, load_source_photo
+
+        photo = load_source_photo(args.source, size, crop=not args.no_crop)
+        print(f"odecam eval: {photo.description}")
+        source = photo.tensor
+        videos = load_framed_videos(args.data, size, args.max_frames)
+    else:
+        videos = load_videos(args.data, size, args.max_frames, min_frames=args.refs + 2)
+    what = f"source {photo.name} driven by" if args.source else "protocol " + args.protocol + " on"
+    print(f"odecam eval: {loaded.description}; {what} {len(videos)} video(s) at {size}x{size}, N={args.refs}")
+    kw = dict(fid=not args.no_fid, face_metrics=not args.no_face_metrics, source=source, driver_signals={})
     rows = {}
-    main = evaluate(model_method(model), videos, args.protocol, args.refs,
+    main = evaluate(model_method(model, backend, precision), videos, args.protocol, args.refs,
                     save_frames=Path(args.save_frames) if args.save_frames else None, desc="model", **kw)
     rows[f"odecam {model.cfg.name} (N={args.refs})"] = main
     for item in args.compare:
@@ -51,14 +76,18 @@ def run(args: argparse.Namespace) -> int:
         other = load_checkpoint(ckpt)
         if other.cfg.image_size != size:
             raise OdecamError(f"--compare {name}: its image size {other.cfg.image_size} differs from {size}.")
-        rows[name] = evaluate(model_method(other), videos, args.protocol, args.refs, desc=name, **kw)
+        rows[name] = evaluate(model_method(other, backend, precision), videos, args.protocol, args.refs,
+                              desc=name, **kw)
     if not args.no_baseline:
         rows["no motion (output = source)"] = evaluate(no_motion, videos, args.protocol, args.refs, desc="no motion", **kw)
     print(markdown_table(rows))
     if args.json:
-        out = dict(main.metrics, frames=main.frames, protocol=args.protocol, refs=args.refs,
-                   checkpoint=args.checkpoint or loaded.description, image_size=size, **main.extra,
-                   baselines={k: dict(v.metrics, frames=v.frames) for k, v in rows.items() if v is not main})
+        out = dict(main.as_json(), protocol=args.protocol, refs=args.refs,
+                   checkpoint=args.checkpoint or loaded.description, image_size=size,
+                   data=[v.name for v in videos],
+                   baselines={k: v.as_json() for k, v in rows.items() if v is not main})
+        if args.source:
+            out.update(source=photo.name, source_crop=photo.box, driving_framing="live FaceFramer")
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.json}")
