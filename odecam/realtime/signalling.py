@@ -80,6 +80,9 @@ class RateLimitedLog:
         if last is not None and now - last < self.interval_s:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
+        if len(self._last) >= 1000:  # keys come from the network's reasons: keep the table bounded
+            self._last.clear()
+            self._suppressed.clear()
         self._last[key] = now
         more = self._suppressed.pop(key, 0)
         self.logger.log(level, message + (f" ({more} more since the last report)" if more else ""), *args)
@@ -381,7 +384,9 @@ async def serve_app(app: web.Application, host: str = "127.0.0.1", port: int = 8
     app[LIMITS_KEY] = limits
     guard = ConnectionGuard(limits, None)
     app.middlewares.insert(0, guard.middleware)  # outermost: it sees every request's start and end
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.idle_timeout_s,
+    # aiohttp's own keep-alive timer is a backstop behind the guard's idle and header timeouts
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           keepalive_timeout=limits.idle_timeout_s + limits.header_timeout_s,
                            lingering_time=min(10.0, limits.body_timeout_s))
     await runner.setup()
     guard.factory = runner.server

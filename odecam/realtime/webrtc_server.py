@@ -329,7 +329,7 @@ class AvatarServer:
 
     def _refuse(self, peer: Peer, channel, reason: str) -> None:
         peer.refused += 1
-        self._ratelog(logging.WARNING, f"control-{peer.id}", "peer %s: refused a control message: %s", peer.id, reason)
+        self._ratelog(logging.WARNING, f"{peer.id}:{reason[:16]}", "peer %s: refused a control message: %s", peer.id, reason)
         self._send(channel, {"type": "error", "message": reason})
 
     def _apply(self, peer: Peer, channel, msg: dict) -> None:

@@ -262,7 +262,8 @@ class KeypointReceiver(RenderLoop):
 
     def _refuse_control(self, session: _Session, reason: str) -> None:
         self.stats.control_refused += 1
-        self._ratelog(logging.WARNING, "control", "session %s: refused a control message: %s", session.id, reason)
+        self._ratelog(logging.WARNING, f"control:{reason[:16]}", "session %s: refused a control message: %s",
+                      session.id, reason)
         self._send(session, {"type": "error", "message": reason})
 
     def _on_control(self, session: _Session, message) -> None:
