@@ -47,6 +47,9 @@ class LossConfig:
     l1: float = 0.0
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
+    #: landmark-guided F_K (odecam switch): weight of the keypoint-landmark L1 (``landmark_loss``); needs
+    #: data with landmarks (``faces:DIR``); 0 = the paper's unsupervised F_K
+    landmarks: float = 0.0
 
 
 @dataclass
@@ -136,7 +139,11 @@ class TrainingStep(nn.Module):
         self.eq_cfg = EquivarianceConfig(weight_value=loss.equivariance_value,
                                          weight_jacobian=loss.equivariance_jacobian)
 
-    def forward(self, source: torch.Tensor, driving: torch.Tensor, refs: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def forward(self, source: torch.Tensor, driving: torch.Tensor, refs: torch.Tensor | None,
+                source_landmarks: torch.Tensor | None = None,
+                driving_landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """source, driving (B, 3, S, S); refs (B, N, 3, S, S) or None; landmarks (B, 68, 2) with NaN rows
+        where unknown (only used when ``loss.landmarks > 0``)."""
         from odecam.training.losses import equivariance_loss
 
         out = self.model(source, driving, refs, solver="torchdiffeq")
@@ -152,6 +159,12 @@ class TrainingStep(nn.Module):
                 kp["jacobian"] = out["jacobian_driving"]
             eq = equivariance_loss(self.model.kp_detector, driving, kp=kp, config=self.eq_cfg)
             losses["equivariance"] = eq["loss"]
+        if self.loss_cfg.landmarks > 0 and source_landmarks is not None and driving_landmarks is not None:
+            from odecam.training.landmark_loss import landmark_loss
+
+            ls, _ = landmark_loss(out["kp_source"], source_landmarks)
+            ld, _ = landmark_loss(out["kp_driving"], driving_landmarks)
+            losses["landmarks"] = self.loss_cfg.landmarks * 0.5 * (ls + ld)
         losses["total"] = sum(losses.values())
         losses["l1_metric"] = (pred.detach() - driving).abs().mean()
         return losses
@@ -281,10 +294,9 @@ class Trainer:
         loader, sampler = self._loader()
         batches = _batches(loader, sampler)
         csv_path = self.run_dir / "losses.csv"
-        fields = ["step", "total", "perceptual", "l1", "equivariance", "l1_metric", "lr", "seconds"]
-        if self.is_main and not csv_path.exists():
-            with open(csv_path, "w", newline="") as f:
-                csv.writer(f).writerow(fields)
+        fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "l1_metric", "lr", "seconds"]
+        if self.is_main:
+            _open_loss_log(csv_path, fields)
         self.model.train()
         bar = tqdm(total=end, initial=self.step, desc="training", unit="step", disable=not self.progress)
         last: dict[str, float] = {}
@@ -298,7 +310,11 @@ class Trainer:
                 if self.cfg.random_refs and refs.shape[1] > 0:
                     refs = refs[:, : int(torch.randint(0, refs.shape[1] + 1, ()))]
                 refs = refs if refs.shape[1] > 0 else None
-                losses = self.wrapped(src, drv, refs)
+                lm_s, lm_d = batch.get("source_landmarks"), batch.get("driving_landmarks")
+                if lm_s is not None and lm_d is not None:
+                    losses = self.wrapped(src, drv, refs, lm_s.to(self.device), lm_d.to(self.device))
+                else:
+                    losses = self.wrapped(src, drv, refs)
                 if not torch.isfinite(losses["total"]):
                     log.warning("non-finite loss at step %d; batch skipped", self.step)
                     self.optimizer.zero_grad(set_to_none=True)
@@ -333,6 +349,28 @@ class Trainer:
         return last
 
 
+def _open_loss_log(csv_path: Path, fields: list[str]) -> None:
+    """Create losses.csv with ``fields`` as header; a run resumed from an older log with fewer columns
+    gets its header and rows rewritten with the new columns (empty -> nan), so rows always line up."""
+    if not csv_path.exists():
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerow(fields)
+        return
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(csv_path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if header == fields:
+        return
+    tmp = csv_path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for r in rows:
+            w.writerow([r.get(k) if r.get(k) not in (None, "") else "nan" for k in fields])
+    tmp.replace(csv_path)
+
+
 def plot_losses(csv_path: Path, png_path: Path) -> None:
     """Plot every loss column of a losses.csv against step (log scale) to a PNG."""
     import matplotlib
@@ -348,7 +386,9 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
         return
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("total", "perceptual", "l1", "equivariance", "l1_metric"):
+    for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "l1_metric"):
+        if key not in rows[0]:
+            continue
         vals = [float(r[key]) for r in rows]
         if all(math.isnan(v) for v in vals):
             continue
