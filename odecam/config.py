@@ -8,14 +8,24 @@ the paper's symbol it implements (F_K, F_C, F_E, F_A, F_G). The paper's ablation
 * ``num_refs = 0..6``             -> number of reference views N fused by the generator.
 
 Presets: :func:`preset` (``"vox256"``, ``"lite"``, ``"tiny"``).
+
+Every config that comes from outside (a checkpoint's metadata or ``.json``, a training config, ``--set``
+overrides) is checked by :func:`validate_config` before anything is built: each field's type and a range
+the architecture can use (``image_size`` 64..1024 in multiples of 32, ``keypoints.num_kp`` 1..64,
+``evolution.steps`` 1..64, a known ``evolution.method`` ...), plus the sizes that must divide (each
+hourglass halves its input ``num_blocks`` times). A violation raises :class:`~odecam.errors.ConfigError`
+with one sentence naming the field and the allowed values.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from odecam.errors import ConfigError
 
 MotionMode = Literal["zero_order", "first_order"]
 ODEMethod = Literal["euler", "midpoint", "rk4"]
@@ -114,46 +124,211 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Build a config from a (possibly partial) dict; unknown keys are refused with a clear error."""
-        subs = {f.name: f.type for f in dataclasses.fields(cls)}
-        sub_types = {
-            "keypoints": KeypointConfig,
-            "motion": CoarseMotionConfig,
-            "evolution": EvolutionConfig,
-            "appearance": AppearanceConfig,
-            "generator": GeneratorConfig,
-        }
+        """Build a config from a (possibly partial) dict and :func:`validate_config` it.
+
+        Unknown keys, wrong types and values out of the architecture's range raise :class:`ConfigError`
+        (also a ``ValueError``) with one sentence naming the field and the allowed values.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"a model config must be a JSON object of fields, not {_kind(data)}")
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in subs:
-                raise ValueError(f"unknown model config key {key!r}; expected one of {sorted(subs)}")
-            if key in sub_types:
-                sub_cls = sub_types[key]
+            if key not in _FIELDS:
+                raise ConfigError(f"unknown model config key {_show(key)}; expected some of {sorted(_FIELDS)}")
+            if key in _SECTIONS:
+                sub_cls = _SECTIONS[key]
+                if not isinstance(value, dict):
+                    raise ConfigError(f"model config section {key!r} must be a JSON object of fields, not "
+                                      f"{_kind(value)}")
                 known = {f.name for f in dataclasses.fields(sub_cls)}
-                bad = set(value) - known
+                bad = [k for k in value if k not in known]
                 if bad:
-                    raise ValueError(f"unknown keys {sorted(bad)} in model config section {key!r}")
+                    raise ConfigError(f"unknown keys {sorted(map(str, bad))[:5]} in model config section {key!r}; "
+                                      f"expected some of {sorted(known)}")
                 kwargs[key] = sub_cls(**value)
             else:
                 kwargs[key] = value
-        return cls(**kwargs)
+        cfg = cls(**kwargs)
+        validate_config(cfg)
+        return cfg
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str | bytes) -> "ModelConfig":
+        """Parse and validate a JSON config (at most :data:`MAX_CONFIG_BYTES`)."""
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"the model config is {len(text)} bytes, over the {MAX_CONFIG_BYTES}-byte limit")
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise ConfigError(f"the model config is not valid JSON ({detail})") from None
+        return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "ModelConfig":
-        """Copy with top-level fields replaced, and dotted sub-fields (``"evolution.steps"``)."""
+        """Copy with top-level fields replaced, and dotted sub-fields (``"evolution.steps"``); validated."""
         data = self.to_dict()
         for key, value in changes.items():
-            node = data
             parts = key.replace("__", ".").split(".")
+            node = data
             for p in parts[:-1]:
-                node = node[p]
-            if parts[-1] not in node:
-                raise ValueError(f"unknown config field {key!r}")
+                node = node.get(p) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or parts[-1] not in node or (
+                    len(parts) == 1 and parts[0] in _SECTIONS) or len(parts) > 2:
+                raise ConfigError(f"unknown config field {key!r}; use a field such as image_size, num_refs or "
+                                  "evolution.steps (see odecam/config.py)")
             node[parts[-1]] = value
         return ModelConfig.from_dict(data)
+
+    def validate(self) -> "ModelConfig":
+        """:func:`validate_config` this config; returns it."""
+        validate_config(self)
+        return self
+
+
+_SECTIONS: dict[str, type] = {
+    "keypoints": KeypointConfig,
+    "motion": CoarseMotionConfig,
+    "evolution": EvolutionConfig,
+    "appearance": AppearanceConfig,
+    "generator": GeneratorConfig,
+}
+_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+#: the largest config text read (a real one is about 2 KB)
+MAX_CONFIG_BYTES = 64 * 1024
+
+_BOOL = ("bool",)
+_KERNEL = ("kernel",)  # an odd whole number from 1 to 15
+_SCALE = ("scale",)  # 1/n for a whole n from 1 to 32
+#: section -> field -> rule: ("int", lo, hi[, multiple]), ("float", lo, hi), ("choice", what, options), ...
+RULES: dict[str, dict[str, tuple]] = {
+    "": {"name": ("name",), "image_size": ("int", 64, 1024, 32), "num_channels": ("int", 3, 3),
+         "num_refs": ("int", 0, 6)},
+    "keypoints": {"num_kp": ("int", 1, 64), "block_expansion": ("int", 1, 128), "max_features": ("int", 1, 1024),
+                  "num_blocks": ("int", 1, 5), "temperature": ("float", 0.001, 10.0), "scale_factor": _SCALE,
+                  "estimate_jacobian": _BOOL, "head_kernel": _KERNEL, "head_padding": ("int", 0, 7),
+                  "antialias": _BOOL, "depthwise": _BOOL},
+    "motion": {"mode": ("choice", "motion mode", ("zero_order", "first_order")), "block_expansion": ("int", 1, 128),
+               "max_features": ("int", 1, 1024), "num_blocks": ("int", 1, 5), "scale_factor": _SCALE,
+               "kp_variance": ("float", 0.0001, 1.0), "head_kernel": _KERNEL, "antialias": _BOOL,
+               "depthwise": _BOOL},
+    "evolution": {"enabled": _BOOL, "hidden": ("int", 1, 256), "num_layers": ("int", 1, 8),
+                  "context_channels": ("int", 0, 256), "method": ("choice", "ODE method", ("euler", "midpoint", "rk4")),
+                  "steps": ("int", 1, 64), "adjoint": _BOOL},
+    "appearance": {"enabled": _BOOL, "hidden": ("int", 1, 128), "num_blocks": ("int", 1, 5), "depthwise": _BOOL},
+    "generator": {"block_expansion": ("int", 1, 128), "max_features": ("int", 1, 512),
+                  "num_down_blocks": ("int", 0, 5), "num_bottleneck_blocks": ("int", 0, 12), "depthwise": _BOOL,
+                  "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL},
+}
+#: the ODE step counts a config or ``--ode-steps`` may ask for
+MAX_ODE_STEPS = RULES["evolution"]["steps"][2]
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "true/false", str: "a string", float: "a fraction", int: "a whole number", list: "a list",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_int(where: str, value: Any, lo: int, hi: int, multiple: int = 1) -> int:
+    """``value`` must be a whole number (not a bool, fraction or string) in [lo, hi], a multiple of ``multiple``."""
+    steps = f" in multiples of {multiple}" if multiple > 1 else ""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} = {_show(value)} must be a whole number from {lo} to {hi}{steps}, "
+                          f"not {_kind(value)}")
+    if not lo <= value <= hi or value % multiple:
+        raise ConfigError(f"{where} = {_show(value)} is out of range; use a whole number from {lo} to {hi}{steps}")
+    return value
+
+
+def check_float(where: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` must be a finite number (int or float, not a bool) in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where} = {_show(value)} must be a number from {lo:g} to {hi:g}, not {_kind(value)}")
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ConfigError(f"{where} = {_show(value)} is out of range; use a number from {lo:g} to {hi:g}")
+    return float(value)
+
+
+def _check_field(where: str, value: Any, rule: tuple) -> None:
+    kind = rule[0]
+    if kind == "int":
+        check_int(where, value, *rule[1:])
+    elif kind == "float":
+        check_float(where, value, *rule[1:])
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {_show(value)} must be true or false, not {_kind(value)}")
+    elif kind == "choice":
+        if not isinstance(value, str) or value not in rule[2]:
+            raise ConfigError(f"{where} = {_show(value)} is not a known {rule[1]}; use one of {', '.join(rule[2])}")
+    elif kind == "kernel":
+        check_int(where, value, 1, 15)
+        if value % 2 == 0:
+            raise ConfigError(f"{where} = {value} must be an odd kernel size from 1 to 15")
+    elif kind == "scale":
+        check_float(where, value, 1 / 32, 1.0)
+        n = round(1 / value)
+        if not math.isclose(1 / value, n, rel_tol=1e-6):
+            raise ConfigError(f"{where} = {_show(value)} must be 1/n for a whole n from 1 to 32 (1, 0.5, 0.25, "
+                              "0.125, ...)")
+    elif kind == "name":
+        if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.isprintable():
+            raise ConfigError(f"name = {_show(value)} must be a printable string of 1 to 64 characters")
+
+
+def _check_halvings(where: str, side: int, blocks: int, what: str) -> None:
+    """An hourglass halves its ``side``-px input ``blocks`` times and must come back to the same size."""
+    if side % (2 ** blocks):
+        most = 0
+        while side % (2 ** (most + 1)) == 0 and most < 6:
+            most += 1
+        fix = f"use {where} <= {most} or a larger image_size" if most else "use a larger image_size or scale_factor"
+        raise ConfigError(f"{where} = {blocks}: the {what} is {side} px, which cannot be halved {blocks} times; {fix}")
+
+
+def validate_config(cfg: ModelConfig) -> None:
+    """Raise :class:`ConfigError` (one sentence: field, value, allowed values) unless every field of ``cfg``
+    has the right type and a value the architecture can use. Runs before any module is built."""
+    for section, rules in RULES.items():
+        node = cfg if not section else getattr(cfg, section)
+        if section and not isinstance(node, _SECTIONS[section]):
+            raise ConfigError(f"model config section {section!r} must be an object of fields, not {_kind(node)}")
+        for f in dataclasses.fields(node):
+            if f.name in _SECTIONS:
+                continue
+            _check_field(f"{section}.{f.name}" if section else f.name, getattr(node, f.name), rules[f.name])
+    for section in ("keypoints", "motion", "generator"):
+        sub = getattr(cfg, section)
+        if sub.max_features < sub.block_expansion:
+            raise ConfigError(f"{section}.max_features = {sub.max_features} is below {section}.block_expansion = "
+                              f"{sub.block_expansion}; use at least {sub.block_expansion}")
+    size = cfg.image_size
+    for section, what in (("keypoints", "keypoint input"), ("motion", "motion input")):
+        sub = getattr(cfg, section)
+        n = round(1 / sub.scale_factor)
+        if size % n:
+            raise ConfigError(f"{section}.scale_factor = 1/{n} does not divide image_size {size} into whole pixels; "
+                              "use 1/2, 1/4, 1/8, 1/16 or 1/32")
+        side = size // n
+        _check_halvings(f"{section}.num_blocks", side,
+                        sub.num_blocks, f"{what} (image_size {size} x {section}.scale_factor 1/{n})")
+    kp = cfg.keypoints
+    if kp.head_padding > kp.head_kernel // 2:
+        raise ConfigError(f"keypoints.head_padding = {kp.head_padding} is out of range; use 0 to "
+                          f"keypoints.head_kernel // 2 = {kp.head_kernel // 2}")
+    kp_side = size // round(1 / kp.scale_factor)
+    if kp_side + 2 * kp.head_padding < kp.head_kernel:
+        raise ConfigError(f"keypoints.head_kernel = {kp.head_kernel} is wider than the {kp_side}-px keypoint map "
+                          f"(+ 2 x head_padding {kp.head_padding}); use a smaller kernel or a larger scale_factor")
+    features = size // 2 ** cfg.generator.num_down_blocks
+    _check_halvings("appearance.num_blocks", features, cfg.appearance.num_blocks,
+                    f"feature map (image_size {size} / 2^generator.num_down_blocks)")
 
 
 def vox256() -> ModelConfig:

@@ -11,3 +11,7 @@ class InputImageError(OdecamError):
 
 class CheckpointError(OdecamError):
     """A checkpoint that is missing, corrupt, unsafe or of another architecture."""
+
+
+class ConfigError(OdecamError, ValueError):
+    """A model or training config field of the wrong type or out of the range the architecture can use."""
