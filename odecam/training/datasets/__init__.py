@@ -31,6 +31,7 @@ Modules
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,6 +42,9 @@ from odecam.training.datasets.common import (  # noqa: F401 -- private names re-
     EVAL_ONLY_FILES, IMAGE_EXTS, VIDEO_EXTS, AugmentConfig, DatasetError, Item, PathLike, VideoDecodeError,
     _check_not_eval_only, _make_item, _resolve_augment, _square_resize, _to_tensor, _torch_seed,
 )
+from odecam.training.datasets.common import WithLandmarks
+from odecam.training.datasets.faces import FaceCropDataset
+from odecam.training.datasets.landmark_motion import MotionConfig, MotionParams, synthesize
 from odecam.training.datasets.procedural import ProceduralTalkingObjects
 from odecam.training.datasets.stills import StillImageAnimation, WarpConfig, default_still_images
 from odecam.training.datasets.videos import VideoFolderDataset, _shot_segments, read_video, write_video  # noqa: F401
@@ -53,6 +57,11 @@ __all__ = [
     "VideoFolderDataset",
     "ProceduralTalkingObjects",
     "StillImageAnimation",
+    "FaceCropDataset",
+    "WithLandmarks",
+    "MotionConfig",
+    "MotionParams",
+    "synthesize",
     "build_dataset",
     "skipped_count",
     "default_still_images",
@@ -83,20 +92,29 @@ def build_dataset(
       split uses a different seed);
     * ``'stills'`` (scikit-image's astronaut) or ``'stills:PATH[,PATH...]'`` (images, videos or
       frame folders to take stills from) -- :class:`StillImageAnimation`;
+    * ``'faces:DIR'`` -- :class:`FaceCropDataset`: crops and landmarks written by ``odecam
+      prepare-faces`` (far driving frames, landmark-guided synthetic motion, portraits);
     * any existing path -- :class:`VideoFolderDataset` (FOMM layout, folder of videos, or a file).
 
-    Extra keyword arguments go to :class:`VideoFolderDataset` (e.g. ``repeats``, ``cache_bytes``).
+    Extra keyword arguments go to :class:`VideoFolderDataset` (e.g. ``repeats``, ``cache_bytes``) and
+    those it accepts to :class:`FaceCropDataset` (e.g. ``repeats``, ``synthetic_prob``). When a
+    mixture holds face crops, the other datasets are wrapped in :class:`WithLandmarks` (NaN landmarks).
     The evaluation-only clip (``carphone_pristine``) is refused for ``split='train'`` unless
     ``allow_eval_only``.
 
     Returns:
-        a ``Dataset`` whose items are ``{'source', 'refs', 'driving'}`` (see module docstring).
+        a ``Dataset`` whose items are ``{'source', 'refs', 'driving'}`` (+ landmarks with face crops;
+        see the module docstring).
     """
     if isinstance(spec, (list, tuple)):
         parts = [build_dataset(s, split=split, image_size=image_size, num_refs=num_refs, seed=seed + 7919 * i,
                                augment=augment, allow_eval_only=allow_eval_only, **kwargs)
                  for i, s in enumerate(spec)]
-        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        if len(parts) == 1:
+            return parts[0]
+        if any(_has_landmarks(d) for d in parts):  # NaN landmarks for the others, so batches collate
+            parts = [d if _has_landmarks(d) else WithLandmarks(d) for d in parts]
+        return ConcatDataset(parts)
     s = os.fspath(spec)
     if not Path(s).exists() and "+" in s:
         return build_dataset([x for x in s.split("+") if x], split=split, image_size=image_size,
@@ -112,11 +130,27 @@ def build_dataset(
             _check_not_eval_only(p, split, allow_eval_only)
         aug = _resolve_augment(augment, split)
         return StillImageAnimation(paths, kwargs.pop("length", None), image_size, num_refs, test_seed, augment=aug or False)
+    if head == "faces" and not Path(s).exists():
+        if not arg:
+            raise DatasetError("The dataset spec 'faces' needs a folder: faces:DIR, DIR written by odecam prepare-faces.")
+        root = Path(arg)
+        if not root.exists():
+            raise DatasetError(f"The prepared face folder {root} does not exist; run odecam prepare-faces SRC --out {root}.")
+        _check_not_eval_only(root, split, allow_eval_only)
+        known = inspect.signature(FaceCropDataset.__init__).parameters
+        extra = {k: v for k, v in kwargs.items() if k in known}
+        return FaceCropDataset(root, split, image_size, num_refs, augment=augment, seed=test_seed, **extra)
     p = Path(s)
     if not p.exists():
-        raise DatasetError(f"Unknown dataset spec {s!r}: not 'procedural', 'stills' or an existing path.")
+        raise DatasetError(f"Unknown dataset spec {s!r}: not 'procedural', 'stills', 'faces:DIR' or an existing path.")
     _check_not_eval_only(p, split, allow_eval_only)
     return VideoFolderDataset(p, split, image_size, num_refs, augment=augment, seed=seed, **kwargs)
+
+
+def _has_landmarks(ds: Dataset) -> bool:
+    if isinstance(ds, ConcatDataset):
+        return all(_has_landmarks(d) for d in ds.datasets)
+    return isinstance(ds, (FaceCropDataset, WithLandmarks))
 
 
 def skipped_count(ds: Dataset) -> int:
