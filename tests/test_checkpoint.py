@@ -130,3 +130,64 @@ def test_convert_refuses_non_fomm_checkpoint(tmp_path):
     torch.save({"state_dict": {"a": torch.zeros(1)}}, src)
     with pytest.raises(CheckpointError, match="kp_detector"):
         convert_fomm(src, tmp_path / "x.safetensors")
+
+
+def _resave(path: Path, tensors: dict, model) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"odecam_config": model.cfg.to_json()})
+    return path
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int32, torch.int64, torch.bool])
+def test_non_float_weights_are_refused_naming_the_tensor(tmp_path, tiny_model, dtype):
+    sd = dict(tiny_model.state_dict())
+    key = "kp_detector.kp.weight"
+    sd[key] = (sd[key] * 100).to(dtype)
+    path = _resave(tmp_path / "w.safetensors", sd, tiny_model)
+    with pytest.raises(CheckpointError, match=rf"tensor {key} is {str(dtype).split('.')[1]}, not a float32/float16"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_float_dtypes_are_cast_to_the_model_dtype(tmp_path, tiny_model, dtype, caplog):
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tiny_model.state_dict().items()}
+    path = _resave(tmp_path / "w.safetensors", sd, tiny_model)
+    with caplog.at_level("INFO", logger="odecam.checkpoint"):
+        model = load_checkpoint(path)
+    assert f"{str(dtype).split('.')[1]} tensor(s) to float32" in caplog.text
+    for k, v in model.state_dict().items():
+        assert v.dtype == tiny_model.state_dict()[k].dtype
+        assert torch.equal(v, sd[k].to(v.dtype)), k
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, tiny_model, bad):
+    sd = dict(tiny_model.state_dict())
+    key = "generator.final.weight"
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[3] = bad
+    path = _resave(tmp_path / "w.safetensors", sd, tiny_model)
+    with pytest.raises(CheckpointError, match=rf"tensor {key} holds 1 NaN or infinite value\(s\)"):
+        load_checkpoint(path)
+
+
+def test_float64_overflowing_float32_is_refused(tmp_path, tiny_model):
+    sd = {k: (v.double() if v.is_floating_point() else v) for k, v in tiny_model.state_dict().items()}
+    sd["generator.final.bias"][0] = 1e300
+    with pytest.raises(CheckpointError, match="generator.final.bias holds 1 NaN or infinite"):
+        load_checkpoint(_resave(tmp_path / "w.safetensors", sd, tiny_model))
+
+
+def test_convert_fomm_refuses_non_finite_and_integer_weights(tmp_path):
+    src = tmp_path / "vox-cpk.pth.tar"
+    sd = reference_fomm_checkpoint(src)
+    sd["generator"]["final.bias"] = torch.full_like(sd["generator"]["final.bias"], float("nan"))
+    torch.save(sd, src)
+    with pytest.raises(CheckpointError, match="generator.final.bias holds 3 NaN"):
+        convert_fomm(src, tmp_path / "x.safetensors")
+    sd["generator"]["final.bias"] = torch.zeros(3, dtype=torch.int16)
+    torch.save(sd, src)
+    with pytest.raises(CheckpointError, match="generator.final.bias is int16"):
+        convert_fomm(src, tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()

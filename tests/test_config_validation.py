@@ -105,7 +105,7 @@ def test_valid_configs_build_and_run():
     channel counts, so it is quick) and the bounds themselves."""
     rng = random.Random(0)
     accepted = 0
-    for _ in range(30):
+    for _ in range(24):
         d = preset("tiny").to_dict()
         for section in ("keypoints", "motion"):
             d[section].update(scale_factor=rng.choice([1, 0.5, 0.25, 0.125]), num_blocks=rng.randint(1, 4),
@@ -121,17 +121,16 @@ def test_valid_configs_build_and_run():
         d["appearance"].update(num_blocks=rng.randint(1, 3), enabled=rng.random() < 0.5)
         d["generator"].update(num_down_blocks=rng.randint(0, 4), num_bottleneck_blocks=rng.randint(0, 2),
                               estimate_occlusion=rng.random() < 0.5, image_skip=rng.random() < 0.5)
-        d.update(image_size=rng.choice([64, 96, 128]), num_refs=rng.randint(0, 2))
+        d.update(image_size=rng.choice([64, 96]), num_refs=rng.randint(0, 2))
         try:
             cfg = ModelConfig.from_dict(d)
         except ConfigError:
             continue
         accepted += 1
         _run(cfg)
-    assert accepted >= 10
-    edge = preset("tiny").replace(**{"keypoints.num_kp": 64, "evolution.steps": 64, "evolution.method": "rk4",
-                                     "num_refs": 6})
-    _run(edge)
+    assert accepted >= 8
+    _run(preset("tiny").replace(**{"keypoints.num_kp": 64, "evolution.steps": 64, "num_refs": 1}))
+    _run(preset("tiny").replace(**{"evolution.method": "rk4", "num_refs": 6}))
 
 
 def _run(cfg: ModelConfig) -> None:
