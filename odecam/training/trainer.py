@@ -50,6 +50,11 @@ class LossConfig:
     #: landmark-guided F_K (odecam switch): weight of the keypoint-landmark L1 (``landmark_loss``); needs
     #: data with landmarks (``faces:DIR``); 0 = the paper's unsupervised F_K
     landmarks: float = 0.0
+    #: synthetic-warp pairs (odecam switch, ``warp_supervision``): weight of the L1 between the source
+    #: view's fields (T~ and T) and the known field; ``warp_prob`` of each batch gets such a driving frame
+    flow: float = 0.0
+    warp_prob: float = 0.25
+    warp_rotation: float = 20.0
 
 
 @dataclass
@@ -146,9 +151,20 @@ class TrainingStep(nn.Module):
         where unknown (only used when ``loss.landmarks > 0``)."""
         from odecam.training.losses import equivariance_loss
 
+        affine = None
+        if self.loss_cfg.flow > 0 and self.loss_cfg.warp_prob > 0:
+            driving, driving_landmarks, affine = self._warp_pairs(source, driving, source_landmarks, driving_landmarks)
         out = self.model(source, driving, refs, solver="torchdiffeq")
         pred = out["prediction"]
         losses: dict[str, torch.Tensor] = {}
+        if affine is not None:
+            from odecam.training.warp_supervision import flow_loss
+
+            v = out["coarse"].shape[0] // source.shape[0]
+            k = affine.shape[0]
+            src_views = torch.arange(k, device=source.device) * v
+            losses["flow"] = self.loss_cfg.flow * 0.5 * (flow_loss(out["coarse"][src_views], affine)
+                                                         + flow_loss(out["displacement"][src_views], affine))
         if self.vgg is not None:
             losses["perceptual"] = self.loss_cfg.perceptual * self.vgg(pred, driving)
         if self.loss_cfg.l1 > 0:
@@ -168,6 +184,24 @@ class TrainingStep(nn.Module):
         losses["total"] = sum(losses.values())
         losses["l1_metric"] = (pred.detach() - driving).abs().mean()
         return losses
+
+    def _warp_pairs(self, source: torch.Tensor, driving: torch.Tensor, source_landmarks: torch.Tensor | None,
+                    driving_landmarks: torch.Tensor | None):
+        """Replace the first round(B * warp_prob) driving frames by similarity warps of their sources.
+
+        Returns (driving, driving landmarks, affine (k, 2, 3) or None when k = 0)."""
+        from odecam.training.warp_supervision import WarpPairConfig, make_warp_pairs
+
+        k = int(round(source.shape[0] * self.loss_cfg.warp_prob))
+        if k == 0:
+            return driving, driving_landmarks, None
+        cfg = WarpPairConfig(prob=self.loss_cfg.warp_prob, max_rotation=self.loss_cfg.warp_rotation)
+        lm_s = source_landmarks[:k] if source_landmarks is not None else None
+        warped, lm_w, affine = make_warp_pairs(source[:k], lm_s, cfg)
+        driving = torch.cat([warped, driving[k:]], 0)
+        if driving_landmarks is not None and lm_w is not None:
+            driving_landmarks = torch.cat([lm_w.to(driving_landmarks.dtype), driving_landmarks[k:]], 0)
+        return driving, driving_landmarks, affine
 
 
 def _device(name: str, local_rank: int) -> torch.device:
@@ -294,7 +328,7 @@ class Trainer:
         loader, sampler = self._loader()
         batches = _batches(loader, sampler)
         csv_path = self.run_dir / "losses.csv"
-        fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "l1_metric", "lr", "seconds"]
+        fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "flow", "l1_metric", "lr", "seconds"]
         if self.is_main:
             _open_loss_log(csv_path, fields)
         self.model.train()
@@ -386,7 +420,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
         return
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "l1_metric"):
+    for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "flow", "l1_metric"):
         if key not in rows[0]:
             continue
         vals = [float(r[key]) for r in rows]
