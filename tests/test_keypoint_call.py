@@ -211,7 +211,9 @@ class Frames:
 async def call(tiny_model, portrait, loopback_only):
     """A receiver on 127.0.0.1 with a sink, and a factory for senders that play the carphone clip."""
     frames = Frames()
-    receiver = KeypointReceiver(tiny_model, Avatar(tiny_model, portrait, name="astronaut"), TOKEN, sinks=[frames])
+    events: list[str] = []
+    receiver = KeypointReceiver(tiny_model, Avatar(tiny_model, portrait, name="astronaut"), TOKEN, sinks=[frames],
+                                on_event=events.append)
     running = await start_receiver(receiver, "127.0.0.1", 0)
     extractor = animator_extractor(Animator(tiny_model, Avatar(tiny_model, portrait)))
     tasks: list[asyncio.Task] = []
@@ -235,7 +237,7 @@ async def call(tiny_model, portrait, loopback_only):
 
     async with aiohttp.ClientSession() as http:
         yield types.SimpleNamespace(receiver=receiver, url=running.url, frames=frames, sender=sender,
-                                    until=until, http=http)
+                                    until=until, http=http, events=events)
     for stop in stops:
         stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
@@ -369,6 +371,31 @@ async def test_a_new_sender_replaces_the_old_one(call):
     assert rx.decoder.stats.keyframes >= 2  # the second sender started with a key frame
     assert rx.session.animator is not old.animator  # the new sender gets its own neutral pose
     assert rx.stats.max_interval_ms < STALL_MS
+    # what odecam receive prints: connected, replaced, then the second sender leaves after its 45 frames
+    await call.until(lambda: any("left" in e for e in call.events), what="the second sender to leave")
+    assert [e.split(" (")[0] for e in call.events] == ["a sender connected", "a new sender", "a sender connected",
+                                                       "the sender left"], call.events
+    assert f"session {old.id}" in call.events[1] and "said 'done'" in call.events[3]
+
+
+@pytest.mark.asyncio
+async def test_end_counts_are_consistent(call):
+    """The counts both commands end with add up: sent >= received >= decoded >= rendered, and every
+    emitted frame is a rendered or a held one."""
+    rx = call.receiver
+    said: list[str] = []
+    sender, _, task = call.sender(max_frames=60, on_event=said.append)
+    await asyncio.wait_for(task, 40)
+    await call.until(lambda: any("left" in e for e in call.events), what="the sender to leave")
+    counts = rx.stats.counts(written=len(call.frames.times))
+    sent = sender.stats.frames_sent
+    print(f"\nsender: {sender.stats.as_dict()}\nreceiver counts: {counts}; events {call.events}; sender said {said}")
+    assert sender.error is None and sent == 60 and sender.stats.frames_read >= sent
+    assert sent >= counts["received"] >= sent - 3  # loopback: at most the last packets in flight are lost
+    assert counts["received"] >= counts["decoded"] >= counts["rendered"] + rx.stats.skipped - 1 >= 1
+    assert rx.stats.emitted == counts["rendered"] + counts["held"] == counts["written"]
+    assert any(e.startswith("connected to") for e in said)
+    assert rx.session is None  # the sender said bye: the receiver closed the call at once
 
 
 @pytest.mark.asyncio
@@ -431,7 +458,6 @@ def test_cli_preview_needs_a_display(capsys, monkeypatch):
 
 def test_cli_send_and_receive_with_a_sender_restart(tmp_path):
     """Two processes: a sender killed mid-call (no goodbye), a restarted sender, a recording."""
-    import cv2
     import urllib.request
 
     port = _free_port()
@@ -462,9 +488,13 @@ def test_cli_send_and_receive_with_a_sender_restart(tmp_path):
         first.kill()  # a crash: the receiver is not told
         first.wait(10)
         before = rendered()
-        second = subprocess.run(send + ["--max-frames", "60"], env=env, capture_output=True, text=True, timeout=60)
+        second = subprocess.run(send + ["--max-frames", "60", "--progress", "0.5"], env=env, capture_output=True,
+                                text=True, timeout=60)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "60 frames sent" in second.stdout
+        said = second.stdout
+        assert "connected to" in said
+        assert "frames sent" in said, said  # the progress line (--progress 0.5)
+        assert "sent 60 (" in said and "1 connection(s)" in said, said
         assert rendered() >= before + 30
     finally:
         if receiver.poll() is None:
@@ -472,16 +502,23 @@ def test_cli_send_and_receive_with_a_sender_restart(tmp_path):
         text = receiver.communicate(timeout=30)[0]
     assert receiver.returncode == 0, text
     assert "wrote" in text and "call(s)" in text
+    for event in ("a sender connected", "a new sender (session", "replaces the current one", "the sender left"):
+        assert event in text, text
+    import re
+
+    final = re.search(r"frames received (\d+), decoded (\d+), rendered (\d+), held (\d+), written (\d+)", text)
+    assert final, text
+    received, decoded, rendered, held, written = map(int, final.groups())
+    assert received >= decoded >= rendered > 0 and held > 0
     summary = json.loads(stats.read_text())
     assert summary["stats"]["sessions"] == 2 and summary["stats"]["replaced"] == 1, summary
     assert summary["stats"]["max_interval_ms"] < 1000  # two processes on shared cores: a loose bound here
-    cap = cv2.VideoCapture(str(out))
+    import av
+
     n, size = 0, None
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        n, size = n + 1, frame.shape
-    cap.release()
+    with av.open(str(out)) as container:  # H.264: read with PyAV (OpenCV builds may lack a decoder)
+        for frame in container.decode(video=0):
+            n, size = n + 1, frame.to_ndarray(format="bgr24").shape
     print(f"\nreceiver: {text.strip().splitlines()[-2]}\nrecording: {n} frames")
     assert n >= 60 and size == (64, 64, 3)
+    assert written == n == summary["counts"]["written"]  # "written" is the recording's frame count

@@ -74,6 +74,7 @@ class _Outputs:
         self.recorder = self.vcam = None
         self.preview = False
         self.stop = stop
+        self.taken = 0  # frames an output took (recorded, sent to the camera, shown)
         self._last_sent = None
         self._bgr = None
         self._bgr_of = None
@@ -109,15 +110,26 @@ class _Outputs:
         if self._bgr_of is not rgb:
             self._bgr, self._bgr_of = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), rgb
         bgr = self._bgr
+        took = False
         if self.recorder is not None and info.live:
             self.recorder.write(bgr, timestamp=info.time)
+            took = True
         if self.vcam is not None and self._last_sent is not rgb:
             self.vcam.submit(bgr, capture_ts=info.capture_ts if info.latency_ms is not None else None)
             self._last_sent = rgb
+            took = True
         if self.preview:
+            took = True
             cv2.imshow("odecam receive", bgr)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                 self.stop()
+        self.taken += took
+
+    @property
+    def written(self) -> int:
+        """Frames written: the recording's frame count (placed in time at --fps) when recording, else
+        the frames the virtual camera or the window took."""
+        return self.recorder.frames_written if self.recorder is not None else self.taken
 
     def close(self) -> None:
         if self.recorder is not None:
@@ -171,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         print("odecam receive: note: no output chosen (--record, --virtual-camera, --preview); rendering anyway")
     receiver = KeypointReceiver(loaded.model, avatar, token, sinks=[outputs], fps=args.fps,
                                 accept_avatar=not args.keep_avatar, loopback=is_loopback_host(args.host),
-                                ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps)
+                                ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps,
+                                on_event=lambda text: print(f"odecam receive: {text}", flush=True))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -208,14 +221,17 @@ def run(args: argparse.Namespace) -> int:
     summary["weights"] = loaded.description
     if args.record:
         summary["recorded_frames"] = outputs.recorder.frames_written if outputs.recorder else 0
+    s = receiver.stats
+    counts = s.counts(outputs.written)
+    summary["counts"] = counts
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(summary, indent=2) + "\n")
-    s = receiver.stats
     lat = summary["latency_ms"]
-    lat_text = f", capture->render p50 {lat['p50_ms']:.0f} ms p95 {lat['p95_ms']:.0f} ms" if lat else ""
+    lat_text = f"; capture->render latency p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms" if lat else ""
     dropped = {k: v for k, v in s.dropped.items() if v}
-    print(f"odecam receive: {s.sessions} call(s), {s.decoded} keypoint frames decoded, {s.rendered} rendered, "
-          f"{s.emitted} frames out ({s.held} held){lat_text}; dropped {dropped or 'none'}")
+    print(f"odecam receive: {s.sessions} call(s); frames received {counts['received']}, decoded {counts['decoded']}, "
+          f"rendered {counts['rendered']}, held {counts['held']}, written {counts['written']}{lat_text}; "
+          f"dropped {dropped or 'none'}")
     if args.record:
         n = summary["recorded_frames"]
         print(f"odecam receive: wrote {args.record} ({n} frames)" if n else

@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stun", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL when the receiver is on another network (repeatable)")
     p.add_argument("--stats-json", metavar="PATH", help="write the sender's counters here at exit")
+    p.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
+                   help="print a progress line every this many seconds (default: 5; 0: never)")
     p.add_argument("--checkpoint", help="model weights (.safetensors), the same as the receiver's; "
                                         "default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise OdecamError(f"--token is required: pass the token odecam receive printed (or set ${TOKEN_ENV}).")
     token = check_token(args.token)
     offer_url(args.to)  # a clear error now for a bad address
+    if not 0 <= args.progress <= 3600:
+        raise OdecamError(f"--progress must be between 0 and 3600 seconds, got {args.progress:g}.")
     if args.loop and not args.video:
         raise OdecamError("--loop applies to --video files only.")
     if args.stats_json and not Path(args.stats_json).resolve().parent.is_dir():
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                             avatar_bytes=avatar_bytes, avatar_name=Path(args.avatar).stem if args.avatar else "remote",
                             model_name=model.cfg.name, max_frames=args.max_frames,
                             reconnect=not args.no_reconnect, connect_timeout=args.connect_timeout,
-                            ice_servers=args.stun)
+                            ice_servers=args.stun, on_event=lambda text: print(f"odecam send: {text}", flush=True))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -131,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"odecam send: weights: {loaded.description}")
         print(f"odecam send: {'video ' + args.video if args.video else 'camera ' + str(config.source)} -> "
               f"{sender.offer_url} (Ctrl+C to stop)", flush=True)
-        await sender.run(stop)
+        progress = asyncio.ensure_future(_progress(sender, args.progress)) if args.progress else None
+        try:
+            await sender.run(stop)
+        finally:
+            if progress is not None:
+                progress.cancel()
 
     try:
         asyncio.run(main())
@@ -142,8 +151,24 @@ def run(args: argparse.Namespace) -> int:
         Path(args.stats_json).write_text(json.dumps({"stats": stats, "error": sender.error,
                                                      "remote_errors": sender.remote_errors}, indent=2) + "\n")
     kbps = f", {stats['payload_kbps']:.1f} kbit/s payload" if stats["payload_kbps"] else ""
-    print(f"odecam send: {stats['frames_sent']} frames sent ({stats['keyframes']} key frames, "
-          f"{stats['bytes_sent']} bytes{kbps}), {stats['connections']} connection(s)")
+    print(f"odecam send: {stats['connections']} connection(s); frames read {stats['frames_read']}, sent "
+          f"{stats['frames_sent']} ({stats['keyframes']} key frames), not sent {stats['frames_unsent']} (no "
+          f"connection) + {stats['frames_congested']} (congested); {stats['bytes_sent']} bytes{kbps}")
     if sender.error:
         raise OdecamError(sender.error)
     return 0
+
+
+async def _progress(sender, every: float) -> None:
+    """A line every ``every`` seconds: frames sent, the rate over the last interval, the connection."""
+    import asyncio
+    import time
+
+    last_n, last_t = 0, time.monotonic()
+    while True:
+        await asyncio.sleep(every)
+        n, t = sender.stats.frames_sent, time.monotonic()
+        state = sender.pc.connectionState if sender.pc is not None else "not connected"
+        print(f"odecam send: {n} frames sent, {(n - last_n) / (t - last_t):.1f} fps over the last {t - last_t:.1f} s, "
+              f"{sender.stats.keyframes} key frames, {sender.stats.bytes_sent} bytes; {state}", flush=True)
+        last_n, last_t = n, t

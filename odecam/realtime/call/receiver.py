@@ -322,6 +322,7 @@ class KeypointReceiver(RenderLoop):
         elif kind == "bye":
             session.bye = msg.get("reason", "") or "bye"
             log.info("session %s: the sender is leaving (%s)", session.id, session.bye)
+            self._spawn(self._close_session(session, "sender left"))
 
     def _refuse_avatar(self, session: _Session, reason: str) -> None:
         self.stats.avatars_refused += 1

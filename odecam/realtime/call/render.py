@@ -75,6 +75,12 @@ class ReceiverStats:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def counts(self, written: int) -> dict[str, int]:
+        """The end-of-call frame counts, in pipeline order: keypoint messages received, frames decoded
+        from them, rendered, held (the previous frame emitted again) and ``written`` by the outputs."""
+        return {"received": self.messages, "decoded": self.decoded, "rendered": self.rendered, "held": self.held,
+                "written": written}
+
 
 class RenderLoop:
     """Rendering and emission for :class:`~odecam.realtime.call.receiver.KeypointReceiver`."""

@@ -112,6 +112,8 @@ class KeypointSender:
         loopback: offer 127.0.0.1 ICE candidates; default: when ``url``'s host is a loopback address.
         packet_filter: packet -> packets actually sent (tests inject loss, duplicates, reordering here).
         keyframe_interval: a key frame at least every this many frames.
+        on_event: called on the event loop with one sentence when the sender connects, waits for the
+            receiver, reconnects or is replaced (``odecam send`` prints it).
     """
 
     def __init__(self, url: str, token: str, source: FrameSource, extractor: Extractor, num_kp: int,
@@ -120,7 +122,7 @@ class KeypointSender:
                  max_frames: int | None = None, reconnect: bool = True, connect_timeout: float = 30.0,
                  ice_servers: Sequence[str] = (), loopback: bool | None = None,
                  packet_filter: Callable[[bytes], Iterable[bytes]] | None = None,
-                 keyframe_interval: int = 30) -> None:
+                 keyframe_interval: int = 30, on_event: Callable[[str], None] | None = None) -> None:
         from odecam.realtime.webrtc_server import is_loopback_host
 
         self.offer_url, host = offer_url(url)
@@ -137,6 +139,7 @@ class KeypointSender:
         self.ice_servers = list(ice_servers)
         self.loopback = is_loopback_host(host) if loopback is None else loopback
         self.packet_filter = packet_filter
+        self.on_event = on_event
         self.num_kp = num_kp
         self.with_jacobian = with_jacobian
         self.encoder = KeypointEncoder(num_kp, with_jacobian=with_jacobian, keyframe_interval=keyframe_interval,
@@ -169,6 +172,7 @@ class KeypointSender:
                                return_when=asyncio.FIRST_COMPLETED)
             if connector.done() and not connector.cancelled() and connector.exception() is not None:
                 raise connector.exception()
+            await self._say_bye("done" if self.error is None else "error")
             await self._flush()
         finally:
             self._stop_thread.set()
@@ -181,6 +185,23 @@ class KeypointSender:
             if self._source_started:
                 self.source.stop()
         return self.stats
+
+    async def _say_bye(self, reason: str) -> None:
+        """Tell the receiver this sender is leaving (it then closes the call at once)."""
+        channel = self._control
+        if channel is not None and channel.readyState == "open" and self.stats.connections:
+            try:
+                channel.send(json.dumps({"type": "bye", "reason": reason}))
+            except Exception:  # noqa: BLE001 - a closing transport: the receiver notices anyway
+                log.debug("sending bye failed", exc_info=True)
+
+    def _event(self, text: str) -> None:
+        log.info("%s", text)
+        if self.on_event is not None:
+            try:
+                self.on_event(text)
+            except Exception:  # noqa: BLE001 - a broken printer must not end the call
+                log.debug("on_event failed", exc_info=True)
 
     def _finish(self, error: str | None = None) -> None:
         if error and self.error is None:
@@ -282,6 +303,7 @@ class KeypointSender:
 
         backoff = 0.25
         give_up = time.monotonic() + self.connect_timeout
+        waiting_told = False
         async with aiohttp.ClientSession() as http:
             while not self._finished.is_set():
                 ended = _Ended()
@@ -297,10 +319,15 @@ class KeypointSender:
                                      f"({describe(exc)}); start odecam receive first, or check --to")
                         return
                     log.info("connecting to %s failed (%s); retrying in %.1f s", self.offer_url, describe(exc), backoff)
+                    if not waiting_told:
+                        waiting_told = True
+                        self._event(f"waiting for the receiver at {self.offer_url} ({describe(exc)}); retrying for "
+                                    f"up to {self.connect_timeout:.0f} s")
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
                 backoff = 0.25
+                waiting_told = False
                 await ended.event.wait()
                 await self._close_pc()
                 if self._finished.is_set():
@@ -308,9 +335,9 @@ class KeypointSender:
                 if not self.reconnect or ended.reason == "replaced":
                     self._finish(None if ended.reason == "replaced" else f"the connection ended ({ended.reason})")
                     if ended.reason == "replaced":
-                        log.warning("another sender took over the call; stopping")
+                        self._event("another sender took over the call; stopping")
                     return
-                log.info("the connection ended (%s); reconnecting", ended.reason)
+                self._event(f"the connection ended ({ended.reason}); reconnecting")
                 give_up = time.monotonic() + self.connect_timeout
 
     async def _connect(self, http, ended: _Ended) -> None:
@@ -390,7 +417,7 @@ class KeypointSender:
         if not connected.is_set():
             raise _Retry(f"the connection {ended.reason}" if ended.event.is_set()
                          else f"no connection within {CONNECT_TIMEOUT_S:.0f} s")
-        log.info("connected to %s (session %s)", self.offer_url, body.get("session"))
+        self._event(f"connected to {self.offer_url} (session {body.get('session')})")
 
     def _on_control(self, message, end: Callable[[str], None]) -> None:
         """A message from the receiver (inside aiortc's handler: nothing may escape from here)."""
