@@ -12,9 +12,17 @@ Routes (``TOKEN`` is the server's secret; send it as ``Authorization: Bearer TOK
 
 Each peer gets its own :class:`~odecam.engine.Animator` (its neutral pose is its own) over the shared
 model and avatar caches; inference for all peers runs in one worker thread. The browser opens a data
-channel (any label) for control: it sends ``{"type": "avatar", "name": ...}`` or
-``{"type": "recalibrate"}``; the server answers ``{"type": "hello" | "avatar" | "recalibrate" | "error"}``
-and pushes ``{"type": "stats", ...}`` every second.
+channel (any label) for control: it sends ``{"type": "avatar", "name": ...}``, ``{"type": "recalibrate"}``
+or ``{"type": "stats"}``; the server answers ``{"type": "hello" | "avatar" | "recalibrate" | "error"}``
+and pushes ``{"type": "stats", ...}`` every second. Every control message is checked against
+:data:`CONTROL_SCHEMAS` (:func:`odecam.realtime.validation.parse_control`: JSON text under 1 KiB, bounded
+depth and numbers, a known type, fields of the right types); a bad one is answered ``{"type": "error",
+"message": why}``, logged at a bounded rate, and the call goes on.
+
+Hostile HTTP clients: the server listens behind :class:`odecam.realtime.signalling.ConnectionGuard`
+(header, body and idle timeouts; caps on connections in total and per address; bounded logging), the
+token check treats a non-UTF-8 header as a wrong token (401), and offers are validated by
+:func:`odecam.realtime.validation.parse_offer` (400 with the reason).
 
 ICE in a loopback-only sandbox: aioice's ``get_host_addresses`` leaves out 127.0.0.1, so on a machine
 whose only interface is ``lo`` the server would offer no candidate at all. :func:`loopback_ice` adds
