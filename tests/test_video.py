@@ -75,54 +75,63 @@ def test_file_recorder_writes_h264(tmp_path):
 
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>play</title>
-<video id="v" src="{name}" muted autoplay playsinline></video>"""
+{videos}"""
 
 
-async def chromium_plays(video: Path, workdir: Path, clip: Path) -> dict:
-    """Serve ``video`` in a page; return the <video> element's state once it plays (or the last seen)."""
+async def chromium_plays(videos: list[Path], workdir: Path, clip: Path) -> list[dict]:
+    """Serve ``videos`` (one folder) in a page of muted autoplay <video> elements; return each element's
+    state once all play (or the last seen): readyState, currentTime, error code, size."""
     from aiohttp import web
 
-    (video.parent / "play.html").write_text(PAGE.format(name=video.name))
+    folder = videos[0].parent
+    tags = "\n".join(f'<video id="v{i}" src="{v.name}" muted autoplay playsinline></video>'
+                      for i, v in enumerate(videos))
+    (folder / "play.html").write_text(PAGE.format(videos=tags))
     app = web.Application()
-    app.router.add_static("/", video.parent)
+    app.router.add_static("/", folder)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    state: dict = {}
+    states: list[dict] = [{} for _ in videos]
+    first: list[float | None] = [None for _ in videos]
     try:
         async with Chromium(f"http://127.0.0.1:{port}/play.html", clip, workdir) as browser:
             deadline = time.monotonic() + 20
-            first = None
             while time.monotonic() < deadline:
-                state = await browser.page.evaluate(
-                    "(() => { const v = document.getElementById('v'); return v ? {ready: v.readyState, "
-                    "t: v.currentTime, error: v.error && v.error.code, w: v.videoWidth, h: v.videoHeight} : {}; })()")
-                if state.get("error"):
+                states = await browser.page.evaluate(
+                    "[...document.querySelectorAll('video')].map(v => ({ready: v.readyState, t: v.currentTime, "
+                    "error: v.error && v.error.code, w: v.videoWidth, h: v.videoHeight}))")
+                for i, st in enumerate(states):
+                    if st["ready"] == 4:
+                        first[i] = st["t"] if first[i] is None else first[i]
+                        if st["t"] > first[i] + 0.2:
+                            st["advanced_from"] = first[i]
+                if all(st.get("error") or "advanced_from" in st for st in states):
                     break
-                if state.get("ready") == 4:
-                    first = state["t"] if first is None else first
-                    if state["t"] > first + 0.2:
-                        state["advanced_from"] = first
-                        break
                 await asyncio.sleep(0.1)
     finally:
         await runner.cleanup()
-    return state
+    return states
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (Debian: {APT_INSTALL})")
 @pytest.mark.timeout(90)
-def test_headless_chromium_plays_the_written_file(tmp_path):
+def test_headless_chromium_plays_the_written_files(tmp_path):
     pytest.importorskip("aiohttp")
-    video = tmp_path / "site" / "out.mp4"
-    with VideoFileWriter(video, 30, (128, 96)) as w:
+    site = tmp_path / "site"
+    site.mkdir()
+    with VideoFileWriter(site / "demo.mp4", 30, (128, 96)) as w:  # as demo writes (RGB, offline preset)
         for f in _moving_frames(90, 96, 128):  # 3 s
             w.write(f)
+    with FileRecorder(site / "rec.mp4", fps=30) as rec:  # as live / receive --record write (BGR, real-time preset)
+        for f in _moving_frames(90, 72, 128):
+            rec.write(f[..., ::-1].copy())
     clip = tmp_path / "cam.y4m"
     write_y4m(_moving_frames(2, 32, 32), clip)
-    state = asyncio.run(chromium_plays(video, tmp_path / "chromium", clip))
-    assert state.get("error") is None and state.get("ready") == 4, state
-    assert "advanced_from" in state and state["t"] > state["advanced_from"], state
-    assert (state["w"], state["h"]) == (128, 96)
+    states = asyncio.run(chromium_plays([site / "demo.mp4", site / "rec.mp4"], tmp_path / "chromium", clip))
+    for st, size in zip(states, [(128, 96), (128, 72)]):
+        assert st.get("error") is None and st.get("ready") == 4, states
+        assert "advanced_from" in st and st["t"] > st["advanced_from"], states
+        assert (st["w"], st["h"]) == size

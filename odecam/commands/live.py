@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import positive_float, positive_int
+from odecam.commands._common import finite_float, fps, non_negative_float, ode_steps, positive_float, positive_int
 
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
 
-BACKEND_CHOICES = ["torch", "torchscript", "onnxruntime", "tensorrt"]
+BACKEND_CHOICES = ["auto", "torch", "torchscript", "onnxruntime", "tensorrt"]
 MAX_AVATARS = 9
 
 
@@ -64,11 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra view of the avatar given by the --source before it (repeatable)")
     g.add_argument("--checkpoint", help="model weights (.safetensors); default: the best installed")
     g.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
-    g.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
-                   help="inference backend (default: torch)")
+    g.add_argument("--no-crop", action="store_true",
+                   help="take the --source/--ref images as they are (default: crop the largest face square)")
+    g.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="inference backend (default: auto = onnxruntime on a CPU, torch on CUDA)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                    help="precision for backends that support it (default: fp32)")
-    g.add_argument("--ode-steps", type=positive_int, default=None, help="fixed ODE steps per frame")
+    g.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame")
     g.add_argument("--no-relative", "--absolute", dest="relative", action="store_false",
                    help="use absolute driving keypoints instead of motion relative to your neutral pose")
 
@@ -76,19 +78,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = g.add_mutually_exclusive_group()
     src.add_argument("--camera", default=None, metavar="INDEX|DEVICE",
                      help="webcam index or device path (default: 0)")
-    src.add_argument("--video", metavar="FILE", help="a video file instead of the webcam (played at its own speed)")
+    src.add_argument("--video", metavar="FILE",
+                     help="a video file instead of the webcam: every frame is rendered, at its own speed when "
+                          "the machine keeps up")
     g.add_argument("--loop", action="store_true", help="play --video in a loop")
     g.add_argument("--mirror", action="store_true", help="flip the camera picture (the avatar moves like your mirror)")
     g.add_argument("--zoom", type=positive_float, default=1.0, help="zoom into the face crop (>1 closer; default 1)")
-    g.add_argument("--pan-x", type=float, default=0.0, help="shift the crop right (+) / left (-), in crop widths")
-    g.add_argument("--pan-y", type=float, default=0.0, help="shift the crop down (+) / up (-), in crop heights")
+    g.add_argument("--pan-x", type=finite_float, default=0.0, help="shift the crop right (+) / left (-), in crop widths")
+    g.add_argument("--pan-y", type=finite_float, default=0.0, help="shift the crop down (+) / up (-), in crop heights")
     g.add_argument("--no-follow", dest="follow", action="store_false",
                    help="do not follow the face: a fixed centre crop (zoom and pan still apply)")
     g.add_argument("--smoothing", choices=["on", "off"], default="on",
                    help="One Euro smoothing of the driving keypoints (default: on)")
     g.add_argument("--min-cutoff", type=positive_float, default=0.5,
                    help="smoothing cutoff in Hz when still; lower = less jitter (default: 0.5)")
-    g.add_argument("--beta", type=float, default=1.0,
+    g.add_argument("--beta", type=non_negative_float, default=1.0,
                    help="smoothing speed coefficient; higher = less lag (default: 1)")
 
     g = p.add_argument_group("output")
@@ -100,10 +104,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--record", metavar="OUT.mp4", help="also record what the virtual camera shows to an .mp4")
     g.add_argument("--canvas", type=_canvas, default=(1280, 720), metavar="WxH|camera",
                    help="virtual camera / recording size (default: 1280x720; 'camera': the webcam's size)")
-    g.add_argument("--fps", type=positive_float, default=30.0, help="virtual camera and recording rate (default: 30)")
+    g.add_argument("--fps", type=fps, default=30.0, help="virtual camera and recording rate (default: 30)")
     g.add_argument("--max-frames", type=positive_int, default=None, help="stop after N avatar frames")
     g.add_argument("--stats", action="store_true",
-                   help="print capture-to-sink latency p50/p95/p99 and the achieved fps at the end (+ a JSON line)")
+                   help="print fps (frames over wall time) with capture-to-output latency p50/p95/p99 at the end "
+                        "(+ a JSON line)")
 
 
 def _hotkeys() -> str:
@@ -119,9 +124,11 @@ def _animator(model, avatar, args):
     params = inspect.signature(Animator.__init__).parameters
     kwargs = {}
     if "backend" in params:
-        kwargs["backend"] = args.backend
-        if "precision" in params:
-            kwargs["precision"] = args.precision
+        from odecam.engine.backends import get_backend
+        from odecam.engine.threads import backend_options
+
+        kwargs["backend"] = get_backend(args.backend, model, precision=args.precision, ode_steps=args.ode_steps,
+                                        **backend_options(args.backend))
     elif args.backend != "torch" or args.precision != "fp32":
         raise OdecamError(f"this odecam build runs only the torch backend in fp32; --backend {args.backend} "
                           f"--precision {args.precision} is not available, leave them out.")
@@ -131,8 +138,6 @@ def _animator(model, avatar, args):
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
-
-    import torch
 
     from odecam import assets
     from odecam.engine import Avatar
@@ -146,14 +151,11 @@ def run(args: argparse.Namespace) -> int:
         raise OdecamError(f"{len(entries)} --source images given; use at most {MAX_AVATARS} (keys 1-9).")
     if args.loop and not args.video:
         raise OdecamError("--loop only applies to --video; leave it out for a camera.")
-    try:
-        from odecam.engine.backends import backend_name, torch_threads_for
+    from odecam.engine.portrait import load_portrait
+    from odecam.engine.threads import apply_thread_policy, choose_backend
 
-        backend_name(args.backend)
-        if args.backend in ("onnxruntime", "tensorrt"):
-            torch.set_num_threads(torch_threads_for(args.backend))
-    except ImportError:
-        pass
+    args.backend = choose_backend(args.backend)  # 'auto' -> onnxruntime on a CPU
+    plan = apply_thread_policy(args.backend)
 
     outputs = args.virtual_camera or args.preview or args.record
     config = LiveConfig(
@@ -184,19 +186,24 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint, args.preset)
     model = loaded.model
     avatars = []
+    crop = not args.no_crop
+    say = lambda text: print(f"odecam live: {text}")  # noqa: E731
     for source, refs in entries:
         if source is None:
             image = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
             name = "astronaut"
         else:
-            image = load_image(source, "source image")
+            image = load_portrait(source, "source image", crop, log=say)
             name = Path(source).stem
-        avatars.append(Avatar(model, image, refs, name=name))
+        ref_images = [load_portrait(r, "reference image", crop, log=say) for r in refs]
+        avatars.append(Avatar(model, image, ref_images, name=name))
     animator = _animator(model, avatars[0], args)
     print(f"odecam live: weights: {loaded.description}")
     names = ", ".join(f"{i + 1} {a.name}" + (f" (+{a.num_refs} refs)" if a.num_refs else "")
                       for i, a in enumerate(avatars))
-    print(f"odecam live: avatars: {names}; driving: {config.source_name}; backend {args.backend}")
+    backend = getattr(animator, "backend", None)
+    described = backend.describe() if backend is not None else args.backend
+    print(f"odecam live: avatars: {names}; driving: {config.source_name}; backend {described}; {plan.describe()}")
 
     session = LiveSession(config, animator, avatars)
     session.run()

@@ -20,11 +20,13 @@ from odecam.errors import InputImageError
 __all__ = ["open_video", "read_frames", "video_fps", "H264Writer", "VideoFileWriter", "VideoWriteError",
            "probe_codec"]
 
-#: x264 settings: quality-based rate control (visually near-lossless for talking heads), a preset
-#: fast enough to encode 1280x720 beside the model on a busy CPU, one encoder thread (live records
-#: on the inference thread; more threads would compete with the model for the same cores)
+#: x264 settings: quality-based rate control (visually near-lossless for talking heads); ``PRESET`` for
+#: files written offline (demo), ``REALTIME_PRESET`` for recordings made beside the live model (1280x720
+#: in about the time OpenCV's MPEG-4 Part 2 writer took, for files about 4x larger than ``PRESET``'s);
+#: one encoder thread (a recording encodes on the inference thread: more would compete with the model)
 CRF = 20
 PRESET = "superfast"
+REALTIME_PRESET = "ultrafast"
 ENCODER_THREADS = 1
 
 
@@ -86,12 +88,13 @@ class H264Writer:
         size: ``(width, height)`` of the video; None takes the first frame's size. Frames of another
             size are resized to it.
         channels: ``"rgb"`` or ``"bgr"`` (OpenCV's order) for the frames given to :meth:`write`.
+        preset: x264 speed preset (default ``PRESET``; ``REALTIME_PRESET`` beside a live model).
 
     Raises :class:`VideoWriteError` (one sentence) when the file cannot be created.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None,
-                 channels: str = "rgb") -> None:
+                 channels: str = "rgb", preset: str | None = None) -> None:
         if not fps > 0:
             raise ValueError(f"the video frame rate must be positive, got {fps}")
         if channels not in ("rgb", "bgr"):
@@ -99,6 +102,7 @@ class H264Writer:
         self.path = Path(path)
         self.fps = float(fps)
         self.channels = channels
+        self.preset = preset or PRESET
         self.size = size  # (width, height) of the frames given; the file's is rounded up to even
         self.frames = 0
         self._container = None
@@ -129,7 +133,7 @@ class H264Writer:
         stream.width, stream.height = w, h
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = ENCODER_THREADS
-        stream.options = {"crf": str(CRF), "preset": PRESET}
+        stream.options = {"crf": str(CRF), "preset": self.preset}
         self._container, self._stream = container, stream
 
     def write(self, frame: np.ndarray) -> None:

@@ -7,6 +7,9 @@ import argparse
 
 #: inference backends (see :mod:`odecam.engine.backends`)
 BACKENDS = ("torch", "torchscript", "onnxruntime", "tensorrt")
+#: ``--backend auto`` (the default): onnxruntime on a CPU, torch on CUDA (see ``odecam.engine.threads.choose_backend``)
+AUTO = "auto"
+BACKEND_CHOICES = (AUTO,) + BACKENDS
 ALIASES = {"eager": "torch", "pytorch": "torch", "ts": "torchscript", "ort": "onnxruntime", "onnx": "onnxruntime",
            "trt": "tensorrt", "torch-tensorrt": "tensorrt"}
 PRECISIONS = ("fp32", "fp16")
@@ -16,8 +19,8 @@ FORMATS = ("onnx", "torchscript", "tensorrt")
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     """``--backend`` and ``--precision``, for every command that renders."""
-    p.add_argument("--backend", default="torch", type=str.lower,
-                   help=f"inference backend: {', '.join(BACKENDS)} (default: torch; onnxruntime is the fastest "
-                        "on a CPU; tensorrt needs CUDA and torch-tensorrt)")
+    p.add_argument("--backend", default=AUTO, type=str.lower,
+                   help=f"inference backend: {', '.join(BACKEND_CHOICES)} (default: auto = onnxruntime on a CPU, "
+                        "torch on CUDA; tensorrt needs CUDA and torch-tensorrt)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="numeric precision: fp16 for tensorrt (and torch on CUDA) (default: fp32)")

@@ -5,7 +5,8 @@ old frames are worthless. :class:`LatestFrameCapture` reads the source on its ow
 keeps only the newest frame (older unread frames are dropped and counted) and hands each
 frame out once, stamped with its capture time (``time.monotonic()``) and a sequence number.
 
-A video file can stand in for a camera (paced at its own fps, optionally looping). A camera
+A video file can stand in for a camera (paced at its own fps, optionally looping; with
+``keep_all`` every frame is handed out, the reader waiting for the consumer). A camera
 that is unplugged is detected (failing reads), reopened with exponential backoff and picked
 up again when the device returns; the ``opener`` is injectable so this can be exercised
 without hardware.
@@ -90,6 +91,9 @@ class CaptureConfig:
         max_failed_reads: consecutive failed reads after which a camera counts as disconnected.
         backoff_initial_s, backoff_max_s: first and longest wait between reopen attempts.
         buffer_size: driver-side frame buffer requested from cameras (1 = lowest latency).
+        keep_all: hand out every frame: the reader waits until the previous one was read instead of
+            replacing it (for a video file whose every frame must be rendered; pacing then follows
+            the slower of the file's fps and the consumer). Off = newest frame only (cameras).
     """
 
     source: int | str = 0
@@ -105,6 +109,7 @@ class CaptureConfig:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 2.0
     buffer_size: int = 1
+    keep_all: bool = False
 
     def resolved_source(self) -> int | str:
         """The source as OpenCV wants it: digit strings become camera indices."""
@@ -232,6 +237,7 @@ class LatestFrameCapture:
                     self._cond.wait(remaining)
             frame = self._latest
             self._last_returned = frame.seq
+            self._cond.notify_all()  # a keep_all reader waits for this
             return frame
 
     @property
@@ -399,6 +405,13 @@ class LatestFrameCapture:
         return True
 
     def _publish(self, image: np.ndarray) -> None:
+        if self.config.keep_all:
+            with self._cond:  # wait until the consumer took the previous frame
+                while (self._latest is not None and self._latest.seq > self._last_returned
+                       and not self._stop.is_set()):
+                    self._cond.wait(0.05)
+                if self._stop.is_set():
+                    return
         frame = CapturedFrame(image=image, timestamp=time.monotonic(), seq=self._seq)
         with self._cond:
             if self._latest is not None and self._latest.seq > self._last_returned:

@@ -44,6 +44,7 @@ from odecam.engine.animator import Animator
 from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
 from odecam.engine.timing import StageTimes
+from odecam.engine.video import video_fps
 from odecam.errors import OdecamError
 from odecam.realtime.capture import CaptureConfig, CapturedFrame, CaptureError, LatestFrameCapture, Opener
 from odecam.realtime.framing import FaceFramer, FramingConfig
@@ -79,7 +80,9 @@ class LiveConfig:
 
     Attributes:
         camera: camera index or device path / URL (used when ``video`` is None).
-        video: a video file standing in for the camera (paced at its own fps).
+        video: a video file standing in for the camera: every frame is rendered, at the file's own fps
+            when the model keeps up (slower when it does not); ``record`` then holds one frame per
+            input frame at the file's fps, while the virtual camera keeps its steady ``fps``.
         loop: restart ``video`` at its end instead of ending the session.
         camera_size: ``(width, height)`` requested from a camera (None: the camera's default).
         fps: rate of the virtual camera and of the recording (and requested from a camera).
@@ -349,8 +352,10 @@ class LiveSession:
             else:
                 self.preview = self._open_window()
         if cfg.record:
+            # a video file is recorded frame for frame at its own rate; a camera in real time at --fps
+            rate = video_fps(cfg.video, default=cfg.fps) if cfg.video is not None else cfg.fps
             try:
-                self.recorder = FileRecorder(cfg.record, fps=cfg.fps)
+                self.recorder = FileRecorder(cfg.record, fps=rate)
             except RecordingError as e:
                 raise LiveError(str(e)) from None
         want_vcam = cfg.virtual_camera
@@ -419,7 +424,8 @@ class LiveSession:
     def _open_capture(self) -> None:
         cfg = self.config
         if cfg.video is not None:
-            cc = CaptureConfig(source=str(cfg.video), kind="file", loop=cfg.loop)
+            # every frame of a file is rendered (the reader waits for the model): no drops, no repeats
+            cc = CaptureConfig(source=str(cfg.video), kind="file", loop=cfg.loop, keep_all=True)
         else:
             w, h = cfg.camera_size or (None, None)
             cc = CaptureConfig(source=cfg.camera, kind="camera", width=w, height=h, fps=cfg.fps)
@@ -493,6 +499,10 @@ class LiveSession:
                 self._watch_connection()
                 if frame is None:
                     if cap.ended:
+                        if self.config.video is not None and not self._stop.is_set():
+                            self.say(f"the video {os.path.basename(self.config.video)} ended after "
+                                     f"{cap.frames_captured} frames ({self.frames} rendered); stopping "
+                                     "(--loop plays it again).")
                         break
                     if (self.last is None and not warned_no_frames
                             and time.monotonic() - waiting_since > 5.0 and cap.connected):
@@ -583,8 +593,8 @@ class LiveSession:
         if self.recorder is not None:
             w, h = self.canvas or (lf.avatar.shape[1], lf.avatar.shape[0])
             self._canvas_buf = letterbox(lf.avatar, w, h, self.config.background, out=self._canvas_buf)
-            try:
-                self.recorder.write(self._canvas_buf, timestamp=lf.timestamp)
+            try:  # camera: placed in time (real-time playback); file: one recorded frame per input frame
+                self.recorder.write(self._canvas_buf, timestamp=None if self.config.video else lf.timestamp)
             except RecordingError as e:
                 self.say(f"{e} Recording stopped.", warning=True)
                 self.recorder.close()
@@ -700,7 +710,8 @@ class LiveSession:
 
     # ------------------------------------------------------------------ statistics
     def stats_dict(self) -> dict:
-        """JSON-able statistics: capture-to-sink latency, achieved fps, per-stage p50/p95/p99, counters."""
+        """JSON-able statistics: capture-to-sink latency, fps (frames delivered over the session's wall
+        time), per-stage p50/p95/p99, counters."""
         lat = self.stats.as_dict()
         end = self._t_end if self._t_end is not None else time.monotonic()
         seconds = (end - self._t_start) if self._t_start is not None else 0.0
@@ -710,7 +721,8 @@ class LiveSession:
             "frames": self.frames,
             "failed": self.failed,
             "seconds": round(seconds, 3),
-            "fps": lat["fps"],
+            "fps": self.frames / seconds if seconds > 0 else 0.0,  # frames over wall time
+            "fps_is": "avatar frames delivered / wall seconds from start to end",
             "p50_ms": lat["p50_ms"],
             "p95_ms": lat["p95_ms"],
             "p99_ms": lat["p99_ms"],
@@ -736,16 +748,17 @@ class LiveSession:
         return _jsonable(d)
 
     def stats_line(self) -> str:
-        """One line: frames, achieved fps, capture-to-sink latency p50/p95/p99, per-stage p50."""
+        """One line: frames, fps (frames over wall time), capture-to-sink latency p50/p95/p99, stages p50."""
         d = self.stats_dict()
 
         def ms(v: float | None) -> str:
             return "-" if v is None else f"{v:.1f} ms"
 
         stages = " ".join(f"{k} {v['p50']:.1f}" for k, v in d["stages_ms"].items())
-        return (f"{d['frames']} frames in {d['seconds']:.1f} s, {d['fps']:.1f} fps achieved | capture->sink latency "
-                f"p50 {ms(d['p50_ms'])}, p95 {ms(d['p95_ms'])}, p99 {ms(d['p99_ms'])} | skipped {d['failed']} "
-                f"failed frames | stages p50 ms: {stages}")
+        where = "virtual camera" if d["latency_measured_at"] == "virtual camera" else "output"
+        return (f"{d['frames']} frames in {d['seconds']:.1f} s = {d['fps']:.1f} fps (frames over wall time) | "
+                f"capture->{where} latency p50 {ms(d['p50_ms'])}, p95 {ms(d['p95_ms'])}, p99 {ms(d['p99_ms'])} | "
+                f"skipped {d['failed']} failed frames | stages p50 ms: {stages}")
 
 
 def _jsonable(obj):

@@ -412,7 +412,7 @@ class FileRecorder:
 
     def write(self, frame: np.ndarray, timestamp: float | None = None) -> None:
         """Append ``frame`` (BGR uint8); with ``timestamp`` (seconds, monotonic) place it in time."""
-        from odecam.engine.video import H264Writer, VideoWriteError
+        from odecam.engine.video import REALTIME_PRESET, H264Writer, VideoWriteError
 
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
@@ -420,7 +420,7 @@ class FileRecorder:
             h, w = frame.shape[:2]
             self._size = (w, h)
             try:
-                self._writer = H264Writer(self.path, self.fps, (w, h), channels="bgr")
+                self._writer = H264Writer(self.path, self.fps, (w, h), channels="bgr", preset=REALTIME_PRESET)
             except VideoWriteError as e:
                 raise RecordingError(f"Cannot record to '{self.path}': {e}") from None
         assert self._size is not None
