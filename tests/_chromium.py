@@ -81,6 +81,7 @@ class CDP:
         self.ws = ws
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
+        self.events: list[dict] = []  # notifications ({"method", "params"}), e.g. Log.entryAdded after Log.enable
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -88,6 +89,9 @@ class CDP:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
             data = json.loads(msg.data)
+            if "method" in data and "id" not in data:
+                self.events.append(data)
+                continue
             fut = self._pending.pop(data.get("id"), None)
             if fut is not None and not fut.done():
                 if "error" in data:
@@ -114,6 +118,21 @@ class CDP:
             text = details.get("exception", {}).get("description") or details.get("text")
             raise CDPError(f"page exception: {text}")
         return result["result"].get("value")
+
+    def console_lines(self) -> list[str]:
+        """Text of the console and browser-log messages received so far (Log / Runtime events)."""
+        lines = []
+        for ev in self.events:
+            p = ev.get("params", {})
+            if ev["method"] == "Log.entryAdded":
+                e = p.get("entry", {})
+                lines.append(f"[{e.get('source')}/{e.get('level')}] {e.get('text')}")
+            elif ev["method"] == "Runtime.consoleAPICalled":
+                args = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+                lines.append(f"[console/{p.get('type')}] {args}")
+            elif ev["method"] == "Runtime.exceptionThrown":
+                lines.append(f"[exception] {p.get('exceptionDetails', {}).get('text')}")
+        return lines
 
     async def close(self) -> None:
         await self.ws.close()

@@ -75,7 +75,23 @@ async def test_browser_round_trip(tmp_path, clip):
     try:
         async with Chromium(f"{running.url}#token={TOKEN}", clip, tmp_path) as browser:
             page = browser.page
+            # load the page again with the console and browser log on: CSP violations are reported there
+            await page.call("Log.enable")
+            await page.call("Runtime.enable")
+            await page.call("Page.reload", ignoreCache=True)
+            await asyncio.sleep(0.5)
             await wait_for(page, "!!(window.odecam && odecam.snapshot().avatars.length === 2)", 15, "the avatar list")
+            # the page is styled: its style sheet loaded (no CSP violation), the two videos are square boxes
+            layout = await page.evaluate(
+                "(() => { const r = id => { const b = document.getElementById(id).getBoundingClientRect();"
+                " return [b.width, b.height]; }; return {local: r('local'), remote: r('remote'),"
+                " font: getComputedStyle(document.body).fontFamily, sheets: document.styleSheets.length,"
+                " bg: getComputedStyle(document.getElementById('remote')).backgroundColor}; })()")
+            assert layout["sheets"] == 1 and "system-ui" in layout["font"], layout
+            for name in ("local", "remote"):
+                w, h = layout[name]
+                assert w > 100 and abs(w - h) < 1, layout  # non-zero, square (aspect-ratio 1 from style.css)
+            assert layout["bg"] == "rgb(34, 34, 34)", layout
             await page.evaluate("document.getElementById('start').click()")
             await wait_for(page, f"odecam.snapshot().framesDecoded >= {MIN_DECODED}", 30,
                            f"{MIN_DECODED} decoded avatar frames")
@@ -109,6 +125,10 @@ async def test_browser_round_trip(tmp_path, clip):
             print(f"\nbrowser: {snap['framesDecoded']} frames decoded, {snap['distinct']} distinct checksums of "
                   f"{snap['probed']} probed; model output changed {peer.animator.model_changes}x; "
                   f"server: {stats.as_dict()}, p50 {peer.info()['latency_p50_ms']} ms, {time.monotonic() - t0:.1f} s")
+            console = page.console_lines()
+            assert not [ln for ln in console if "Content Security Policy" in ln or "Content-Security-Policy" in ln], \
+                console
+            assert not [ln for ln in console if ln.startswith(("[exception]", "[console/error]"))], console
             await page.evaluate("odecam.stop()")
             deadline = time.monotonic() + 10
             while server.peers:  # the browser's close reaches the server

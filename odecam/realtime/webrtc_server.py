@@ -2,7 +2,7 @@
 
 Routes (``TOKEN`` is the server's secret; send it as ``Authorization: Bearer TOKEN`` or ``?token=``):
 
-* ``GET /``, ``GET /app.js`` - the page (:mod:`odecam.web`), public; it reads the token from the URL
+* ``GET /``, ``GET /app.js``, ``GET /style.css`` - the page (:mod:`odecam.web`), public; it reads the token from the URL
   fragment (``/#token=...``), which browsers never send to the server.
 * ``GET /avatars`` (token) - ``{"avatars": [{"name", "views"}], "default": name}``.
 * ``POST /offer`` (token) - body ``{"sdp", "type": "offer", "avatar"?: name}``, at most
@@ -209,6 +209,7 @@ class AvatarServer:
         app.router.add_get("/", self._page)
         app.router.add_get("/index.html", self._page)
         app.router.add_get("/app.js", self._script)
+        app.router.add_get("/style.css", self._style)
         app.router.add_get("/avatars", self._avatars)
         app.router.add_get("/stats", self._stats)
         app.router.add_post("/offer", self._offer)
@@ -235,6 +236,9 @@ class AvatarServer:
 
     async def _script(self, request: web.Request) -> web.Response:
         return self._static("app.js", "application/javascript")
+
+    async def _style(self, request: web.Request) -> web.Response:
+        return self._static("style.css", "text/css")
 
     async def _avatars(self, request: web.Request) -> web.Response:
         self._authorized(request)
