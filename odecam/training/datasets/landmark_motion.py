@@ -16,8 +16,8 @@ thin-plate spline (TPS) that carries every landmark to its new place:
   around the face (forehead, hair, ears) turns with the head, a wider ring and the image border stay.
 
 The TPS maps output to input coordinates (backward warp, ``cv2.remap`` with reflected borders); it is
-solved on the control points in [-1, 1] units and evaluated on a 48 x 48 grid, then upsampled. The
-warp closes an eye only half way (a full collapse folds the spline) and the painting does the rest;
+solved on the control points in [-1, 1] units and evaluated on a 48 x 48 grid, then upsampled
+linearly. The warp closes an eye only half way (a full collapse folds the spline) and the painting does the rest;
 where the map still folds over (negative Jacobian on the grid) all amplitudes are scaled down.
 Everything is NumPy / OpenCV on uint8 RGB (H, W, 3) images of any square size.
 """
@@ -101,12 +101,10 @@ def _expression(p: np.ndarray, m: MotionParams, lid_warp: float = 1.0) -> np.nda
     gap = float(np.mean([(p[b] - p[a]) @ ey for a, b in ((61, 67), (62, 66), (63, 65))]))
     d = max(m.mouth * width, -max(gap, 0.0))  # never close past the upper lip
     if d != 0.0:
-        for i in (65, 66, 67, 56, 57, 58):
-            q[i] += d * ey
-        for i in (55, 59):
-            q[i] += 0.8 * d * ey
-        for i in (48, 54, 60, 64):
-            q[i] += 0.35 * d * ey
+        # the lower lip drops most in the middle and tapers to the corners (less shear, no fold)
+        for i, w in ((66, 1.0), (57, 1.0), (65, 0.75), (67, 0.75), (56, 0.85), (58, 0.85), (55, 0.55), (59, 0.55),
+                     (48, 0.3), (54, 0.3), (60, 0.3), (64, 0.3)):
+            q[i] += w * d * ey
         q[48] += 0.04 * d * ex
         q[54] -= 0.04 * d * ex
         q[:17] += _JAW_FOLLOW[:17, None] * 0.85 * d * ey[None]
@@ -146,14 +144,19 @@ def _anchors(p: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Virtual head-ring points (move with the head) and fixed points (outer ring + image border)."""
     c, ex, ey, r = _frame(p)
     ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
-    ring = c - 0.2 * r * ey + r * (1.3 * np.cos(ang)[:, None] * ex + 1.5 * np.sin(ang)[:, None] * ey)
+    down = np.where(np.sin(ang) > 0, 2.0, 1.5)  # more room below the chin, which drops with the jaw
+    ring = c - 0.2 * r * ey + r * (1.3 * np.cos(ang)[:, None] * ex + (down * np.sin(ang))[:, None] * ey)
     outer = c + r * (2.3 * np.cos(ang)[:, None] * ex + 2.5 * np.sin(ang)[:, None] * ey)
     t = np.linspace(0, size - 1, 5)
     border = np.concatenate([np.stack([t, np.zeros(5)], -1), np.stack([t, np.full(5, size - 1.0)], -1),
                              np.stack([np.zeros(3), t[1:-1]], -1), np.stack([np.full(3, size - 1.0), t[1:-1]], -1)])
     inside = (outer > -0.25 * size).all(1) & (outer < 1.25 * size).all(1)
     far = np.linalg.norm(outer[:, None] - border[None], axis=-1).min(1) > 0.08 * size
-    return ring, np.concatenate([outer[inside & far], border])
+    fixed = np.concatenate([outer[inside & far], border])
+    # ring points outside the image or next to a fixed point would tear the border: dropped
+    keep = ((ring > 0.04 * size) & (ring < 0.96 * size)).all(1)
+    keep &= np.linalg.norm(ring[:, None] - fixed[None], axis=-1).min(1) > 0.1 * size
+    return ring[keep], fixed
 
 
 def move_landmarks(p: np.ndarray, m: MotionParams) -> np.ndarray:
@@ -218,6 +221,35 @@ def _paint_eyes(img: np.ndarray, q: np.ndarray, m: MotionParams, size: int) -> n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _upsampler(n: int, size: int) -> np.ndarray:
+    """(size, n) matrix of linear interpolation from ``n`` evenly spaced nodes onto ``size`` pixels
+    (first and last node on the first and last pixel centre)."""
+    t = np.linspace(0.0, n - 1.0, size)
+    i = np.minimum(np.floor(t).astype(int), n - 2)
+    f = t - i
+    A = np.zeros((size, n))
+    A[np.arange(size), i] = 1.0 - f
+    A[np.arange(size), i + 1] = f
+    return A
+
+
+def _painted(q: np.ndarray, m: MotionParams, size: int, grid: int) -> np.ndarray:
+    """(grid - 1, grid - 1) bool: the cells of the fold check that the painting covers (an opened
+    mouth's interior, grown by half; closed eyes)."""
+    cell = (np.arange(grid - 1) + 0.5) * (size - 1) / (grid - 1)  # pixel centre of each cell of the check
+    xx, yy = np.meshgrid(cell, cell)
+    mask = np.zeros((grid - 1, grid - 1), bool)
+    polys = [q[60:68]] if m.mouth > 0 else []
+    if m.blink >= 0.6:
+        polys += [q[36:42], q[42:48]]
+    for poly in polys:
+        c = poly.mean(0)
+        grown = (c + (poly - c) * 1.5).astype(np.float32)
+        inside = [cv2.pointPolygonTest(grown, (float(x), float(y)), False) >= 0 for x, y in zip(xx.ravel(), yy.ravel())]
+        mask |= np.array(inside).reshape(mask.shape)
+    return mask
+
+
 def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: int = 48
                ) -> tuple[np.ndarray, np.ndarray]:
     """Apply ``m`` to a portrait.
@@ -236,26 +268,29 @@ def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: in
     p = normalised_to_pixels(np.asarray(landmarks, np.float32), size).astype(np.float64)
     to_unit = lambda v: v * (2.0 / (size - 1)) - 1.0  # noqa: E731
     q = move_landmarks(p, m)  # where the landmarks end up (returned)
-    # coarse nodes placed where cv2.resize samples them, so the upsampled map is exact at the nodes
-    g = 2.0 * ((np.arange(grid) + 0.5) * size / grid - 0.5) / (size - 1) - 1.0
+    g = np.linspace(-1.0, 1.0, grid)  # coarse nodes from border pixel centre to border pixel centre
     nodes = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
     ring, fixed = _anchors(p, size)
     for shrink in (1.0, 0.6, 0.3, 0.0):  # back off if the warp folds over (never seen at 1.0 in tests)
         mm = MotionParams(m.mouth * shrink, m.blink * shrink, m.yaw * shrink, m.pitch * shrink, m.roll * shrink, m.teeth)
-        qw = _pose(_expression(p, mm, lid_warp=0.5), p, mm)  # where the warp moves them
-        ctrl_out = np.concatenate([qw, _pose(ring, p, mm), fixed])
+        qe = _expression(p, mm, lid_warp=0.5)
+        qw = _pose(qe, p, mm)  # where the warp moves them
+        below = np.clip((ring - p[:17].mean(0)) @ _frame(p)[2], 0, None)  # ring points under the face...
+        follow = (below / max(below.max(), 1e-9))[:, None] * 0.7 * (qe[8] - p[8])[None]  # ...follow the chin
+        ctrl_out = np.concatenate([qw, _pose(ring + follow, p, mm), fixed])
         ctrl_in = np.concatenate([p, ring, fixed])
         coef = tps_solve(to_unit(ctrl_out), to_unit(ctrl_in))
         src = tps_eval(coef, to_unit(ctrl_out), nodes).reshape(grid, grid, 2)
         jx, jy = np.diff(src, axis=1)[:-1], np.diff(src, axis=0)[:, :-1]
         det = jx[..., 0] * jy[..., 1] - jx[..., 1] * jy[..., 0]
-        if det.min() > 0:
+        if det[~_painted(qw, mm, size, grid)].min() > 0:  # a painted-over mouth may fold: it is covered
             break
     if shrink != 1.0:
         m = mm
         q = move_landmarks(p, m)
         qw = _pose(_expression(p, m, lid_warp=0.5), p, m)
-    src = cv2.resize(src.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    A = _upsampler(grid, size)  # (size, grid): linear interpolation, exact at the nodes and borders
+    src = np.einsum("yi,ijc,xj->yxc", A, src, A).astype(np.float32)
     mx = np.ascontiguousarray((src[..., 0] + 1) * 0.5 * (size - 1))
     my = np.ascontiguousarray((src[..., 1] + 1) * 0.5 * (size - 1))
     out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
