@@ -256,10 +256,11 @@ def _scan(path: Path, cfg: PrepareConfig) -> _Scan:
         sc.shape = grey.shape[:2]
         sc.indices.append(i)
         sc.thumbs.append(cv2.cvtColor(cv2.resize(bgr, (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
-        rows = int(min(cfg.detect_height, grey.shape[0])) if grey.shape[0] >= 160 else 160
+        # the SHORT side gets detect_height pixels (a tall phone video keeps its face large enough)
+        rows = max(160, int(round(cfg.detect_height * grey.shape[0] / min(grey.shape[:2]))))
         box = None
         if grey.mean() >= cfg.dark_threshold:
-            box = _detect_box(grey, rows, upsample_retry=False)
+            box = _detect_box(grey, rows, upsample_retry=True)
         sc.boxes.append(box)
         sc.points.append(None if box is None else _shape(grey, box))
     if not sc.indices:
@@ -426,20 +427,21 @@ def prepare_all(videos: list[Path], stills: list[Path], out: str | os.PathLike, 
                 workers: int = 1, progress: bool = True, redo: bool = False,
                 report: Callable[[dict], None] | None = None) -> dict:
     """Prepare every source (``workers`` processes), skipping those already in ``out/prepared.json``
-    unless ``redo``. Returns the index ``{'settings', 'sources': {path: summary}}``, written to
+    (made with the same settings) unless ``redo``. Returns the index ``{'settings', 'sources': {path: summary}}``, written to
     ``out/prepared.json`` after each source."""
     cfg = cfg or PrepareConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "prepared.json"
     index = {"settings": asdict(cfg), "sources": {}}
-    if index_path.is_file() and not redo:
+    if index_path.is_file():
         old = json.loads(index_path.read_text())
         if old.get("settings") == asdict(cfg):
             index["sources"] = old.get("sources", {})
     jobs = [("video", str(p), str(out), asdict(cfg)) for p in videos]
     jobs += [("still", str(p), str(out), asdict(cfg)) for p in stills]
-    jobs = [j for j in jobs if j[1] not in index["sources"]]
+    if not redo:
+        jobs = [j for j in jobs if j[1] not in index["sources"]]
     bar = None
     if progress:
         from tqdm.auto import tqdm
