@@ -66,7 +66,8 @@ class CapturedFrame:
 
     Attributes:
         image: BGR ``uint8`` array ``(H, W, 3)`` as delivered by OpenCV.
-        timestamp: ``time.monotonic()`` when the frame became available (after pacing).
+        timestamp: ``time.monotonic()`` when the frame became available (after pacing); with
+            ``keep_all``, when the consumer took it.
         seq: 0-based capture sequence number; gaps between frames you read are dropped frames.
     """
 
@@ -237,7 +238,10 @@ class LatestFrameCapture:
                     self._cond.wait(remaining)
             frame = self._latest
             self._last_returned = frame.seq
-            self._cond.notify_all()  # a keep_all reader waits for this
+            if self.config.keep_all:
+                # the frame waited in its slot for the consumer: its time starts now, when it is taken
+                frame = CapturedFrame(image=frame.image, timestamp=time.monotonic(), seq=frame.seq)
+                self._cond.notify_all()  # the reader waits for this
             return frame
 
     @property
