@@ -199,14 +199,17 @@ def _torch_load_safely(path: Path) -> dict:
             raise CheckpointError(f"{str(path)!r} holds more than tensors ({name[:80]}, refused by "
                                   "torch.load(weights_only=True)); only load checkpoints from sources you trust, "
                                   "as plain weights.") from None
-        raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint of plain tensors (torch.load(weights_only="
-                              "True) cannot read it); pass FOMM's vox-cpk.pth.tar or vox-adv-cpk.pth.tar.") from None
+        raise CheckpointError(_NOT_A_CHECKPOINT.format(path=str(path))) from None
     except MemoryError:
         raise CheckpointError(f"{str(path)!r} does not fit in memory; pass FOMM's vox-cpk.pth.tar or "
                               "vox-adv-cpk.pth.tar.") from None
-    except Exception as exc:  # noqa: BLE001 - any failure to read a hostile file is "not a checkpoint"
-        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint ({type(exc).__name__}); "
-                              "pass FOMM's vox-cpk.pth.tar or vox-adv-cpk.pth.tar.") from None
+    except Exception:  # noqa: BLE001 - any failure to read a hostile file (KeyError, RuntimeError, ...)
+        log.debug("torch.load failed on %s", path, exc_info=True)
+        raise CheckpointError(_NOT_A_CHECKPOINT.format(path=str(path))) from None
+
+
+_NOT_A_CHECKPOINT = ("{path!r} is not a PyTorch checkpoint of plain tensors (torch.load(weights_only=True) cannot read "
+                     "it); pass FOMM's vox-cpk.pth.tar or vox-adv-cpk.pth.tar.")
 
 
 def fomm_state_dict(raw: dict, source: str = "checkpoint") -> dict[str, torch.Tensor]:

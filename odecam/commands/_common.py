@@ -1,32 +1,82 @@
-"""Helpers shared by the subcommands: argparse value types and stopping an asyncio command on signals."""
+"""Helpers shared by the subcommands: argparse value types and stopping an asyncio command on signals.
+
+Every number a command takes is range-checked here, at parse time, the same way on every command: a bad
+value prints that command's usage and one sentence (``argument --ode-steps: -3 is out of range; use a
+whole number from 1 to 64``), exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
+from typing import Callable
+
+from odecam.config import MAX_ODE_STEPS, RULES
+
+MAX_REFS = RULES[""]["num_refs"][2]
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def int_range(lo: int, hi: int | None = None, multiple: int = 1) -> Callable[[str], int]:
+    """argparse type: a whole number from ``lo`` to ``hi`` (no upper bound when None), a multiple of ``multiple``."""
+    span = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+    steps = f" in multiples of {multiple}" if multiple > 1 else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; use one {span}{steps}") from None
+        if value < lo or (hi is not None and value > hi) or value % multiple:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use a whole number {span}{steps}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0 (also used for seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+def float_range(lo: float, hi: float | None = None, lo_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in [lo, hi] ((lo, hi] when ``lo_open``; no upper bound when None)."""
+    low = f"greater than {lo:g}" if lo_open else f"at least {lo:g}"
+    span = f"{low} and at most {hi:g}" if hi is not None else low
+    if not math.isfinite(lo) and hi is None:
+        span = "that is finite"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; use one {span}") from None
+        ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text} is out of range; use a number {span}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+#: a whole number >= 1 (frames, steps, peers, ...)
+positive_int = int_range(1)
+#: a whole number >= 0
+non_negative_int = int_range(0)
+#: a number > 0, finite (also used for seconds)
+positive_float = float_range(0.0, lo_open=True)
+#: a number >= 0, finite
+non_negative_float = float_range(0.0)
+#: any finite number (pan offsets, ...)
+finite_float = float_range(-math.inf)
+#: fixed ODE steps per frame: what a model config may ask for
+ode_steps = int_range(1, MAX_ODE_STEPS)
+#: reference views N: what a model config may hold
+num_refs = int_range(0, MAX_REFS)
+#: frames per second of an output
+fps = float_range(0.0, 240.0, lo_open=True)
+#: CPU threads
+threads = int_range(1, 1024)
+#: a model's square output size
+image_size = int_range(*RULES[""]["image_size"][1:])
 
 
 def port(text: str) -> int:
@@ -34,7 +84,7 @@ def port(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 picks a free one)") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 picks a free one)")
     return value

@@ -35,19 +35,21 @@ STAGE_ORDER = ("keypoints", "coarse_motion", "ode", "warp", "appearance", "decod
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from odecam.commands import _common as flags
+
     p.add_argument("--preset", nargs="+", default=["lite", "vox256"], choices=["lite", "vox256", "tiny"],
                    help="architectures to time (default: lite vox256)")
     p.add_argument("--checkpoint", help="time these weights instead of random weights of --preset")
     p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"],
                    help="backends: torch torchscript onnxruntime tensorrt (default: torch onnxruntime)")
-    p.add_argument("--ode-steps", nargs="+", type=int, default=None, help="ODE steps to sweep (default: each model's)")
-    p.add_argument("--refs", nargs="+", type=int, default=None,
+    p.add_argument("--ode-steps", nargs="+", type=flags.ode_steps, default=None, help="ODE steps to sweep (default: each model's)")
+    p.add_argument("--refs", nargs="+", type=flags.num_refs, default=None,
                    help="numbers of reference views N to sweep (default: each model's)")
-    p.add_argument("--frames", type=int, default=60, help="timed frames per case (default: 60)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default: 5)")
-    p.add_argument("--max-seconds", type=float, default=60.0,
+    p.add_argument("--frames", type=flags.positive_int, default=60, help="timed frames per case (default: 60)")
+    p.add_argument("--warmup", type=flags.non_negative_int, default=5, help="untimed frames first (default: 5)")
+    p.add_argument("--max-seconds", type=flags.positive_float, default=60.0,
                    help="stop timing a case after this long, keeping at least 5 frames (default: 60)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=flags.threads, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="tensorrt precision (default fp32)")
     p.add_argument("--device", default=None, help="device for the backends (default: each backend's)")
     p.add_argument("-o", "--output", default="odecam-bench", help="output folder (default: odecam-bench)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import positive_int
+from odecam.commands._common import num_refs, positive_int
 
 NAME = "eval"
 HELP = ("evaluate a checkpoint: odecam eval --data PATH --protocol reconstruction|animation --refs N "
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="animation: animate this photo (framed to its face; 'astronaut' is the built-in one) "
                         "with every --data video, framed like live, N=0, relative motion")
     p.add_argument("--no-crop", action="store_true", help="take the --source photo as it is (no face framing)")
-    p.add_argument("--refs", type=int, default=0, help="reference views N from the source video (default 0)")
+    p.add_argument("--refs", type=num_refs, default=0, help="reference views N from the source video (default 0)")
     p.add_argument("--json", help="write the metrics here")
     p.add_argument("--save-frames", help="write each evaluated pair as NNNNN_real.png (driving) / NNNNN_fake.png here")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT",

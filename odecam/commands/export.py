@@ -8,6 +8,7 @@ from pathlib import Path
 NAME = "export"
 HELP = "export the per-frame graph (and the once-per-avatar and keypoint graphs) to onnx, torchscript or tensorrt"
 
+from odecam.commands._common import num_refs, ode_steps
 from odecam.export.options import FORMATS
 
 
@@ -19,9 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"{', '.join(FORMATS)} (default: onnx)")
     p.add_argument("-o", "--output", required=True, help="output folder (created): avatar, keypoints and frame graphs "
                                                          "plus manifest.json")
-    p.add_argument("--num-refs", type=int, default=None,
+    p.add_argument("--num-refs", type=num_refs, default=None,
                    help="reference views N the frame graph takes (default: the model's); V = N + 1 is fixed per export")
-    p.add_argument("--ode-steps", type=int, default=None, help="fixed ODE steps unrolled into the graph (default: the model's)")
+    p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps unrolled into the graph (default: the model's)")
     p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"], help="tensorrt only (default: fp16)")
     p.add_argument("--graphs", nargs="+", default=["avatar", "keypoints", "frame"],
                    choices=["avatar", "keypoints", "frame"], help="which graphs to write (default: all three)")

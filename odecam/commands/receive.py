@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import port, positive_float, positive_int, stop_on_signals
+from odecam.commands._common import fps, ode_steps, port, positive_float, stop_on_signals, threads
 from odecam.commands.serve import TOKEN_ENV
 
 NAME = "receive"
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="virtual camera picture size (default: 1280x720; the avatar is letterboxed)")
     p.add_argument("--camera-device", help="virtual camera device, e.g. /dev/video10 (default: the first free one)")
     p.add_argument("--preview", action="store_true", help="show the avatar in a window (q or Esc closes it)")
-    p.add_argument("--fps", type=float, default=30.0, help="output frame rate; the last frame is held when no new "
+    p.add_argument("--fps", type=fps, default=30.0, help="output frame rate; the last frame is held when no new "
                                                             "keypoints arrive (default: 30)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on for the sender (default: 127.0.0.1, this machine only)")
@@ -50,9 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="model weights (.safetensors), the same as the sender's; "
                                         "default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
-    p.add_argument("--ode-steps", type=positive_int, default=None, help="fixed ODE steps per frame (default: the model's)")
+    p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute keypoints (no relative motion)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def _camera_size(text: str) -> tuple[int, int]:

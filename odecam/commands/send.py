@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import positive_float, positive_int, stop_on_signals
+from odecam.commands._common import non_negative_float, positive_float, positive_int, stop_on_signals, threads
 from odecam.commands.serve import TOKEN_ENV
 
 NAME = "send"
@@ -42,12 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stun", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL when the receiver is on another network (repeatable)")
     p.add_argument("--stats-json", metavar="PATH", help="write the sender's counters here at exit")
-    p.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--progress", type=non_negative_float, default=5.0, metavar="SECONDS",
                    help="print a progress line every this many seconds (default: 5; 0: never)")
     p.add_argument("--checkpoint", help="model weights (.safetensors), the same as the receiver's; "
                                         "default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads for F_K (default: 1)")
+    p.add_argument("--threads", type=threads, default=1, help="torch CPU threads for F_K (default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import port, positive_int, stop_on_signals
+from odecam.commands._common import ode_steps, port, positive_int, stop_on_signals
 import os
 from pathlib import Path
 from urllib.parse import quote
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="TLS private key (PEM) for --cert")
     p.add_argument("--checkpoint", help="model weights (.safetensors); default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
-    p.add_argument("--ode-steps", type=positive_int, default=None, help="fixed ODE steps per frame (default: the model's)")
+    p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
 
 

@@ -170,6 +170,20 @@ def _jpeg_arithmetic(head: bytes) -> bool:
     return False
 
 
+def still_image_format(path: str | Path) -> str | None:
+    """The format name ('JPEG', 'PNG', ...) when ``path`` is a still image (read from its header only),
+    else None (a video, an animated image, anything else, or no such file)."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return None if getattr(im, "is_animated", False) else im.format
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
 def check_size(w: int, h: int, path: object, role: str) -> None:
     """Refuse tiny and huge images with a one-sentence fix (``path`` None: ``role`` names the image)."""
     who = role if path is None else f"{role} {str(path)!r}"
