@@ -101,11 +101,13 @@ class FaceCropDataset(Dataset):
         image_size: output side S (crops are resized when it differs from the prepared size).
         num_refs: reference frames N.
         augment: ``True``/``False``/:class:`AugmentConfig`; ``None``: on for train, off for test.
-        repeats: the length is ``(clips + stills) * repeats``.
+        repeats: each clip counts this many times per epoch (portraits: see ``stills_share``).
         far_prob, far_candidates: far-driving sampling (module docstring).
         ref_gap: references are at least this many frames from the driving frame.
         synthetic_prob: share of clip items whose driving frame is synthesised from the source.
         use_stills: include ``stills/`` portraits (always synthesised).
+        stills_share: the share of items that are portraits when there are clips too (at least one
+            item per ``repeats`` each way; without clips every item is a portrait).
         motion: ranges of the synthetic motion.
         min_frames: clips with fewer frames that have landmarks are left out.
         seed: base seed of the test split.
@@ -125,6 +127,7 @@ class FaceCropDataset(Dataset):
         ref_gap: int = 3,
         synthetic_prob: float = 0.3,
         use_stills: bool = True,
+        stills_share: float = 0.25,
         motion: MotionConfig | None = None,
         min_frames: int | None = None,
         seed: int = 0,
@@ -143,6 +146,7 @@ class FaceCropDataset(Dataset):
         self.synthetic_prob = float(synthetic_prob)
         self.motion = motion or MotionConfig()
         self.seed = int(seed)
+        self.stills_share = float(stills_share)
         self.skipped = 0
         need = max(self.num_refs + 2, int(min_frames or 0))
         vdir, sdir = self.root / "videos", self.root / "stills"
@@ -209,8 +213,21 @@ class FaceCropDataset(Dataset):
         return img, resize_landmarks(np.asarray(lm, np.float32), size0, self.image_size)
 
     # -- sampling -----------------------------------------------------------------------------------
+    @property
+    def num_clip_items(self) -> int:
+        return len(self.clips) * self.repeats
+
+    @property
+    def num_still_items(self) -> int:
+        if not self.stills:
+            return 0
+        if not self.clips:
+            return len(self.stills) * self.repeats
+        share = min(max(self.stills_share, 0.0), 0.95)
+        return max(self.repeats, int(round(self.num_clip_items * share / (1.0 - share))))
+
     def __len__(self) -> int:
-        return (len(self.clips) + len(self.stills)) * self.repeats
+        return self.num_clip_items + self.num_still_items
 
     def sample_indices(self, clip: _Clip, rng: np.random.Generator, far: bool | None = None) -> np.ndarray:
         """Frame indices [source, refs..., driving] (N + 2,) of one item of ``clip`` (module docstring)."""
@@ -257,11 +274,13 @@ class FaceCropDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         rng = np.random.default_rng(_torch_seed() if self.split == "train" else [self.seed, index])
-        unit = index % (len(self.clips) + len(self.stills))
-        if unit < len(self.clips):
-            frames, lms = self._clip_item(self.clips[unit], rng)
+        if index < self.num_clip_items:
+            frames, lms = self._clip_item(self.clips[index % len(self.clips)], rng)
         else:
-            frames, lms = self._still_item(*self.stills[unit - len(self.clips)], rng)
+            k = index - self.num_clip_items
+            if self.split == "train":  # a portrait drawn at random: every one gets its turn over epochs
+                k = int(rng.integers(len(self.stills)))
+            frames, lms = self._still_item(*self.stills[k % len(self.stills)], rng)
         if self.augment is not None:
             x, lms = self.augment.apply_with_landmarks(frames, lms, rng)
             return _make_item(x, self.num_refs, lms)
