@@ -268,13 +268,28 @@ def _scan(path: Path, cfg: PrepareConfig) -> _Scan:
     return sc
 
 
-def _shots(thumbs: np.ndarray, cfg: PrepareConfig) -> list[np.ndarray]:
-    """Positions (into the kept frames) of each shot: dark frames dropped, split at cuts."""
+def _face_jumps(a: tuple[float, float, float, float] | None, b: tuple[float, float, float, float] | None) -> bool:
+    """Whether the face box changes like at a shot cut (gone, moved by > 0.25 sides, or resized by > 25%)."""
+    if a is None or b is None:
+        return True
+    sa, sb = (a[2] - a[0] + a[3] - a[1]) / 2.0, (b[2] - b[0] + b[3] - b[1]) / 2.0
+    move = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2.0, (a[1] + a[3] - b[1] - b[3]) / 2.0)
+    return bool(move > 0.25 * max(sa, sb) or max(sa, sb) > 1.25 * min(sa, sb))
+
+
+def _shots(thumbs: np.ndarray, cfg: PrepareConfig, boxes: list | None = None) -> list[np.ndarray]:
+    """Positions (into the kept frames) of each shot: dark frames dropped, split at cuts.
+
+    A cut is a large change of the whole frame (``cut_threshold``) where, when ``boxes`` are given,
+    the face box jumps too: a fast head motion in a close-up changes many pixels but is no cut.
+    """
     small = thumbs.astype(np.float32)
     bright = small.mean(axis=(1, 2, 3)) >= cfg.dark_threshold
     cut = np.zeros(len(small), bool)
     if len(small) > 1:
         cut[1:] = np.abs(np.diff(small, axis=0)).mean(axis=(1, 2, 3)) > cfg.cut_threshold
+        if boxes is not None:
+            cut[1:] &= np.array([_face_jumps(boxes[i - 1], boxes[i]) for i in range(1, len(small))])
     shots, cur = [], []
     for i in range(len(small)):
         if not bright[i] or cut[i]:
@@ -323,7 +338,7 @@ def prepare_video(path: str | os.PathLike, out: str | os.PathLike, cfg: PrepareC
     _check_not_eval_only(path)
     sc = _scan(path, cfg)
     h, w = sc.shape
-    shots = _shots(np.stack(sc.thumbs), cfg)
+    shots = _shots(np.stack(sc.thumbs), cfg, sc.boxes)
     plans, skipped = [], []
     for pos in shots:
         found = [sc.boxes[i] for i in pos if sc.boxes[i] is not None]
