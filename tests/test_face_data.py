@@ -199,3 +199,16 @@ def test_mixed_datasets_collate(prepared):
     assert batch["source_landmarks"].shape == (5, 68, 2) and batch["refs_landmarks"].shape == (5, 1, 68, 2)
     known = torch.isfinite(batch["source_landmarks"]).all(dim=(1, 2))
     assert known.tolist() == [True, True, False, False, False]
+
+
+def test_faces_spec_options_and_errors(prepared, tmp_path):
+    from odecam.training.datasets import DatasetError
+
+    ds = build_dataset(f"faces:{prepared},synthetic=0.5,far=1,stills=0.5,candidates=4", image_size=32, num_refs=1)
+    assert (ds.synthetic_prob, ds.far_prob, ds.stills_share, ds.far_candidates) == (0.5, 1.0, 0.5, 4)
+    with pytest.raises(DatasetError, match="Unknown option"):
+        build_dataset(f"faces:{prepared},fast=1")
+    with pytest.raises(DatasetError, match="prepare-faces"):
+        build_dataset(f"faces:{tmp_path / 'nothing'}")
+    with pytest.raises(DatasetError, match="prepare-faces"):
+        build_dataset(f"faces:{tmp_path}")  # exists, but holds no videos/ or stills/

@@ -352,6 +352,9 @@ def prepare_video(path: str | os.PathLike, out: str | os.PathLike, cfg: PrepareC
     names = [path.stem] if len(plans) == 1 else [f"{path.stem}__shot{k:02d}" for k in range(len(plans))]
     vdir = out / "videos"
     vdir.mkdir(parents=True, exist_ok=True)
+    for old in [vdir / path.stem, *vdir.glob(f"{path.stem}__shot[0-9][0-9]")]:  # an earlier run's clips
+        if old.is_dir():
+            shutil.rmtree(old)
     tmps = []
     for name, (pos, (x, y, s)) in zip(names, plans):
         tmp = vdir / f".tmp_{name}"

@@ -93,7 +93,9 @@ def build_dataset(
     * ``'stills'`` (scikit-image's astronaut) or ``'stills:PATH[,PATH...]'`` (images, videos or
       frame folders to take stills from) -- :class:`StillImageAnimation`;
     * ``'faces:DIR'`` -- :class:`FaceCropDataset`: crops and landmarks written by ``odecam
-      prepare-faces`` (far driving frames, landmark-guided synthetic motion, portraits);
+      prepare-faces`` (far driving frames, landmark-guided synthetic motion, portraits); options
+      ``faces:DIR,synthetic=P,far=P,stills=SHARE,candidates=N`` set ``synthetic_prob``, ``far_prob``,
+      ``stills_share`` and ``far_candidates``;
     * any existing path -- :class:`VideoFolderDataset` (FOMM layout, folder of videos, or a file).
 
     Extra keyword arguments go to :class:`VideoFolderDataset` (e.g. ``repeats``, ``cache_bytes``) and
@@ -133,12 +135,23 @@ def build_dataset(
     if head == "faces" and not Path(s).exists():
         if not arg:
             raise DatasetError("The dataset spec 'faces' needs a folder: faces:DIR, DIR written by odecam prepare-faces.")
-        root = Path(arg)
+        path, *opts = arg.split(",")
+        root = Path(path)
         if not root.exists():
             raise DatasetError(f"The prepared face folder {root} does not exist; run odecam prepare-faces SRC --out {root}.")
         _check_not_eval_only(root, split, allow_eval_only)
         known = inspect.signature(FaceCropDataset.__init__).parameters
         extra = {k: v for k, v in kwargs.items() if k in known}
+        names = {"synthetic": "synthetic_prob", "far": "far_prob", "stills": "stills_share", "candidates": "far_candidates"}
+        for opt in opts:
+            key, _, value = opt.partition("=")
+            if key not in names or not value:
+                raise DatasetError(f"Unknown option {opt!r} in {s!r}: use faces:DIR[,synthetic=P][,far=P][,stills=SHARE]"
+                                   f"[,candidates=N], e.g. faces:{path},synthetic=0.5.")
+            try:
+                extra[names[key]] = int(value) if key == "candidates" else float(value)
+            except ValueError:
+                raise DatasetError(f"{opt!r} in {s!r} needs a number, e.g. {key}=0.5.") from None
         return FaceCropDataset(root, split, image_size, num_refs, augment=augment, seed=test_seed, **extra)
     p = Path(s)
     if not p.exists():
