@@ -290,7 +290,7 @@ def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: in
         q = move_landmarks(p, m)
         qw = _pose(_expression(p, m, lid_warp=0.5), p, m)
     A = _upsampler(grid, size)  # (size, grid): linear interpolation, exact at the nodes and borders
-    src = np.einsum("yi,ijc,xj->yxc", A, src, A).astype(np.float32)
+    src = np.stack([A @ src[..., c] @ A.T for c in range(2)], -1).astype(np.float32)  # two small matmuls
     mx = np.ascontiguousarray((src[..., 0] + 1) * 0.5 * (size - 1))
     my = np.ascontiguousarray((src[..., 1] + 1) * 0.5 * (size - 1))
     out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
