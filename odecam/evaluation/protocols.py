@@ -80,10 +80,16 @@ def reference_indices(num_frames: int, num_refs: int) -> list[int]:
 Method = Callable[[torch.Tensor, Iterator[torch.Tensor], bool], Iterator[torch.Tensor]]
 
 
-def model_method(model, backend: str = "torch", precision: str = "fp32") -> Method:
+def model_method(model, backend="torch", precision: str = "fp32") -> Method:
     """Views (1, V, 3, S, S) and driving frames -> predictions, through the engine's avatar cache and the
-    given inference backend (see :func:`odecam.engine.backends.get_backend`)."""
+    given inference backend: a name (``auto`` included, see :func:`odecam.engine.threads.choose_backend`)
+    or a built :class:`~odecam.engine.backends.Backend` (see :func:`odecam.engine.backends.get_backend`)."""
     from odecam.engine import Animator, Avatar
+
+    if isinstance(backend, str) and backend.strip().lower() == "auto":
+        from odecam.engine.threads import choose_backend
+
+        backend = choose_backend(backend)
 
     def run(views: torch.Tensor, driving: Iterator[torch.Tensor], relative: bool) -> Iterator[torch.Tensor]:
         images = [to_image(v) for v in views[0]]
