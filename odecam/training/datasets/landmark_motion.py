@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from odecam.data.landmarks import normalised_to_pixels
-from odecam.training.datasets.stills import tps_eval, tps_solve
+from odecam.training.datasets.stills import tps_solve
 
 __all__ = ["MotionParams", "MotionConfig", "random_motion", "move_landmarks", "synthesize"]
 
@@ -221,6 +221,14 @@ def _paint_eyes(img: np.ndarray, q: np.ndarray, m: MotionParams, size: int) -> n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _tps_eval_fast(coef: np.ndarray, ctrl: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """:func:`~odecam.training.datasets.stills.tps_eval` without square roots: r^2 log r = r^2 log(r^2) / 2."""
+    d2 = np.maximum((pts * pts).sum(1)[:, None] + (ctrl * ctrl).sum(1)[None] - 2.0 * pts @ ctrl.T, 0.0)
+    U = 0.5 * d2 * np.log(np.maximum(d2, 1e-300))
+    k = len(ctrl)
+    return U @ coef[:k] + coef[k] + pts @ coef[k + 1:]
+
+
 def _upsampler(n: int, size: int) -> np.ndarray:
     """(size, n) matrix of linear interpolation from ``n`` evenly spaced nodes onto ``size`` pixels
     (first and last node on the first and last pixel centre)."""
@@ -236,18 +244,17 @@ def _upsampler(n: int, size: int) -> np.ndarray:
 def _painted(q: np.ndarray, m: MotionParams, size: int, grid: int) -> np.ndarray:
     """(grid - 1, grid - 1) bool: the cells of the fold check that the painting covers (an opened
     mouth's interior, grown by half; closed eyes)."""
-    cell = (np.arange(grid - 1) + 0.5) * (size - 1) / (grid - 1)  # pixel centre of each cell of the check
-    xx, yy = np.meshgrid(cell, cell)
-    mask = np.zeros((grid - 1, grid - 1), bool)
+    cell = np.round((np.arange(grid - 1) + 0.5) * (size - 1) / (grid - 1)).astype(int)  # cell centres (pixels)
     polys = [q[60:68]] if m.mouth > 0 else []
     if m.blink >= 0.6:
         polys += [q[36:42], q[42:48]]
+    if not polys:
+        return np.zeros((grid - 1, grid - 1), bool)
+    full = np.zeros((size, size), np.uint8)
     for poly in polys:
         c = poly.mean(0)
-        grown = (c + (poly - c) * 1.5).astype(np.float32)
-        inside = [cv2.pointPolygonTest(grown, (float(x), float(y)), False) >= 0 for x, y in zip(xx.ravel(), yy.ravel())]
-        mask |= np.array(inside).reshape(mask.shape)
-    return mask
+        cv2.fillPoly(full, [np.round(c + (poly - c) * 1.5).astype(np.int32)], 1)
+    return full[np.ix_(cell, cell)].astype(bool)
 
 
 def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: int = 48
@@ -280,7 +287,7 @@ def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: in
         ctrl_out = np.concatenate([qw, _pose(ring + follow, p, mm), fixed])
         ctrl_in = np.concatenate([p, ring, fixed])
         coef = tps_solve(to_unit(ctrl_out), to_unit(ctrl_in))
-        src = tps_eval(coef, to_unit(ctrl_out), nodes).reshape(grid, grid, 2)
+        src = _tps_eval_fast(coef, to_unit(ctrl_out), nodes).reshape(grid, grid, 2)
         jx, jy = np.diff(src, axis=1)[:-1], np.diff(src, axis=0)[:, :-1]
         det = jx[..., 0] * jy[..., 1] - jx[..., 1] * jy[..., 0]
         if det[~_painted(qw, mm, size, grid)].min() > 0:  # a painted-over mouth may fold: it is covered
