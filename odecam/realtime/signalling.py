@@ -4,7 +4,7 @@ Both bind a small aiohttp application that anyone who can reach the port may tal
 token is checked, so the connection handling itself has to hold against hostile clients:
 
 * **Timeouts** (:class:`ConnectionLimits`): a connection with no request in progress is closed after
-  ``idle_timeout_s`` without a byte, or ``header_timeout_s`` after the first byte of a request whose
+  ``idle_timeout_s`` without a byte (gracefully, so keep-alive clients see it closed), or ``header_timeout_s`` after the first byte of a request whose
   header never completes; a request body must arrive within ``body_timeout_s`` (HTTP 408).
 * **Connection caps**: at most ``max_connections`` open connections (lowered to fit the process's
   file descriptor limit) and ``max_per_address`` per client address. A new connection over a cap
@@ -12,7 +12,8 @@ token is checked, so the connection handling itself has to hold against hostile 
   evicts its own connections; a newcomer still gets in); it is refused only when every connection
   is busy with a request.
 * **Bounded logging**: what the guard closed is reported at most once per ``log_interval_s``, as one
-  line of counts; asyncio's ``accept() out of system resource`` errors are rate-limited the same way.
+  line of counts; asyncio's ``accept() out of system resource`` errors are rate-limited the same way,
+  and so are aiohttp's "Error handling request" reports of malformed requests (one line, no traceback).
 * **Token**: ``Authorization: Bearer TOKEN`` compared in constant time on bytes, so a header that is
   not valid UTF-8 is simply a wrong token (401).
 * **Offer bodies**: :func:`read_offer` reads at most :data:`MAX_BODY` bytes (413) within the body
@@ -48,7 +49,7 @@ class ConnectionLimits:
 
     max_connections: int = 256       # open HTTP connections in total (capped by the fd limit)
     max_per_address: int = 32        # open HTTP connections per client IP address
-    idle_timeout_s: float = 15.0     # no request in progress and no byte received
+    idle_timeout_s: float = 30.0     # no request in progress and no byte received (keep-alive)
     header_timeout_s: float = 10.0   # first byte of a request -> its complete header
     body_timeout_s: float = 10.0     # reading a request body
     reserve_fds: int = 256           # file descriptors kept free for peer connections, files, ...
@@ -124,6 +125,9 @@ async def read_offer(request: web.Request) -> dict:
     with the reason for anything else that is not ``{"sdp": str, "type": "offer", "avatar"?: name}``.
     """
     limits = request.app.get(LIMITS_KEY) or ConnectionLimits()
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise bad_request(f"the body must not be compressed (Content-Encoding {encoding[:20]!r}); send plain JSON")
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
     try:
@@ -131,6 +135,10 @@ async def read_offer(request: web.Request) -> dict:
     except asyncio.TimeoutError:
         raise json_error(web.HTTPRequestTimeout,
                          f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a body aiohttp cannot read (bad chunking, ...) is the client's fault
+        raise bad_request(f"the body could not be read ({type(exc).__name__})") from None
     try:
         return parse_offer(raw, request.charset)
     except MessageRefused as exc:
@@ -267,8 +275,15 @@ class ConnectionGuard:
         return False
 
     def _close(self, conn: _Conn) -> None:
+        """Close a connection that is not in a request: gracefully (FIN) when it is idle and has nothing
+        left to write, so a client's keep-alive pool sees it closed before reusing it; else reset it."""
         self._release(conn)
-        conn.transport.abort()
+        transport = conn.transport
+        idle = conn.first_byte is None and getattr(transport, "get_write_buffer_size", lambda: 1)() == 0
+        if idle:
+            transport.close()
+        else:
+            transport.abort()
 
     def _release(self, conn: _Conn) -> None:
         if not conn.open:
@@ -328,6 +343,43 @@ class ConnectionGuard:
         self._last_report = now
 
 
+class _OneLinePerInterval(logging.Filter):
+    """For aiohttp's request-handling logger: every message at most once per ``interval_s`` (with a
+    count of the rest), as one line without a traceback - malformed requests are the client's doing
+    and must not flood the log."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)[:80]
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        if len(self._last) >= 100:
+            self._last.clear()
+            self._suppressed.clear()
+        self._last[key] = now
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            text = f"{text}: {type(exc).__name__}: {first}"
+        more = self._suppressed.pop(key, 0)
+        record.msg, record.args = text + (f" ({more} more since the last report)" if more else ""), ()
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+#: the logger aiohttp's request handlers use here (one line per message per interval)
+http_log = logging.getLogger("odecam.realtime.signalling.http")
+
+
 class _AcceptErrors:
     """A loop exception handler: socket errors (``accept() out of system resource``) at a bounded rate,
     everything else to the handler that was there before."""
@@ -385,14 +437,17 @@ async def serve_app(app: web.Application, host: str = "127.0.0.1", port: int = 8
     guard = ConnectionGuard(limits, None)
     app.middlewares.insert(0, guard.middleware)  # outermost: it sees every request's start and end
     # aiohttp's own keep-alive timer is a backstop behind the guard's idle and header timeouts
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+    if not any(isinstance(f, _OneLinePerInterval) for f in http_log.filters):
+        http_log.addFilter(_OneLinePerInterval(limits.log_interval_s))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=http_log,
                            keepalive_timeout=limits.idle_timeout_s + limits.header_timeout_s,
                            lingering_time=min(10.0, limits.body_timeout_s))
     await runner.setup()
     guard.factory = runner.server
     loop = asyncio.get_running_loop()
     try:
-        server = await loop.create_server(guard, host, port, ssl=ssl_context, backlog=limits.backlog)
+        tls = {"ssl_handshake_timeout": limits.header_timeout_s} if ssl_context is not None else {}
+        server = await loop.create_server(guard, host, port, ssl=ssl_context, backlog=limits.backlog, **tls)
     except OSError as exc:
         await runner.cleanup()
         reason = "is in use" if exc.errno in (98, 48, 10048) else f"cannot be bound ({exc.strerror or exc})"
