@@ -212,3 +212,15 @@ def test_faces_spec_options_and_errors(prepared, tmp_path):
         build_dataset(f"faces:{tmp_path / 'nothing'}")
     with pytest.raises(DatasetError, match="prepare-faces"):
         build_dataset(f"faces:{tmp_path}")  # exists, but holds no videos/ or stills/
+
+
+def test_faces_skips_a_corrupt_crop(prepared, tmp_path):
+    import shutil
+
+    copy = tmp_path / "p"
+    shutil.copytree(prepared, copy)
+    for f in (copy / "videos" / "talking").glob("*.jpg"):
+        f.write_bytes(b"not a jpeg")
+    ds = FaceCropDataset(copy, "test", 32, 1)
+    item = ds[0]  # the clip fails, the portrait stands in
+    assert item["source"].shape == (3, 32, 32) and ds.skipped == 1 and "clip:0" in ds.bad

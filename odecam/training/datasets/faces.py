@@ -147,7 +147,10 @@ class FaceCropDataset(Dataset):
         self.motion = motion or MotionConfig()
         self.seed = int(seed)
         self.stills_share = float(stills_share)
+        #: items replaced by another clip or portrait because a crop could not be read (this process)
         self.skipped = 0
+        #: clips / portraits that failed at run time: "clip:I" or "still:I" -> reason
+        self.bad: dict[str, str] = {}
         need = max(self.num_refs + 2, int(min_frames or 0))
         vdir, sdir = self.root / "videos", self.root / "stills"
         if not self.root.is_dir() or not (vdir.is_dir() or sdir.is_dir()):
@@ -274,13 +277,31 @@ class FaceCropDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         rng = np.random.default_rng(_torch_seed() if self.split == "train" else [self.seed, index])
+        units = [("clip", i) for i in range(len(self.clips))] + [("still", i) for i in range(len(self.stills))]
         if index < self.num_clip_items:
-            frames, lms = self._clip_item(self.clips[index % len(self.clips)], rng)
+            first = index % len(self.clips)
         else:
             k = index - self.num_clip_items
             if self.split == "train":  # a portrait drawn at random: every one gets its turn over epochs
                 k = int(rng.integers(len(self.stills)))
-            frames, lms = self._still_item(*self.stills[k % len(self.stills)], rng)
+            first = len(self.clips) + k % len(self.stills)
+        for attempt in range(len(units)):  # a corrupt crop: skip to the next clip / portrait, count it
+            kind, i = units[(first + attempt) % len(units)]
+            key = f"{kind}:{i}"
+            if key in self.bad:
+                continue
+            try:
+                if kind == "clip":
+                    frames, lms = self._clip_item(self.clips[i], rng)
+                else:
+                    frames, lms = self._still_item(*self.stills[i], rng)
+                break
+            except (DatasetError, cv2.error, ValueError) as e:
+                self.bad[key] = str(e)
+                self.skipped += 1
+                log.warning("dataset %s: skipping %s: %s", self.root, key, e)
+        else:
+            raise DatasetError(f"No prepared crop of {self.root} could be read ({len(self.bad)} failed).")
         if self.augment is not None:
             x, lms = self.augment.apply_with_landmarks(frames, lms, rng)
             return _make_item(x, self.num_refs, lms)
