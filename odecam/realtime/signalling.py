@@ -382,7 +382,8 @@ http_log = logging.getLogger("odecam.realtime.signalling.http")
 
 class _AcceptErrors:
     """A loop exception handler: socket errors (``accept() out of system resource``) at a bounded rate,
-    everything else to the handler that was there before."""
+    aiortc's teardown errors (a closing peer's unretrieved ConnectionError / InvalidStateError) at debug
+    level, everything else to the handler that was there before."""
 
     def __init__(self, previous, interval_s: float) -> None:
         self.previous = previous
@@ -391,8 +392,15 @@ class _AcceptErrors:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
         message = str(context.get("message", ""))
-        if "accept" in message or ("socket" in context and isinstance(context.get("exception"), OSError)):
-            self.ratelog(logging.ERROR, "accept", "%s (%s)", message, context.get("exception"))
+        exc = context.get("exception")
+        if "accept" in message or ("socket" in context and isinstance(exc, OSError)):
+            self.ratelog(logging.ERROR, "accept", "%s (%s)", message, exc)
+        elif message.startswith("Task exception was never retrieved") and (
+                isinstance(exc, ConnectionError) or type(exc).__name__ == "InvalidStateError"):
+            # aiortc's own tasks when a peer connection closes under them (sending on a closed DTLS
+            # transport, ICE closed mid-connect): expected at hang-up, not worth a traceback
+            self.ratelog(logging.DEBUG, "peer-teardown", "a peer connection's task ended as it closed (%s: %s)",
+                         type(exc).__name__, exc)
         elif self.previous is not None:
             self.previous(loop, context)
         else:

@@ -364,6 +364,8 @@ class AvatarServer:
     async def _push_stats(self, peer: Peer) -> None:
         while not peer.closed:
             await asyncio.sleep(1.0)
+            if peer.pc.connectionState != "connected":
+                continue  # sending on a closing transport only makes aiortc errors
             for channel in peer.channels:
                 self._send(channel, {"type": "stats", **peer.info()})
 
