@@ -410,6 +410,13 @@ async def test_serve_control_messages_are_validated_and_the_call_goes_on(serve, 
     channel.send(json.dumps({"type": "stats", "pad": "x" * 2000}))
     assert "at most 1024 bytes" in (await reply("error"))["message"]
     assert peer.refused == len(BAD_CONTROL) + 2
+    # a call may open at most 4 data channels; more are closed
+    extra = [pc.createDataChannel(f"extra-{i}") for i in range(5)]
+    deadline = time.monotonic() + 20
+    while len(peer.channels) < 4 or sum(c.readyState == "closed" for c in extra) < 2:
+        assert time.monotonic() < deadline, (len(peer.channels), [c.readyState for c in extra])
+        await asyncio.sleep(0.1)
+    assert len(peer.channels) == 4
     # the call goes on: the good message works and frames keep coming
     channel.send(json.dumps({"type": "avatar", "name": "negative"}))
     assert (await reply("avatar"))["avatar"] == "negative"

@@ -74,6 +74,8 @@ CONTROL_SCHEMAS = {
 }
 #: the largest data-channel control message accepted
 MAX_CONTROL_MESSAGE = 1024
+#: data channels a call may open (the page opens one)
+MAX_CHANNELS = 4
 #: a peer that does not reach "connected" within this many seconds is closed (its slot is freed)
 CONNECT_TIMEOUT_S = 30.0
 
@@ -296,6 +298,11 @@ class AvatarServer:
 
         @pc.on("datachannel")
         def on_datachannel(channel) -> None:
+            if len(peer.channels) >= MAX_CHANNELS:
+                self._ratelog(logging.WARNING, f"{peer.id}:channels", "peer %s: refused data channel %r: at most "
+                              "%d per call", peer.id, str(channel.label)[:40], MAX_CHANNELS)
+                channel.close()
+                return
             peer.channels.append(channel)
 
             @channel.on("message")
