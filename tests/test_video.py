@@ -74,6 +74,18 @@ def test_file_recorder_writes_h264(tmp_path):
         FileRecorder(tmp_path / "x.avi")
 
 
+def test_background_writer_keeps_every_frame_of_a_reused_buffer(tmp_path):
+    path = tmp_path / "bg.mp4"
+    buf = np.zeros((64, 96, 3), np.uint8)
+    with H264Writer(path, 30, (96, 64), channels="bgr", background=True) as w:
+        for i in range(30):
+            buf[:] = 10 + 7 * i  # the caller reuses one buffer, as the live loop does
+            w.write(buf)
+    assert w.frames == 30 and probe_codec(path) == ("h264", "yuv420p", 30)
+    levels = [float(f.mean()) for f in read_frames(path)]
+    assert np.all(np.abs(np.diff(levels) - 7) < 2.5), levels
+
+
 PAGE = """<!doctype html><meta charset="utf-8"><title>play</title>
 {videos}"""
 

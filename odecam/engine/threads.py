@@ -12,8 +12,9 @@ needs: the default torch set-up fell from about 20 fps to 0.4-1.5 fps beside one
 So the policy is:
 
 * count the cores this process may run on (``os.sched_getaffinity``) and how many of them other
-  programs keep busy right now (``/proc/stat`` sampled over ``SAMPLE_S``; the 1-minute load
-  average where that file is missing), and use one intra-op thread per *free* core, at least one;
+  programs at normal priority keep busy right now (``/proc/stat`` sampled over ``SAMPLE_S``; niced
+  background jobs yield their cores and do not count; the 1-minute load average where that file is
+  missing), and use one intra-op thread per *free* core, at least one;
 * never spin-wait: onnxruntime's ``session.intra_op.allow_spinning`` is ``0`` (see
   ``OnnxRuntimeBackend.session_options``) and OpenMP's ``OMP_WAIT_POLICY`` is ``PASSIVE`` (set by
   ``odecam/__init__.py`` before torch loads its OpenMP runtime);
@@ -81,7 +82,8 @@ def cpu_cores() -> int:
 
 
 def _cpu_times(cpus: set[int] | None) -> tuple[float, float] | None:
-    """(busy, total) jiffies summed over ``cpus`` (all when None) from /proc/stat, or None."""
+    """(busy, total) jiffies summed over ``cpus`` (all when None) from /proc/stat, or None; busy leaves out
+    idle, iowait and niced time."""
     try:
         with open("/proc/stat") as f:
             lines = f.readlines()
@@ -98,10 +100,10 @@ def _cpu_times(cpus: set[int] | None) -> tuple[float, float] | None:
             continue
         if cpus is not None and idx not in cpus:
             continue
-        v = [float(x) for x in vals[:8]]
-        idle = v[3] + (v[4] if len(v) > 4 else 0.0)  # idle + iowait
+        v = [float(x) for x in vals[:8]] + [0.0] * max(0, 8 - len(vals))
+        # user, system, irq, softirq, steal; not nice: niced programs (background jobs) yield the core to us
         total += sum(v)
-        busy += sum(v) - idle
+        busy += v[0] + v[2] + v[5] + v[6] + v[7]
     return (busy, total) if total > 0 else None
 
 

@@ -28,6 +28,8 @@ CRF = 20
 PRESET = "superfast"
 REALTIME_PRESET = "ultrafast"
 ENCODER_THREADS = 1
+#: frames a background writer may hold before ``write`` waits (720p BGR: 2.8 MB each)
+QUEUE_FRAMES = 8
 
 
 class VideoWriteError(InputImageError):
@@ -89,12 +91,16 @@ class H264Writer:
             size are resized to it.
         channels: ``"rgb"`` or ``"bgr"`` (OpenCV's order) for the frames given to :meth:`write`.
         preset: x264 speed preset (default ``PRESET``; ``REALTIME_PRESET`` beside a live model).
+        background: convert and encode on a worker thread (frames are copied into a queue of
+            ``QUEUE_FRAMES``; :meth:`write` blocks only when it is full, so no frame is ever dropped):
+            a live loop then overlaps encoding with the model. Errors surface at the next
+            :meth:`write` or at :meth:`close`.
 
     Raises :class:`VideoWriteError` (one sentence) when the file cannot be created.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None,
-                 channels: str = "rgb", preset: str | None = None) -> None:
+                 channels: str = "rgb", preset: str | None = None, background: bool = False) -> None:
         if not fps > 0:
             raise ValueError(f"the video frame rate must be positive, got {fps}")
         if channels not in ("rgb", "bgr"):
@@ -107,6 +113,10 @@ class H264Writer:
         self.frames = 0
         self._container = None
         self._stream = None
+        self._background = background
+        self._queue = None
+        self._worker = None
+        self._error: BaseException | None = None
         if self.path.is_dir():
             raise VideoWriteError(f"cannot write video {str(self.path)!r}: it is a folder; pass a file name "
                                   "ending in .mp4.")
@@ -138,6 +148,33 @@ class H264Writer:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one frame (H, W, 3) uint8 in the writer's channel order."""
+        if self._error is not None:
+            raise self._error
+        if not self._background:
+            self._encode(frame)
+            return
+        if self._worker is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=QUEUE_FRAMES)
+            self._worker = threading.Thread(target=self._work, name="odecam-video-writer", daemon=True)
+            self._worker.start()
+        self._queue.put(np.array(frame, copy=True))  # the caller may reuse its buffer
+        self.frames += 1
+
+    def _work(self) -> None:
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            if self._error is None:
+                try:
+                    self._encode(frame, count=False)
+                except BaseException as exc:  # kept for the caller's next write / close
+                    self._error = exc
+
+    def _encode(self, frame: np.ndarray, count: bool = True) -> None:
         import av
 
         if frame.ndim == 2:
@@ -153,11 +190,18 @@ class H264Writer:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[..., :3]), format=f"{self.channels}24")
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
-        self.frames += 1
+        if count:
+            self.frames += 1
 
     def close(self) -> None:
         """Flush the encoder and finish the file (idempotent). A writer that got no frame writes no file."""
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = None
         if self._container is None:
+            if self._error is not None:
+                raise self._error
             return
         container, self._container = self._container, None
         try:
@@ -165,6 +209,8 @@ class H264Writer:
                 container.mux(packet)
         finally:
             container.close()
+        if self._error is not None:
+            raise self._error
 
     def __enter__(self) -> "H264Writer":
         return self

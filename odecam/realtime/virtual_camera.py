@@ -420,7 +420,8 @@ class FileRecorder:
             h, w = frame.shape[:2]
             self._size = (w, h)
             try:
-                self._writer = H264Writer(self.path, self.fps, (w, h), channels="bgr", preset=REALTIME_PRESET)
+                self._writer = H264Writer(self.path, self.fps, (w, h), channels="bgr", preset=REALTIME_PRESET,
+                                          background=True)  # encodes beside the model, never drops a frame
             except VideoWriteError as e:
                 raise RecordingError(f"Cannot record to '{self.path}': {e}") from None
         assert self._size is not None
