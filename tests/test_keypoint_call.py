@@ -144,8 +144,19 @@ def test_avatar_payload_checks(portrait):
     with pytest.raises(AvatarRefused, match="only 16x16 pixels") as info:
         decode_avatar_image(png_bytes(small[:16, :16]))
     assert "/tmp" not in str(info.value)  # the temporary file's name is not shown
-    with pytest.raises(AvatarRefused, match="not a readable image"):
+    with pytest.raises(AvatarRefused, match="not a readable image|truncated"):
         decode_avatar_image(png_bytes(small)[:60])
+    # a header that claims far more pixels than the file holds is refused before decoding (issue 11, item 8)
+    import struct
+    import zlib
+
+    def png_chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    liar = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8192, 8192, 8, 2, 0, 0, 0))
+            + png_chunk(b"IDAT", zlib.compress(bytes(1000))) + png_chunk(b"IEND", b""))
+    with pytest.raises(AvatarRefused, match="megapixels|truncated|too large"):
+        decode_avatar_image(liar)
     with pytest.raises(AvatarRefused, match="over the 100-byte limit"):
         decode_avatar_image(png_bytes(small), max_bytes=100)
     grey = np.asarray(Image.fromarray(small).convert("L"))

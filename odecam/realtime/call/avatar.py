@@ -3,14 +3,11 @@
 The sender announces ``{"type": "avatar", "size": N, "name": str}`` on the ``"avatar"`` channel and
 sends N bytes of a JPEG or PNG file as binary messages of :data:`AVATAR_CHUNK` bytes. The receiver
 reassembles them (:class:`AvatarAssembler`), then checks the file (:func:`decode_avatar_image`: size,
-format, and the engine's image checks in :func:`odecam.engine.images.load_image`) before building an
+format, and the engine's image checks in :func:`odecam.engine.images.decode_image_bytes`) before building an
 avatar from it. Anything that breaks the rules raises :class:`AvatarRefused` with the reason.
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -31,25 +28,19 @@ def decode_avatar_image(data: bytes, max_bytes: int = MAX_AVATAR_BYTES) -> np.nd
     """Validate avatar file bytes (JPEG or PNG) with the engine's image checks -> (H, W, 3) uint8 RGB.
 
     Raises :class:`AvatarRefused` with the reason: over ``max_bytes``, not JPEG/PNG, or refused by
-    :func:`odecam.engine.images.load_image` (unreadable, greyscale, too small, too large, ...).
+    :func:`odecam.engine.images.decode_image_bytes` (the checks every user image gets: header checked
+    before decoding, at most 40 megapixels, unreadable, truncated, greyscale, too small, ...).
     """
-    from odecam.engine.images import load_image
+    from odecam.engine.images import decode_image_bytes
 
     if len(data) > max_bytes:
         raise AvatarRefused(f"the avatar file is {len(data)} bytes, over the {max_bytes}-byte limit")
-    if data.startswith(_PNG_MAGIC):
-        suffix = ".png"
-    elif data.startswith(_JPEG_MAGIC):
-        suffix = ".jpg"
-    else:
+    if not (data.startswith(_PNG_MAGIC) or data.startswith(_JPEG_MAGIC)):
         raise AvatarRefused("the avatar is not a JPEG or PNG file")
-    with tempfile.TemporaryDirectory(prefix="odecam-avatar-") as folder:
-        path = Path(folder) / f"avatar{suffix}"
-        path.write_bytes(data)
-        try:
-            return load_image(path, "the avatar")
-        except InputImageError as exc:
-            raise AvatarRefused(str(exc).replace(f" {str(path)!r}", "")) from None
+    try:
+        return decode_image_bytes(data, "the avatar", formats=("JPEG", "PNG"))
+    except InputImageError as exc:
+        raise AvatarRefused(str(exc).rstrip(".")) from None
 
 
 class AvatarAssembler:
