@@ -13,6 +13,7 @@ import os
 
 from odecam.commands._common import fps, ode_steps, port, positive_float, stop_on_signals, threads
 from odecam.commands.serve import TOKEN_ENV
+from odecam.export.options import add_backend_arguments
 
 NAME = "receive"
 HELP = "receive a keypoint-only call (odecam send) and render the avatar to a window, virtual camera or file"
@@ -52,7 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
     p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute keypoints (no relative motion)")
-    p.add_argument("--threads", type=threads, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads, default=None,
+                   help="model threads (default: one per core that other programs do not keep busy)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="take the --source image as it is (default: crop its largest face square)")
+    add_backend_arguments(p)
 
 
 def _camera_size(text: str) -> tuple[int, int]:
@@ -148,8 +153,6 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import torch
-
     from odecam.commands.serve import _ssl_context, load_avatars
     from odecam.engine.weights import load_model
     from odecam.errors import OdecamError
@@ -166,8 +169,13 @@ def run(args: argparse.Namespace) -> int:
         raise OdecamError(f"--fps must be between 0 and 240, got {args.fps:g}.")
     if args.stats_json and not Path(args.stats_json).resolve().parent.is_dir():
         raise OdecamError(f"--stats-json: the folder of {args.stats_json!r} does not exist.")
+    from odecam.commands.serve import animator_factory
+    from odecam.engine.threads import ENV_THREADS, apply_thread_policy, choose_backend
+
     if args.threads:
-        torch.set_num_threads(args.threads)
+        os.environ[ENV_THREADS] = str(args.threads)
+    backend = choose_backend(args.backend)  # 'auto' -> onnxruntime on a CPU
+    plan = apply_thread_policy(backend)
     token = check_token(args.token) if args.token else new_token()
     ssl_context = _ssl_context(args.cert, args.key)
     stop_holder: list = []
@@ -175,7 +183,10 @@ def run(args: argparse.Namespace) -> int:
     outputs.open(args)
     try:
         loaded = load_model(args.checkpoint, args.preset)
-        avatar = load_avatars(loaded.model, [args.source] if args.source else [])[0]
+        avatar = load_avatars(loaded.model, [args.source] if args.source else [], not args.no_crop,
+                              log=lambda t: print(f"odecam receive: {t}"))[0]
+        factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
+        described = factory(avatar).backend.describe()  # builds (and caches) the graphs before a sender calls
     except BaseException:
         outputs.close()
         raise
@@ -184,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     receiver = KeypointReceiver(loaded.model, avatar, token, sinks=[outputs], fps=args.fps,
                                 accept_avatar=not args.keep_avatar, loopback=is_loopback_host(args.host),
                                 ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps,
+                                animator_factory=factory,
                                 on_event=lambda text: print(f"odecam receive: {text}", flush=True))
 
     async def main() -> None:
@@ -195,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         if args.host in ("0.0.0.0", "::"):
             url = url.replace(f"//{args.host}:", "//127.0.0.1:").replace(f"//[{args.host}]:", "//127.0.0.1:")
         print(f"odecam receive: weights: {loaded.description}")
+        print(f"odecam receive: backend {described}; {plan.describe()}")
         print(f"odecam receive: avatar {avatar.name}; waiting for a sender (Ctrl+C to stop):")
         print(f"  odecam send --to {url} --token {token}", flush=True)
         try:

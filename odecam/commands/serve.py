@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from odecam.commands._common import ode_steps, port, positive_int, stop_on_signals
+from odecam.export.options import add_backend_arguments
 import os
 from pathlib import Path
 from urllib.parse import quote
@@ -43,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
     p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="take the --source images as they are (default: crop the largest face square)")
+    add_backend_arguments(p)
 
 
 def _ssl_context(cert: str | None, key: str | None):
@@ -67,18 +71,37 @@ def _ssl_context(cert: str | None, key: str | None):
     return ctx
 
 
-def load_avatars(model, sources: list[str]):
-    """The avatars for ``--source`` images (default: the built-in astronaut); names are unique."""
+def animator_factory(model, backend: str, precision: str = "fp32", relative: bool = True,
+                     ode_steps: int | None = None):
+    """A factory of :class:`~odecam.engine.Animator` on ``backend`` (a canonical name, see
+    ``odecam.engine.threads.choose_backend``): each call builds its own backend instance, since a
+    backend holds the state of the avatar it renders (one per browser peer / keypoint connection)."""
+    from odecam.engine import Animator
+    from odecam.engine.backends import get_backend
+    from odecam.engine.threads import backend_options
+
+    def make(avatar):
+        b = get_backend(backend, model, precision=precision, ode_steps=ode_steps, **backend_options(backend))
+        return Animator(model, avatar, relative=relative, ode_steps=ode_steps, backend=b)
+
+    return make
+
+
+def load_avatars(model, sources: list[str], crop: bool = True, log=None):
+    """The avatars for ``--source`` images (default: the built-in astronaut); names are unique. Each
+    photo's largest face is cropped square (``crop``; see :mod:`odecam.engine.portrait`) and ``log``
+    gets one line saying so."""
     from odecam import assets
     from odecam.engine import Avatar
     from odecam.engine.images import load_image
+    from odecam.engine.portrait import load_portrait
 
     if not sources:
         image = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
         return [Avatar(model, image, name="astronaut")]
     avatars, seen = [], set()
     for path in sources:
-        image = load_image(path, "source image")
+        image = load_portrait(path, "source image", crop, log=log)
         name = Path(path).stem or "avatar"
         base, n = name, 2
         while name in seen:
@@ -103,17 +126,25 @@ def run(args: argparse.Namespace) -> int:
 
     token = check_token(args.token) if args.token else new_token()
     ssl_context = _ssl_context(args.cert, args.key)
+    from odecam.engine.threads import apply_thread_policy, choose_backend
+
+    backend = choose_backend(args.backend)  # 'auto' -> onnxruntime on a CPU
+    plan = apply_thread_policy(backend)
     loaded = load_model(args.checkpoint, args.preset)
-    avatars = load_avatars(loaded.model, args.source)
+    avatars = load_avatars(loaded.model, args.source, not args.no_crop, log=lambda t: print(f"odecam serve: {t}"))
     loopback = is_loopback_host(args.host)
+    factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
+    described = factory(avatars[0]).backend.describe()  # builds (and caches) the graphs before any peer
     server = AvatarServer(loaded.model, avatars, token, max_peers=args.max_peers, loopback=loopback,
-                          ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps)
+                          ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps,
+                          animator_factory=factory)
 
     async def main() -> None:
         running = await start(server, args.host, args.port, ssl_context)
         stop = asyncio.Event()
         stop_on_signals(stop)
         print(f"odecam serve: weights: {loaded.description}")
+        print(f"odecam serve: backend {described}; {plan.describe()}")
         print(f"odecam serve: avatars: {', '.join(a.name for a in avatars)}; at most {args.max_peers} calls")
         if not loopback and ssl_context is None:
             print("odecam serve: note: browsers on other machines give camera access only to https pages; "
