@@ -8,7 +8,8 @@ User mistakes print one sentence and exit with status 2, never a traceback:
 * checks every command shares, made here before it runs (:func:`preflight`): an unknown ``--backend``,
   ``--backend tensorrt`` without CUDA, a still image given as ``--driving`` / ``--video``.
 
-OpenCV's and FFmpeg's own log lines are silenced unless ``--verbose``: odecam says what went wrong itself.
+OpenCV's and FFmpeg's own log lines, and other libraries' logged warnings, are silenced unless ``--verbose``:
+odecam says what went wrong itself.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # other libraries' warnings (onnx_ir, onnxscript, ...) are not the user's business
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda r: r.name.split(".")[0] == "odecam" or r.levelno >= logging.ERROR)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

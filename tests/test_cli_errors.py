@@ -51,7 +51,8 @@ def test_cli_bad_source_no_traceback(bad_images, tmp_path):
 
 def test_cli_bad_driving_no_traceback(tmp_path):
     (tmp_path / "clip.mp4").write_bytes(b"\x00garbage" * 10)
-    res = _odecam("demo", "--preset", "tiny", "--driving", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "x.mp4"))
+    res = _odecam("demo", "--preset", "tiny", "--backend", "torch", "--driving", str(tmp_path / "clip.mp4"), "-o",
+                  str(tmp_path / "x.mp4"))
     assert res.returncode == 2 and "Traceback" not in res.stderr and "clip.mp4" in res.stderr
 
 
@@ -184,8 +185,8 @@ def test_still_image_as_driving_video(capsys, tmp_path, command, flag):
 
 
 def test_live_without_camera_names_video_and_no_opencv_noise(tmp_path):
-    res = _odecam("live", "--preset", "tiny", "--camera", "63", "--record", str(tmp_path / "r.mp4"), "--max-frames", "1",
-                  timeout=180)
+    res = _odecam("live", "--preset", "tiny", "--backend", "torch", "--camera", "63", "--record", str(tmp_path / "r.mp4"),
+                  "--max-frames", "1", timeout=180)
     assert res.returncode == 2, res.stderr
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in res.stderr, res.stderr
