@@ -6,7 +6,7 @@ User mistakes print one sentence and exit with status 2, never a traceback:
 * flags out of range (shared argparse types in :mod:`odecam.commands._common`) and unknown flags: that
   subcommand's usage and one sentence;
 * checks every command shares, made here before it runs (:func:`preflight`): an unknown ``--backend``,
-  ``--backend tensorrt`` without CUDA, a still image given as ``--driving`` / ``--video``.
+  ``--backend tensorrt`` without CUDA, a missing file or a still image given as ``--driving`` / ``--video``.
 
 OpenCV's and FFmpeg's own log lines, and other libraries' logged warnings, are silenced unless ``--verbose``:
 odecam says what went wrong itself.
@@ -86,6 +86,10 @@ def preflight(args: argparse.Namespace) -> None:
                                       "--backend onnxruntime (the fastest there) or --backend torch.")
     for attr, flag in VIDEO_FLAGS.items():
         value = getattr(args, attr, None)
+        if isinstance(value, str) and "://" not in value and not os.path.exists(value):
+            raise OdecamError(f"{flag} file {value!r} does not exist; check the path.")
+        if isinstance(value, str) and os.path.isdir(value):
+            raise OdecamError(f"{flag} {value!r} is a folder; pass a video file (such as an MP4).")
         if isinstance(value, str) and os.path.isfile(value):
             from odecam.engine.images import still_image_format
 

@@ -393,6 +393,6 @@ PRESETS = {"vox256": vox256, "lite": lite, "tiny": tiny}
 def preset(name: str) -> ModelConfig:
     """Return a fresh copy of a preset config by name."""
     try:
-        return PRESETS[name]()
+        return PRESETS[name]().validate()
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

@@ -233,3 +233,11 @@ def test_convert_fomm_on_a_text_file_subprocess(tmp_path):
     assert res.stderr.strip().splitlines() == [
         f"odecam convert-fomm: error: '{tmp_path / 'notes.txt'}' is not a PyTorch checkpoint of plain tensors "
         "(torch.load(weights_only=True) cannot read it); pass FOMM's vox-cpk.pth.tar or vox-adv-cpk.pth.tar."]
+
+
+@pytest.mark.parametrize("command,flag", [("demo", "--driving"), ("send", "--video")])
+def test_missing_or_folder_driving_video_before_loading_anything(capsys, tmp_path, command, flag):
+    assert main([command, *REQUIRED.get(command, []), flag, str(tmp_path / "nope.mp4")]) == 2
+    assert capsys.readouterr().err.strip() == f"odecam {command}: error: {flag} file '{tmp_path / 'nope.mp4'}' does not exist; check the path."
+    assert main([command, *REQUIRED.get(command, []), flag, str(tmp_path)]) == 2
+    assert "is a folder; pass a video file" in capsys.readouterr().err
