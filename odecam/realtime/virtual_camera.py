@@ -79,7 +79,11 @@ def letterbox(
     scale = min(width / w, height / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     canvas = out if out is not None else np.empty((height, width, 3), np.uint8)
-    canvas[...] = np.asarray(background, np.uint8)
+    bg = np.asarray(background, np.uint8)
+    if bg.min() == bg.max():
+        canvas.fill(int(bg[0]))  # a memset: the per-channel broadcast below takes ~7 ms at 1280x720
+    else:
+        canvas[...] = bg
     x, y = (width - nw) // 2, (height - nh) // 2
     if (nw, nh) == (w, h):
         canvas[y:y + nh, x:x + nw] = frame[..., :3]
