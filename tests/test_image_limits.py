@@ -152,3 +152,17 @@ def test_cli_demo_refuses_lying_image_in_one_line(tmp_path, capsys, flag):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "liar.jpg' claims 8192x4880 pixels" in err[0]
     assert images.MAX_PIXELS == 40_000_000
+
+
+def test_exif_orientation_is_applied():
+    """A phone portrait stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise) comes out upright."""
+    stored = np.zeros((120, 200, 3), np.uint8)
+    stored[:, :20] = 255  # a white band on the left of the stored (sideways) picture
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif, quality=95)
+    upright = decode_image_bytes(buf.getvalue(), "the avatar")
+    assert upright.shape == (200, 120, 3)
+    assert upright[:20].mean() > 200 and upright[-100:].mean() < 30  # the band is now at the top

@@ -14,7 +14,8 @@ before a single pixel is decoded,
   holds a 256-px picture" that would otherwise allocate hundreds of megabytes;
 * pixel formats other than 8-bit colour.
 
-Large JPEGs are decoded at a reduced scale (libjpeg's DCT scaling: 1/2, 1/4 or 1/8) so that the long side
+Photos are turned upright by their EXIF orientation (as phones store portraits). Large JPEGs are
+decoded at a reduced scale (libjpeg's DCT scaling: 1/2, 1/4 or 1/8) so that the long side
 stays at least :data:`DECODE_LONG_SIDE` px: the model never uses more, and memory stays low.
 """
 
@@ -30,7 +31,7 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from odecam.errors import InputImageError
 
@@ -100,6 +101,7 @@ def _decode(f: BinaryIO, nbytes: int, who: str, formats: tuple[str, ...]) -> np.
                 im.draft("RGB", (max(1, int(w / k)), max(1, int(h / k))))  # libjpeg decodes at 1/2, 1/4 or 1/8
             im.load()
             rgb = im if im.mode == "RGB" else im.convert("RGB")
+            rgb = ImageOps.exif_transpose(rgb) if _exif_orientation(im) not in (None, 1) else rgb
             arr = np.asarray(rgb)
     except InputImageError:
         raise
@@ -118,6 +120,14 @@ def _decode(f: BinaryIO, nbytes: int, who: str, formats: tuple[str, ...]) -> np.
         raise InputImageError(f"{who} is not a readable image ({type(exc).__name__}); pass a {names} "
                               "file.") from None
     return np.ascontiguousarray(arr)
+
+
+def _exif_orientation(im: Image.Image) -> int | None:
+    """The EXIF orientation tag (phones store portraits sideways and set it), or None."""
+    try:
+        return im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: take the pixels as stored
+        return None
 
 
 def _check_plausible(im: Image.Image, f: BinaryIO, nbytes: int, who: str) -> None:
