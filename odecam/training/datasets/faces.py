@@ -80,6 +80,16 @@ def far_driving_index(signals: np.ndarray, source: int, candidates: np.ndarray) 
     return int(candidates[int(np.argmax(dist))])
 
 
+
+def _synthesize_or_keep(img: np.ndarray, lm: np.ndarray, m) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`synthesize`, or the frame unmoved when a random motion cannot be built for this face
+    (a rare geometric corner case must not mark the whole clip bad)."""
+    try:
+        return synthesize(img, lm, m)
+    except (ValueError, np.linalg.LinAlgError, cv2.error) as e:
+        log.debug("synthetic motion skipped: %s", e)
+        return img, lm
+
 class _Clip:
     def __init__(self, folder: Path, landmarks: np.ndarray, person: str) -> None:
         self.folder = folder
@@ -253,7 +263,7 @@ class FaceCropDataset(Dataset):
         if rng.random() < self.synthetic_prob:
             # the driving frame becomes the source moved by synthetic motion; half the references too
             for k in [len(idx) - 1] + [1 + j for j in range(self.num_refs) if rng.random() < 0.5]:
-                frames[k], lms[k] = synthesize(frames[0], lms[0], random_motion(rng, self.motion))
+                frames[k], lms[k] = _synthesize_or_keep(frames[0], lms[0], random_motion(rng, self.motion))
         return np.stack(frames), np.stack(lms)
 
     def _still_item(self, path: Path, lm: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +276,7 @@ class FaceCropDataset(Dataset):
                 frames.append(img)
                 lms.append(lm)
             else:
-                f, l2 = synthesize(img, lm, m)
+                f, l2 = _synthesize_or_keep(img, lm, m)
                 frames.append(f)
                 lms.append(l2)
         return np.stack(frames), np.stack(lms)

@@ -283,7 +283,7 @@ def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: in
         qe = _expression(p, mm, lid_warp=0.5)
         qw = _pose(qe, p, mm)  # where the warp moves them
         below = np.clip((ring - p[:17].mean(0)) @ _frame(p)[2], 0, None)  # ring points under the face...
-        follow = (below / max(below.max(), 1e-9))[:, None] * 0.7 * (qe[8] - p[8])[None]  # ...follow the chin
+        follow = (below / max(below.max(initial=0.0), 1e-9))[:, None] * 0.7 * (qe[8] - p[8])[None]  # ...follow the chin
         ctrl_out = np.concatenate([qw, _pose(ring + follow, p, mm), fixed])
         ctrl_in = np.concatenate([p, ring, fixed])
         coef = tps_solve(to_unit(ctrl_out), to_unit(ctrl_in))
