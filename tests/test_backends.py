@@ -94,13 +94,54 @@ def test_tensorrt_without_cuda_is_one_clear_error(model):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.skipif(CUDA, reason="checks the no-CUDA message")
+def test_cuda_graph_without_cuda_is_one_clear_error(model):
+    with pytest.raises(BackendError, match="cuda-graph backend needs a CUDA GPU.*use --backend onnxruntime") as err:
+        get_backend("cuda-graph", model, precision="fp16")
+    assert "\n" not in str(err.value) and get_backend("ORT", model).name == "onnxruntime"
+
+
+@pytest.mark.skipif(not CUDA, reason="the cuda-graph backend needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_graph_matches_eager(model, media, precision):
+    err, animator = _errors(model, media, "cuda-graph", precision=precision, device="cuda")
+    print(f"\ncuda-graph {precision} max abs error vs eager: {err:.2e}")
+    assert err <= (1e-3 if precision == "fp32" else 1e-2)  # fp32: cuDNN's algorithms, TF32 off by default
+    assert {"keypoints", "frame"} <= set(animator.timings.percentiles())
+
+
+def test_fp16_copy_keeps_the_motion_path_in_fp32(model, media):
+    """The fp16 inference copy (cuda-graph's) runs the generator in half and F_K / F_C / F_E in fp32, with the
+    BatchNorms folded: on smooth images its frames stay within 1e-2 of fp32 (CPU half kernels here)."""
+    from odecam.engine.images import to_tensor
+    from odecam.export.precision import half_copy
+
+    half = half_copy(model, torch.float16)
+    assert half.kp_detector.kp.weight.dtype == torch.float32 and half.generator.final.weight.dtype == torch.float16
+    assert half.generator.dense_motion_network.mask.weight.dtype == torch.float32
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in half.generator.up_blocks.modules())
+    avatar = Avatar(model, media["source"], [media["ref"]])
+    state = {k: (v.half() if k == "features" else v) for k, v in avatar.state.items()}
+    worst = 0.0
+    with torch.no_grad():
+        for frame in media["frames"]:
+            value, _ = Animator(model, avatar).keypoints(frame)
+            kp16 = half.kp_detector(to_tensor(frame, model.cfg.image_size))
+            want = model.animate(avatar.state, value, num_views=2)["prediction"]
+            got = half.animate(state, value, num_views=2)["prediction"]
+            assert got.dtype == torch.float32 and kp16["value"].dtype == torch.float32
+            worst = max(worst, float((got - want).abs().max()))
+    print(f"\nfp16 copy (CPU) max abs error vs fp32: {worst:.2e}")
+    assert worst <= 1e-2
+
+
 def test_unknown_backend_and_precision(model):
-    with pytest.raises(BackendError, match="choose one of torch, torchscript, onnxruntime, tensorrt"):
+    with pytest.raises(BackendError, match=r"unknown backend 'openvino'; choose one of .*torch, torchscript, onnxruntime"):
         get_backend("openvino", model)
     with pytest.raises(BackendError, match="precision"):
         get_backend("torch", model, precision="int8")
     assert get_backend("ORT", model).name == "onnxruntime"  # aliases, any case
-    assert set(BACKENDS) == {"torch", "torchscript", "onnxruntime", "tensorrt"}
+    assert set(BACKENDS) == {"torch", "torchscript", "onnxruntime", "tensorrt", "cuda-graph"}
     assert torch_threads_for("onnxruntime") == 1
 
 

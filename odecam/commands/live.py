@@ -13,7 +13,7 @@ from odecam.commands._common import finite_float, fps, non_negative_float, ode_s
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
 
-BACKEND_CHOICES = ["auto", "torch", "torchscript", "onnxruntime", "tensorrt"]
+BACKEND_CHOICES = ["auto", "torch", "torchscript", "onnxruntime", "tensorrt", "cuda-graph"]
 MAX_AVATARS = 9
 
 

@@ -7,6 +7,8 @@ torch          the eager model (``MotionTransferModel.animate``)                
 torchscript    traced + frozen keypoints and frame graphs                             keypoints, frame
 onnxruntime    ONNX graphs in onnxruntime (CPU; CUDA where its provider is present)   keypoints, frame
 tensorrt       TensorRT engines through torch-tensorrt (CUDA only; fp16 or fp32)      keypoints, frame
+cuda-graph     the model replayed as CUDA graphs, fp16 generator (CUDA only;          keypoints, frame
+               :mod:`odecam.engine.cuda_graph`; no export, no TensorRT)
 =============  =====================================================================  ==================
 
 :func:`get_backend` builds one from a model (the graphs are exported in-process; ONNX exports are
@@ -64,7 +66,7 @@ def torch_threads_for(backend: str, cores: int | None = None) -> int:
     """Torch intra-op threads to use beside a backend: all cores where torch computes (torch, torchscript),
     one where it only converts frames (onnxruntime, tensorrt): idle torch threads otherwise compete with
     onnxruntime's for the same cores."""
-    return 1 if backend_name(backend) in ("onnxruntime", "tensorrt") else (cores or cpu_cores())
+    return 1 if backend_name(backend) in ("onnxruntime", "tensorrt", "cuda-graph") else (cores or cpu_cores())
 
 
 def backend_name(name: str) -> str:
@@ -267,7 +269,7 @@ class OnnxRuntimeBackend(_GraphBackend):
 
     def __init__(self, model: MotionTransferModel | None, device: str | torch.device | None = None,
                  precision: str = "fp32", ode_steps: int | None = None, export_dir: str | Path | None = None,
-                 threads: int | None = None, cache: bool = True, spin: bool = False) -> None:
+                 threads: int | None = None, cache: bool = True, spin: bool = False, skip_tail: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -289,6 +291,12 @@ class OnnxRuntimeBackend(_GraphBackend):
         self.spin = spin
         self.cache = cache and model is not None
         self._digest: str | None = None
+        # image skip (lite): warp and blend the view images in torch beside the graph (odecam.export.graphs
+        # FRAME_TAIL_OUTPUTS): onnxruntime's CPU GridSample is its slowest op at 256 px. In-process exports only.
+        self.skip_tail = bool(skip_tail and model is not None and self.device.type == "cpu"
+                              and getattr(self.cfg.generator, "image_skip", False))
+        self._view_images: torch.Tensor | None = None
+        self._frame_inputs: set[str] = set()
         self._feed: dict[str, np.ndarray] = {}
 
     def session_options(self) -> Any:
@@ -316,7 +324,8 @@ class OnnxRuntimeBackend(_GraphBackend):
             if cache_file.exists():
                 return cache_file.read_bytes()
         module, args, inputs, outputs = self._modules(num_views)[graph]
-        meta = metadata.graph_metadata(self.cfg, graph, "onnx", inputs, outputs, num_views, self.ode_steps)
+        meta = metadata.graph_metadata(self.cfg, graph.split("_")[0], "onnx", inputs, outputs, num_views,
+                                       self.ode_steps)
         data = to_onnx_bytes(module, args, inputs, outputs, meta)
         if cache_file is not None:
             try:
@@ -329,8 +338,14 @@ class OnnxRuntimeBackend(_GraphBackend):
         return data
 
     def _build(self, graph: str, num_views: int) -> Any:
-        source = str(self._graph_file(graph)) if self.export_dir is not None else self._onnx_bytes(graph, num_views)
-        return self.ort.InferenceSession(source, self.session_options(), providers=self.providers)
+        if self.export_dir is not None:
+            source: Any = str(self._graph_file(graph))
+        else:
+            source = self._onnx_bytes("frame_tail" if graph == "frame" and self.skip_tail else graph, num_views)
+        session = self.ort.InferenceSession(source, self.session_options(), providers=self.providers)
+        if graph == "frame":  # an input the graph does not read (the tail's view images) is dropped by the exporter
+            self._frame_inputs = {i.name for i in session.get_inputs()}
+        return session
 
     def prepare(self, state: dict[str, torch.Tensor]) -> None:
         from odecam.export.graphs import state_to_inputs
@@ -344,7 +359,10 @@ class OnnxRuntimeBackend(_GraphBackend):
             from odecam.export.graphs import STATE_KEYS
 
             tensors = {n: state[STATE_KEYS[n]] for n in names}
-        self._feed = {n: tensors[n].detach().float().cpu().contiguous().numpy() for n in names}
+        self._feed = {n: tensors[n].detach().float().cpu().contiguous().numpy() for n in names
+                      if n in self._frame_inputs}
+        if self.skip_tail:
+            self._view_images = state["image"].detach().float().cpu().contiguous()
         self.num_views = v
 
     def run_keypoints(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -362,7 +380,15 @@ class OnnxRuntimeBackend(_GraphBackend):
                 raise BackendError("this model's frame graph needs driving jacobians.")
             feed["jac_driving"] = jac.detach().float().cpu().contiguous().numpy()
         with timer("frame"):
-            image, ok = self._frame_graph(self.num_views).run(None, feed)
+            outs = self._frame_graph(self.num_views).run(None, feed)
+            if self.skip_tail:
+                from odecam.model.generator import blend_skip, warp_images
+
+                decoded, mask, disp, weights, ok = (torch.from_numpy(o) for o in outs)
+                with torch.no_grad():
+                    image = blend_skip(decoded, mask, warp_images(self._view_images, disp, weights))
+                return image, bool(ok)
+            image, ok = outs
         return torch.from_numpy(image), bool(ok)
 
     def run_avatar(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -482,10 +508,12 @@ class TensorRTBackend(_TorchGraphBackend):
 # -- factory ---------------------------------------------------------------------------------------------
 def get_backend(name: str | Backend, model: MotionTransferModel, device: str | torch.device | None = None,
                 precision: str = "fp32", ode_steps: int | None = None, **options: Any) -> Backend:
-    """A backend by name for ``model`` ('torch', 'torchscript', 'onnxruntime', 'tensorrt'; a Backend passes through).
+    """A backend by name for ``model`` ('torch', 'torchscript', 'onnxruntime', 'tensorrt', 'cuda-graph'; a Backend
+    passes through).
 
     ``device`` defaults to the model's device (torch, torchscript), CUDA where available (onnxruntime),
-    'cuda' (tensorrt). ``options`` go to the backend (onnxruntime: ``threads``, ``cache``).
+    'cuda' (tensorrt, cuda-graph). ``options`` go to the backend (onnxruntime: ``threads``, ``cache``, ``spin``,
+    ``skip_tail``; cuda-graph: ``compile``).
     """
     if isinstance(name, Backend):
         return name
@@ -497,6 +525,10 @@ def get_backend(name: str | Backend, model: MotionTransferModel, device: str | t
         return TorchScriptBackend(model, device or next(model.parameters()).device, precision, ode_steps)
     if key == "onnxruntime":
         return OnnxRuntimeBackend(model, device, precision, ode_steps, **options)
+    if key == "cuda-graph":
+        from odecam.engine.cuda_graph import CudaGraphBackend
+
+        return CudaGraphBackend(model, device, precision, ode_steps, **options)
     return TensorRTBackend(model, device, precision, ode_steps)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from odecam.export.graphs import (FRAME_OUTPUTS, AvatarGraph, FrameGraph, KeypointGraph, avatar_names,
-                                  example_inputs, frame_input_names, keypoint_names)
+from odecam.export.graphs import (FRAME_OUTPUTS, FRAME_TAIL_OUTPUTS, AvatarGraph, FrameGraph, KeypointGraph,
+                                  avatar_names, example_inputs, frame_input_names, keypoint_names)
 from odecam.export.metadata import SUFFIX, ExportError, graph_metadata, write_manifest
 from odecam.export.options import FORMATS
 from odecam.model import MotionTransferModel
@@ -37,6 +37,9 @@ def graph_modules(model: MotionTransferModel, num_views: int, ode_steps: int) ->
         "avatar": (AvatarGraph(model), ex["avatar"], ["views"], avatar_names(model)),
         "keypoints": (KeypointGraph(model), ex["keypoints"], ["image"], keypoint_names(model)),
         "frame": (FrameGraph(model, num_views, ode_steps), ex["frame"], frame_input_names(model), list(FRAME_OUTPUTS)),
+        # in-process onnxruntime only (never written by export_model): the frame graph without the image-skip tail
+        "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True), ex["frame"], frame_input_names(model),
+                       list(FRAME_TAIL_OUTPUTS if model.cfg.generator.image_skip else FRAME_OUTPUTS)),
     }
 
 

@@ -52,6 +52,9 @@ def frame_input_names(model: MotionTransferModel) -> list[str]:
 
 
 FRAME_OUTPUTS = ("image", "ode_ok")
+#: outputs of the frame graph without its image-skip tail (``FrameGraph(..., skip_tail=True)``): the backend
+#: warps the view images and blends them itself (onnxruntime's CPU GridSample is the slowest op at 256 px)
+FRAME_TAIL_OUTPUTS = ("decoded", "skip_mask", "displacement", "weights", "ode_ok")
 
 
 def state_to_inputs(model: MotionTransferModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,17 +92,21 @@ class FrameGraph(nn.Module):
     """Per frame: normalised driving keypoints [+ jacobians] and the avatar tensors -> (image, ode_ok).
 
     ``num_views`` (V = N + 1) and ``ode_steps`` are baked in; everything else about the avatar is an input.
+    ``skip_tail`` (models with the image skip): return :data:`FRAME_TAIL_OUTPUTS` instead, for a caller that
+    warps and blends the view images itself (``MotionTransferModel.animate(skip_tail=True)``).
     """
 
-    def __init__(self, model: MotionTransferModel, num_views: int | None = None, ode_steps: int | None = None) -> None:
+    def __init__(self, model: MotionTransferModel, num_views: int | None = None, ode_steps: int | None = None,
+                 skip_tail: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.skip_tail = bool(skip_tail and model.cfg.generator.image_skip)
         self.num_views = int(num_views if num_views is not None else model.cfg.num_refs + 1)
         self.ode_steps = int(ode_steps if ode_steps is not None else model.cfg.evolution.steps)
         self.jacobian = has_jacobian(model)
         self.names = avatar_names(model)
 
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.jacobian:
             kp_driving, jac_driving, rest = inputs[0], inputs[1], inputs[2:]
         else:
@@ -108,7 +115,9 @@ class FrameGraph(nn.Module):
         h, w = state["image_small"].shape[2:]
         state["grid"] = make_coordinate_grid(h, w, kp_driving.dtype, kp_driving.device)
         out = self.model.animate(state, kp_driving, jac_driving, num_views=self.num_views,
-                                 solver="unrolled", ode_steps=self.ode_steps)
+                                 solver="unrolled", ode_steps=self.ode_steps, skip_tail=self.skip_tail)
+        if self.skip_tail:
+            return out["prediction"], out["skip_mask"], out["displacement"], out["weights"], out["ode_ok"]
         return out["prediction"], out["ode_ok"]
 
 

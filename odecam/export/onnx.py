@@ -3,7 +3,8 @@
 The dynamo exporter handles every op of the three graphs (GridSample, Einsum, the unrolled ODE);
 the TorchScript-based exporter mistypes one grid as double, which onnxruntime refuses, so it is not used.
 Wide feature warps are exported as row gathers (:func:`odecam.model.geometry.gather_warp`): onnxruntime's
-CPU GridSample is about 3x slower on them.
+CPU GridSample is about 3x slower on them; a few layers take their export forms
+(:func:`odecam.model.fastpath.export_fastpath`: fused output convolutions, tap-decomposed skinny heads).
 The config and format version go into the model's ``metadata_props``.
 """
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from odecam.export.metadata import ExportError
+from odecam.model.fastpath import export_fastpath
 from odecam.model.geometry import gather_warp
 
 OPSET = 18
@@ -46,7 +48,7 @@ def to_onnx_proto(module: nn.Module, args: tuple[torch.Tensor, ...], input_names
     """Export ``module(*args)`` to an ``onnx.ModelProto`` with static shapes and the given names."""
     module = module.eval()
     try:
-        with quiet_export(), torch.no_grad(), gather_warp():
+        with quiet_export(), torch.no_grad(), gather_warp(), export_fastpath():
             program = torch.onnx.export(module, args, dynamo=True, input_names=input_names,
                                         output_names=output_names, opset_version=OPSET, optimize=True,
                                         verbose=False)

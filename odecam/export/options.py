@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 
 #: inference backends (see :mod:`odecam.engine.backends`)
-BACKENDS = ("torch", "torchscript", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "torchscript", "onnxruntime", "tensorrt", "cuda-graph")
 #: ``--backend auto`` (the default): onnxruntime on a CPU, torch on CUDA (see ``odecam.engine.threads.choose_backend``)
 AUTO = "auto"
 BACKEND_CHOICES = (AUTO,) + BACKENDS
 ALIASES = {"eager": "torch", "pytorch": "torch", "ts": "torchscript", "ort": "onnxruntime", "onnx": "onnxruntime",
-           "trt": "tensorrt", "torch-tensorrt": "tensorrt"}
+           "trt": "tensorrt", "torch-tensorrt": "tensorrt", "cudagraph": "cuda-graph", "cuda_graph": "cuda-graph",
+           "cuda-graphs": "cuda-graph"}
 PRECISIONS = ("fp32", "fp16")
 #: export formats (see :mod:`odecam.export`)
 FORMATS = ("onnx", "torchscript", "tensorrt")

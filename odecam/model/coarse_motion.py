@@ -24,6 +24,7 @@ from torch import nn
 
 from odecam.config import CoarseMotionConfig
 from odecam.model.blocks import Hourglass, downsampler
+from odecam.model.fastpath import fused_convs
 from odecam.model.geometry import inverse_2x2, kp2gaussian, make_coordinate_grid
 
 
@@ -68,8 +69,9 @@ class CoarseMotion(nn.Module):
         """
         small = self.down(image) if self.down is not None else image
         h, w = small.shape[2:]
-        grid = make_coordinate_grid(h, w, image.dtype, image.device)
-        return {"image_small": small, "heat_view": kp2gaussian(kp_value, grid, self.cfg.kp_variance), "grid": grid}
+        grid = make_coordinate_grid(h, w, torch.float32, image.device)  # coordinates stay fp32 in fp16 models
+        return {"image_small": small, "heat_view": kp2gaussian(kp_value.float(), grid, self.cfg.kp_variance),
+                "grid": grid}
 
     # -- per frame -------------------------------------------------------------------------------
     def sparse_motions(self, grid: torch.Tensor, kp_view: torch.Tensor, kp_driving: torch.Tensor,
@@ -88,21 +90,32 @@ class CoarseMotion(nn.Module):
     def forward(self, view: dict[str, torch.Tensor], kp_view: torch.Tensor, kp_driving: torch.Tensor,
                 jac_view: torch.Tensor | None = None, jac_driving: torch.Tensor | None = None) -> CoarseMotionOutput:
         """view: :meth:`prepare_view`'s dict; kp_view (V, K, 2); kp_driving (V, K, 2) (driving keypoints,
-        broadcast to every view). Returns T~ and the heads for V views."""
-        grid = view["grid"]
-        small = view["image_small"]
+        broadcast to every view). Returns T~ and the heads for V views.
+
+        Heatmaps, local motions, the deformation, the softmax and T~ are computed in fp32 whatever the
+        weights' dtype (no-ops for an fp32 model): in fp16 the Gaussian exponent (|z - x|^2 / 0.02, up to
+        ~200) and the coordinates lose the precision F_C needs. Only the hourglass and its heads run in the
+        weights' dtype."""
+        dtype = self.mask.weight.dtype
+        grid = view["grid"].float()
+        small = view["image_small"].float()
+        kp_view, kp_driving = kp_view.float(), kp_driving.float()
+        jac_view = jac_view.float() if jac_view is not None else None
+        jac_driving = jac_driving.float() if jac_driving is not None else None
         v, c, h, w = small.shape
         k = self.num_kp
-        heat = kp2gaussian(kp_driving, grid, self.cfg.kp_variance) - view["heat_view"]
+        heat = kp2gaussian(kp_driving, grid, self.cfg.kp_variance) - view["heat_view"].float()
         heat = torch.cat([heat.new_zeros(v, 1, h, w), heat], dim=1)  # (V, K+1, h, w)
         motions = self.sparse_motions(grid, kp_view, kp_driving, jac_view, jac_driving)  # (V, K+1, h, w, 2)
         src = small.unsqueeze(1).expand(v, k + 1, c, h, w).reshape(v * (k + 1), c, h, w)
         deformed = F.grid_sample(src, motions.reshape(v * (k + 1), h, w, 2), mode="bilinear",
                                  padding_mode="zeros", align_corners=True).view(v, k + 1, c, h, w)
-        x = torch.cat([heat.unsqueeze(2), deformed], dim=2).view(v, (k + 1) * (c + 1), h, w)
+        x = torch.cat([heat.unsqueeze(2), deformed], dim=2).view(v, (k + 1) * (c + 1), h, w).to(dtype)
         feats = self.hourglass(x)
-        alpha = F.softmax(self.mask(feats), dim=1)  # (V, K+1, h, w): the coefficient maps of Eq. 3
+        heads = [self.mask, self.confidence] + ([self.occlusion] if self.occlusion is not None else [])
+        logits = [t.float() for t in fused_convs(feats, heads)]  # one convolution on the export fast path
+        alpha = F.softmax(logits[0], dim=1)  # (V, K+1, h, w): the coefficient maps of Eq. 3
         coarse = torch.einsum("vkhw,vkhwc->vchw", alpha, motions)  # sum_i alpha_i T_i, (V, 2, h, w)
         displacement = coarse - grid.permute(2, 0, 1)[None]
-        occlusion = torch.sigmoid(self.occlusion(feats)) if self.occlusion is not None else None
-        return CoarseMotionOutput(displacement, occlusion, self.confidence(feats), feats)
+        occlusion = torch.sigmoid(logits[2]) if self.occlusion is not None else None
+        return CoarseMotionOutput(displacement, occlusion, logits[1], feats)

@@ -33,6 +33,7 @@ from odecam.config import ModelConfig
 from odecam.model.appearance_flow import AppearanceFlow
 from odecam.model.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from odecam.model.coarse_motion import CoarseMotion
+from odecam.model.fastpath import fused_convs, sum_views
 from odecam.model.geometry import identity_grid, resize_grid, warp
 from odecam.model.motion_evolution import MotionEvolution
 
@@ -84,28 +85,29 @@ class Generator(nn.Module):
 
     def decode(self, features: torch.Tensor, warped_image: torch.Tensor | None = None) -> torch.Tensor:
         """Fused features (B, C, h, w) [+ fused warped image (B, 3, H, W)] -> image (B, 3, H, W) in [0, 1]."""
+        if self.skip_mask is None or warped_image is None:
+            out = self._up(features)
+            return torch.sigmoid(self.final(out))
+        image, mask = self.decode_parts(features)
+        return blend_skip(image, mask, warped_image)
+
+    def _up(self, features: torch.Tensor) -> torch.Tensor:
         out = self.bottleneck(features)
         for block in self.up_blocks:
             out = block(out)
-        image = torch.sigmoid(self.final(out))
-        if self.skip_mask is not None and warped_image is not None:
-            mask = torch.sigmoid(self.skip_mask(out))
-            image = mask * warped_image + (1 - mask) * image
-        return image
+        return out
+
+    def decode_parts(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """With the image skip: fused features -> (decoded image (B, 3, H, W), skip mask M (B, 1, H, W)), both
+        in [0, 1] and not yet blended (:func:`blend_skip`). The two output convolutions run as one on the
+        export fast path (:func:`odecam.model.fastpath.fused_convs`)."""
+        rgb, mask = fused_convs(self._up(features), [self.final, self.skip_mask])
+        return torch.sigmoid(rgb), torch.sigmoid(mask)
 
     def warp_images(self, images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The image skip: view images (B*V, 3, H, W) warped by their fields (B*V, 2, h_m, w_m) and fused with
         the view weights (B, V, 1, h, w) -> (B, 3, H, W)."""
-        bv, c, h, w = images.shape
-        b, v = weights.shape[:2]
-        grid_m = identity_grid(displacement.shape[2], displacement.shape[3], images)
-        sampling = resize_grid(grid_m[None] + displacement.permute(0, 2, 3, 1), h, w)
-        warped = warp(images, sampling).view(b, v, c, h, w)
-        if v == 1:
-            return warped[:, 0]
-        wts = F.interpolate(weights.view(b, v, weights.shape[3], weights.shape[4]), size=(h, w), mode="bilinear",
-                            align_corners=False)
-        return (warped * wts.unsqueeze(2)).sum(1)
+        return warp_images(images, displacement, weights)
 
     def warp_views(self, features: torch.Tensor, displacement: torch.Tensor,
                    occlusion: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -115,12 +117,12 @@ class Generator(nn.Module):
         occlusion resized to (V, 1, h, w) or None).
         """
         h, w = features.shape[2:]
-        grid_m = identity_grid(displacement.shape[2], displacement.shape[3], features)
+        grid_m = identity_grid(displacement.shape[2], displacement.shape[3], displacement)  # the field's dtype (fp32)
         sampling = resize_grid(grid_m[None] + displacement.permute(0, 2, 3, 1), h, w)
         warped = warp(features, sampling)
         if occlusion is not None and occlusion.shape[2:] != (h, w):
             occlusion = F.interpolate(occlusion, size=(h, w), mode="bilinear", align_corners=False)
-        ident = identity_grid(h, w, features)
+        ident = identity_grid(h, w, displacement)
         return warped, ident, occlusion
 
     def fuse(self, warped: torch.Tensor, ident: torch.Tensor, occlusion: torch.Tensor | None,
@@ -132,20 +134,44 @@ class Generator(nn.Module):
         """
         bv, c, h, w = warped.shape
         b = bv // num_views
+        dtype = warped.dtype  # the features' (fp16 models: F_C's fp32 occlusion and confidences are cast to it)
+        occlusion = occlusion.to(dtype) if occlusion is not None else None
         motion_feats = warped if occlusion is None else warped * occlusion
         if num_views > 1:
             if confidence.shape[2:] != (h, w):
                 confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
             weights = torch.softmax(confidence.view(b, num_views, 1, h, w), dim=1)
         else:
-            weights = torch.ones(b, 1, 1, h, w, dtype=warped.dtype, device=warped.device)
-        fused_d = (motion_feats.view(b, num_views, c, h, w) * weights).sum(1)
+            weights = torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=warped.device)
+        wts = weights.to(dtype)
+        fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
             occ = occlusion if occlusion is not None else torch.ones_like(warped[:, :1])
             app = self.appearance(warped, occ, ident)
             app = app * (1 - occ)  # F_A fills what the motion leaves occluded
-            fused_app = (app.view(b, num_views, c, h, w) * weights).sum(1)
+            fused_app = sum_views(app.view(b, num_views, c, h, w) * wts)
             fused = self.appearance_mix(torch.cat([fused_d, fused_app], dim=1))
         else:
             fused = fused_d
         return fused, {"weights": weights}
+
+
+def blend_skip(decoded: torch.Tensor, mask: torch.Tensor, warped_image: torch.Tensor) -> torch.Tensor:
+    """The image skip's blend: out = M * warped + (1 - M) * decoded, all (B, ., H, W)."""
+    return mask * warped_image + (1 - mask) * decoded
+
+
+def warp_images(images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The image skip's warp (:meth:`Generator.warp_images`; no parameters, so a backend can run it beside an
+    exported graph): view images (B*V, 3, H, W), fields (B*V, 2, h_m, w_m), view weights (B, V, 1, h, w)
+    -> fused warped image (B, 3, H, W)."""
+    bv, c, h, w = images.shape
+    b, v = weights.shape[:2]
+    grid_m = identity_grid(displacement.shape[2], displacement.shape[3], displacement)
+    sampling = resize_grid(grid_m[None] + displacement.permute(0, 2, 3, 1), h, w)
+    warped = warp(images, sampling).view(b, v, c, h, w)
+    if v == 1:
+        return warped[:, 0]
+    wts = F.interpolate(weights.view(b, v, weights.shape[3], weights.shape[4]), size=(h, w), mode="bilinear",
+                        align_corners=False)
+    return sum_views(warped * wts.unsqueeze(2))

@@ -76,7 +76,12 @@ def gather_warp(enabled: bool = True) -> Iterator[None]:
 
 
 def warp(features: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Backward-warp features (B, C, H, W) with a sampling grid (B, h, w, 2) -> (B, C, h, w)."""
+    """Backward-warp features (B, C, H, W) with a sampling grid (B, h, w, 2) -> (B, C, h, w).
+
+    Reduced-precision features with an fp32 grid are sampled in fp32 and cast back: fp16 cannot hold a
+    pixel coordinate finely enough (steps of 1/8 pixel at 256 px)."""
+    if features.dtype != grid.dtype:
+        return warp(features.to(grid.dtype), grid).to(features.dtype)
     if _GATHER_WARP and features.shape[1] >= GATHER_MIN_CHANNELS:
         return warp_gather(features, grid)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)

@@ -39,12 +39,12 @@ class KeypointDetector(nn.Module):
         """image (B, 3, H, W) -> {'value': (B, K, 2), 'jacobian': (B, K, 2, 2) if estimated}."""
         x = self.down(image) if self.down is not None else image
         feature_map = self.predictor(x)
-        logits = self.kp(feature_map)
+        logits = self.kp(feature_map).float()  # softmax at temperature 0.1 and soft-argmax in fp32 (fp16 models)
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.view(b, k, h * w) / self.cfg.temperature, dim=2).view(b, k, h, w)
         out = {"value": soft_argmax(heatmap, identity_grid(h, w, logits))}
         if self.jacobian is not None:
-            jac_map = self.jacobian(feature_map).view(b, k, 4, h, w)
+            jac_map = self.jacobian(feature_map).float().view(b, k, 4, h, w)
             jac = (jac_map * heatmap.unsqueeze(2)).sum(dim=(3, 4))
             out["jacobian"] = jac.view(b, k, 2, 2)
         return out

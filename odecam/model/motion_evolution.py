@@ -38,10 +38,13 @@ class EvolutionField(nn.Module):
         return self.context(features) if self.context is not None else None
 
     def forward(self, t: torch.Tensor, state: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The state T stays in its own dtype (fp32, also in fp16 models); the convolutions run in the
+        weights' dtype and dT/dt comes back in the state's."""
         v, _, h, w = state.shape
+        dtype = self.out.weight.dtype
         tt = (t * torch.ones_like(state[:, :1])).to(state.dtype)
-        x = [state, tt] if context is None else [state, tt, context]
-        return self.out(self.body(torch.cat(x, dim=1)))
+        x = [state.to(dtype), tt.to(dtype)] if context is None else [state.to(dtype), tt.to(dtype), context.to(dtype)]
+        return self.out(self.body(torch.cat(x, dim=1))).to(state.dtype)
 
 
 class MotionEvolution(nn.Module):
