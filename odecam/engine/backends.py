@@ -72,8 +72,12 @@ def torch_threads_for(backend: str, cores: int | None = None) -> int:
 def backend_name(name: str) -> str:
     """Canonical backend name, or :class:`BackendError` listing the choices."""
     key = ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if key == "auto":  # onnxruntime on a CPU, torch on CUDA (odecam.engine.threads.choose_backend)
+        from odecam.engine.threads import choose_backend
+
+        return choose_backend("auto")
     if key not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
+        raise BackendError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}.")
     return key
 
 
@@ -287,7 +291,10 @@ class OnnxRuntimeBackend(_GraphBackend):
             self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             self.providers = ["CPUExecutionProvider"]
-        self.threads = threads or cpu_cores()
+        from odecam.engine.threads import current_plan  # the process's thread policy, when a command applied it
+
+        plan = current_plan()
+        self.threads = threads or (plan.threads if plan is not None else cpu_cores())
         self.spin = spin
         self.cache = cache and model is not None
         self._digest: str | None = None
