@@ -419,9 +419,15 @@ def _read_video(path: Path) -> list[np.ndarray]:
 
 def test_cli_records_with_stats_without_camera_or_display(tmp_path) -> None:
     out = tmp_path / "out.mp4"
+    from PIL import Image
+
+    wide = np.full((600, 1400, 3), 200, np.uint8)  # the astronaut pasted off-centre into a wide photo
+    wide[50:562, 900:1400] = load_image(assets.default_avatar_path())[:, :500]
+    Image.fromarray(wide).save(tmp_path / "wide.png")
     p = _cli(["--video", carphone_path(), "--record", str(out), "--max-frames", "60", "--stats",
-              "--preset", "tiny", "--backend", "torch"])
+              "--preset", "tiny", "--backend", "torch", "--source", str(tmp_path / "wide.png")])
     assert p.returncode == 0, p.stdout + p.stderr
+    assert "odecam live: source image wide.png: face found at x 10" in p.stdout, p.stdout
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("odecam live: stats: "))
     m = re.search(r"60 frames in ([\d.]+) s = ([\d.]+) fps \(frames over wall time\) \| capture->output latency "
                   r"p50 ([\d.]+) ms, p95 ([\d.]+) ms, p99 ([\d.]+) ms", line)

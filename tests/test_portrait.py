@@ -83,3 +83,44 @@ def test_no_crop_takes_the_image_as_it_is(astronaut, tmp_path):
     lines.clear()
     image = load_portrait(path, "source image", log=lines.append)
     assert image.shape[0] == image.shape[1] < 600 and "face found at" in lines[0] and "wide.png" in lines[0]
+
+
+def _demo(args, capsys):
+    import torch
+
+    from odecam.cli import main
+
+    n = torch.get_num_threads()
+    try:
+        rc = main(["demo", "--preset", "tiny", "--backend", "torch", "--max-frames", "3", *args])
+    finally:
+        torch.set_num_threads(n)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    return out.out
+
+
+def test_demo_frames_the_photo_and_the_driving_face(astronaut, tmp_path, capsys):
+    from PIL import Image
+
+    from odecam import assets
+    from odecam.engine.video import probe_codec, read_frames
+    from odecam.realtime.framing import FaceFramer
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(_wide(astronaut)).save(wide)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(blank)
+    out = _demo(["--source", str(wide), "-o", str(tmp_path / "a.mp4")], capsys)
+    assert "source image wide.png: face found at x 10" in out and "cropped to" in out
+    assert "fps (frames over wall time" in out and "p50" in out and "p95" in out and "p99" in out
+    out = _demo(["--source", str(wide), "--no-crop", "-o", str(tmp_path / "b.mp4")], capsys)
+    assert "taken as it is (1400x600, --no-crop)" in out
+    out = _demo(["--source", str(blank), "-o", str(tmp_path / "c.mp4")], capsys)
+    assert "no face found in the 300x200 image; using the whole image" in out
+    # the driving half of the output is the clip framed as live frames the webcam (FaceFramer)
+    assert probe_codec(tmp_path / "a.mp4") == ("h264", "yuv420p", 3)
+    written = next(read_frames(tmp_path / "a.mp4"))
+    size = written.shape[0]
+    framed = FaceFramer(FramingConfig(output_size=size)).process(next(read_frames(assets.default_driving_path())))
+    assert np.abs(written[:, :size].astype(int) - framed.image.astype(int)).mean() < 6
