@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from odecam.commands._common import num_refs, positive_int
+from odecam.export.options import add_backend_arguments
 
 NAME = "eval"
 HELP = ("evaluate a checkpoint: odecam eval --data PATH --protocol reconstruction|animation --refs N "
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-face-metrics", action="store_true",
                    help="skip the dlib metrics: AKD, CSIM and expression transfer")
     p.add_argument("--no-baseline", action="store_true", help="skip the no-motion baseline row")
+    add_backend_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
         raise OdecamError("--source animates a photo: use it with --protocol animation.")
     if args.source and args.refs:
         raise OdecamError(f"the photo animation uses the photo alone (N=0); drop --refs {args.refs}.")
-    backend = getattr(args, "backend", None) or "torch"
+    from odecam.engine.threads import apply_thread_policy, choose_backend
+
+    backend = choose_backend(getattr(args, "backend", None) or "auto")  # 'auto' -> onnxruntime on a CPU
+    apply_thread_policy(backend)
     precision = getattr(args, "precision", None) or "fp32"
     loaded = load_model(args.checkpoint)
     model = loaded.model
