@@ -130,7 +130,10 @@ def main() -> int:
 
     threads = args.threads or cpu_cores()
     torch.set_num_threads(1)
-    result = {"old": str(args.old), "threads": threads, "loadavg_start": list(os.getloadavg()), "cases": []}
+    from odecam.commands.bench import cpu_model
+
+    result = {"old": str(args.old), "threads": threads, "machine": f"{cpu_model()}, {cpu_cores()} cores",
+              "loadavg_start": list(os.getloadavg()), "cases": []}
     for n in args.refs:
         old_dir = export_old(Path(args.old), args.size, n, args.random)
         rec = ab_case(old_dir, n, args.size, args.random, args.frames, threads)

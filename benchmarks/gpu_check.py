@@ -200,6 +200,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         run.note("no CUDA device: ran the CPU smoke check of the script only (tiny, eager; cuda-graph refusal)")
         try:
+            import gpu_frame  # noqa: F401  (makes odecam.engine.backends importable without OpenCV)
             from odecam.engine.backends import get_backend
 
             get_backend("cuda-graph", make_model("tiny"), precision="fp16")

@@ -4,8 +4,13 @@
 # * finds python3 with torch and reports the card (nvidia-smi), CUDA and torch versions;
 # * installs nothing from the network: torch-tensorrt only from a carried .whl/ folder (pip --no-index),
 #   and only when it is not importable already; without it the TensorRT steps are skipped with a note;
-# * runs benchmarks/gpu_check.py (export, parity, timing) under a hard time limit, well inside 10 minutes;
+# * runs benchmarks/gpu_check.py under a hard time limit, well inside 10 minutes: the cuda-graph backend
+#   (fp16 / fp32, full per-frame cost: keypoints + frame, and glass to glass), eager and CUDA-graph frame
+#   graphs, torch.compile reduce-overhead, then TensorRT only if torch_tensorrt imports;
+# * needs only torch on the device (OpenCV, PIL, safetensors are optional: the default weights are read with
+#   torch alone); the working tree it carries is about 3 MB (git ls-files + untracked, 2026-11-30);
 # * writes gpu-<card>.json to $OUT when set (else benchmarks/results/), plus the log.
+# One device call:  run(command="bash benchmarks/gpu_check.sh", timeout_s=600)
 # Copy the JSON to benchmarks/results/ and run `python benchmarks/results_table.py` to update RESULTS.md.
 set -u
 cd "$(dirname "$0")/.."

@@ -25,6 +25,28 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 #: what the steps run (a CPU dry run of this file sets "torch" / "cpu")
 BACKEND, DEVICE = "cuda-graph", "cuda"
+
+
+def engine_without_opencv() -> bool:
+    """Make ``odecam.engine.backends`` / ``cuda_graph`` importable where OpenCV or PIL is missing (the package's
+    ``__init__`` imports the Animator, which needs them): register the package bare. True if the full
+    engine (Animator, Avatar) is importable."""
+    try:
+        import odecam.engine  # noqa: F401
+
+        return True
+    except ImportError:
+        import types
+
+        for name in [n for n in sys.modules if n == "odecam.engine" or n.startswith("odecam.engine.")]:
+            del sys.modules[name]
+        pkg = types.ModuleType("odecam.engine")
+        pkg.__path__ = [str(ROOT / "odecam" / "engine")]
+        sys.modules["odecam.engine"] = pkg
+        return False
+
+
+FULL_ENGINE = engine_without_opencv()
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
            "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
 
@@ -126,6 +148,8 @@ def per_frame(model, num_refs: int, precision: str, frames: int = 300, compile: 
     backend = get_backend(BACKEND, model, device=DEVICE, precision=precision,
                           **({"compile": compile} if BACKEND == "cuda-graph" else {}))
     try:
+        if not FULL_ENGINE:
+            raise ImportError("OpenCV or PIL", name="cv2")
         from odecam.engine import Animator, Avatar
 
         avatar = Avatar(model, pics[0].numpy(), [pics[1 + i].numpy() for i in range(num_refs)])
@@ -136,7 +160,7 @@ def per_frame(model, num_refs: int, precision: str, frames: int = 300, compile: 
     except ImportError as exc:
         with torch.no_grad():
             views = torch.stack([p.permute(2, 0, 1).float().div(255) for p in pics[:num_refs + 1]])[None]
-            state = model.prepare_views(views)
+            state = model.prepare_views(views.to(next(model.parameters()).device))
         backend.prepare(state)
         anim = TorchPath(backend, size)
         run = anim

@@ -54,12 +54,50 @@ def live_once(frames: int, extra: list[str]) -> dict:
     }
 
 
+def per_frame_breakdown(frames: int, extra: list[str]) -> dict:
+    """The same command in this process, with each delivered frame's capture-to-sink time split into the
+    model's own time (F_K + frame graph), the session's other stages (framing, smoothing, conversions, output)
+    and the rest (waiting: capture hand-over, thread wake-ups). Percentiles of the per-frame differences."""
+    import numpy as np
+
+    from odecam.assets import default_driving_path
+    from odecam.cli import main as cli_main
+    from odecam.realtime import live as live_mod
+
+    rows: list[tuple[float, float, float]] = []
+    original = live_mod.LiveSession.deliver
+
+    def deliver(self, lf):  # noqa: ANN001
+        original(self, lf)
+        total = (time.monotonic() - lf.timestamp) * 1000.0
+        model = lf.stages.get("keypoints", 0.0) + self.animator.timings.last.get("frame", 0.0)
+        rows.append((total, model, sum(lf.stages.values())))
+
+    live_mod.LiveSession.deliver = deliver
+    try:
+        with tempfile.TemporaryDirectory(prefix="odecam-latency-") as tmp:
+            load = list(os.getloadavg())
+            cli_main(["live", "--video", str(default_driving_path()), "--loop", "--stats", "--max-frames", str(frames),
+                      "--record", str(Path(tmp) / "out.mp4"), *extra])
+    finally:
+        live_mod.LiveSession.deliver = original
+    a = np.array(rows[5:])
+    q = lambda v, p: float(np.percentile(v, p))  # noqa: E731
+    out = {"frames": len(a), "loadavg_before": load, "loadavg_after": list(os.getloadavg())}
+    for name, v in (("capture_to_sink", a[:, 0]), ("model", a[:, 1]), ("extra", a[:, 0] - a[:, 1]),
+                    ("other_stages", a[:, 2] - a[:, 1]), ("outside_stages", a[:, 0] - a[:, 2])):
+        out[f"{name}_p50_ms"], out[f"{name}_p95_ms"] = q(v, 50), q(v, 95)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_live.json"))
     ap.add_argument("extra", nargs="*", help="more options for odecam live (after --)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also run once in this process and split each frame's latency (see per_frame_breakdown)")
     args = ap.parse_args()
     runs = []
     for i in range(args.runs):
@@ -74,6 +112,12 @@ def main() -> int:
         print("  stages p50 ms: " + " ".join(f"{k} {v['p50']:.2f}" for k, v in r["stages_ms"].items()), flush=True)
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": {"extra_p50_ms": 5.0, "extra_p95_ms": 15.0},
               "machine_note": f"{os.cpu_count()} CPUs; load average recorded per run (idle means < 0.5)", "runs": runs}
+    if args.breakdown:
+        b = per_frame_breakdown(args.frames, args.extra)
+        result["breakdown"] = b
+        print("per frame (ms, p50 / p95): " + ", ".join(
+            f"{k} {b[k + '_p50_ms']:.1f} / {b[k + '_p95_ms']:.1f}"
+            for k in ("capture_to_sink", "model", "extra", "other_stages", "outside_stages")), flush=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

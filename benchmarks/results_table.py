@@ -1,7 +1,9 @@
 """Regenerate ``benchmarks/RESULTS.md`` from the recorded results in ``benchmarks/results/``:
 
 * ``cpu*.json`` — written by ``benchmarks/bench_cpu.py`` / ``odecam bench`` (machine named from /proc/cpuinfo);
-* ``gpu*.json`` — written by ``benchmarks/gpu_check.py`` (card named from torch / nvidia-smi).
+* ``gpu*.json`` — written by ``benchmarks/gpu_check.py`` (card named from torch / nvidia-smi);
+* ``ab_cpu.json``, ``profile_ort.json``, ``latency_live.json`` — ``benchmarks/ab_cpu.py``, ``profile_ort.py``,
+  ``latency_live.py`` (issue 12: per-frame speed and glass-to-glass latency).
 
 Usage: ``python benchmarks/results_table.py``.
 """
@@ -84,6 +86,85 @@ def gpu_section(name: str, data: dict) -> list[str]:
     return lines + [""]
 
 
+SPEED_NOTES = """\
+What changed (every change computes the same function to float rounding; eager outputs are bit-identical
+to the previous code; fp32 parity of every backend stays <= 1e-4):
+
+* onnxruntime: the image skip's warp of the 256 px view images and its blend run in torch beside the graph
+  (`FrameGraph(skip_tail=True)`; onnxruntime's CPU GridSample took 10-13 ms of a loaded frame, torch's
+  grid_sample ~1 ms); F_G's RGB and mask convolutions, and F_C's three heads, run as one convolution each
+  (onnxruntime pads a 3- or 1-channel output to its 16-channel block: 6.7 -> 3.6 ms at 256 px); F_A's 81 -> 2
+  flow head as a 1x1 convolution plus 9 shifted sums (1.6 -> 0.6 ms); F_A's first (64 + 1)-channel depthwise
+  convolution split by part (7.9 -> 3.7 ms); the sums over views as additions (ReduceSum over a middle axis:
+  3.4 -> 1.2 ms). Switched on only while exporting (`odecam.model.fastpath`).
+* fp16 (the `cuda-graph` backend, GPU only): F_K's temperature softmax, F_C's heatmaps / local motions /
+  softmax, the ODE state and every sampling grid are computed in fp32 inside the model (no-ops for fp32);
+  the fp16 copy folds BatchNorm into the convolutions and keeps F_K, F_C and F_E in fp32 (10% of the FLOPs):
+  lite's image skip samples 256 px images with the motion field, so a 4e-4 keypoint error moved edges by
+  0.05 px (0.12 max abs on carphone -> astronaut). Emulated on this CPU (torch fp16 kernels), default
+  weights at 256 px, carphone -> astronaut: max abs error vs fp32 2.7e-3 (N=0) and 1.1e-3 (N=1), from NaN /
+  1.1 before. The GPU numbers come from `bash benchmarks/gpu_check.sh` (not run yet: no device this session).
+* Not done: bf16 / int8 static quantisation (no lossy CPU mode, so no PSNR report yet); the decoder's
+  256 px up-block (nearest upsample + depthwise + pointwise) and its output convolution are now the largest
+  costs (see the profile below)."""
+
+
+def speed_section() -> list[str]:
+    """Issue 12 (per-frame speed): A/B against the previous code (``ab_cpu.json``), the op profile
+    (``profile_ort.json``) and glass-to-glass latency of ``odecam live`` (``latency_live.json``)."""
+    lines: list[str] = []
+    ab, prof, lat = (RESULTS / "ab_cpu.json", RESULTS / "profile_ort.json", RESULTS / "latency_live.json")
+    if ab.is_file() or prof.is_file() or lat.is_file():
+        lines += ["## Per-frame speed (issue 12)", "", SPEED_NOTES, ""]
+    if ab.is_file():
+        d = json.loads(ab.read_text())
+        lines += ["## CPU per-frame path, A/B against the previous code (`results/ab_cpu.json`)", "",
+                  f"* `python benchmarks/ab_cpu.py --old {d.get('old')}`: keypoints + frame graph + uint8 output, old "
+                  f"and new alternating frame by frame in one process, {d.get('threads')} threads; load average "
+                  f"{d.get('loadavg_start')} -> {d.get('loadavg_end')} ({d.get('machine', 'this machine')})", "",
+                  "| preset | N | weights | old p50 ms | old p95 ms | new p50 ms | new p95 ms | speed-up (p50) | "
+                  "max abs diff new vs old |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in d["cases"]:
+            lines.append(f"| lite@{c['size']} | {c['refs']} | {c['weights']} | {c['old_p50_ms']:.2f} | "
+                         f"{c['old_p95_ms']:.2f} | {c['new_p50_ms']:.2f} | {c['new_p95_ms']:.2f} | "
+                         f"**{c['speedup_p50']:.2f}x** | {c['max_abs_diff']:.1e} |")
+        lines.append("")
+    if prof.is_file():
+        d = json.loads(prof.read_text())
+        lines += ["## onnxruntime op profile (`results/profile_ort.json`, `python benchmarks/profile_ort.py`)", "",
+                  f"* lite at {d['size']} px, {d['weights']} weights, {d['threads']} threads; load average "
+                  f"{d.get('loadavg_start')} -> {d.get('loadavg_end')}. Kernel ms per run by op type (top 8); "
+                  "`frame_tail` is the frame graph the onnxruntime backend runs (view-image warp and blend in torch). "
+                  "Each graph is timed in its own session at another moment of a loaded machine: compare shares, "
+                  "not wall times (the A/B above is the speed comparison).",
+                  ""]
+        for label, c in d["cases"].items():
+            top = ", ".join(f"{op} {v['ms']:.2f} ({100 * v['share']:.0f}%)" for op, v in list(c["by_op"].items())[:8])
+            lines.append(f"* **{label}**: wall p50 {c['wall_ms_p50']:.2f} ms; {top}")
+        lines.append("")
+    if lat.is_file():
+        d = json.loads(lat.read_text())
+        lines += ["## Glass to glass: `odecam live --video carphone --stats` (`results/latency_live.json`)", "",
+                  "* `python benchmarks/latency_live.py --breakdown`: default model and backend, a recording as the "
+                  "sink; targets: capture-to-sink p50 <= model p50 + 5 ms, p95 <= model p95 + 15 ms (idle machine). "
+                  f"{d.get('machine_note', '')}", "",
+                  "| run | load (1 min) | capture->sink p50 | p95 | model (F_K + frame) p50 | p95 | extra p50 | "
+                  "extra p95 |", "|---|---|---|---|---|---|---|---|"]
+        for i, r in enumerate(d["runs"]):
+            lines.append(f"| {i + 1} | {r['loadavg_before'][0]:.1f} | {r['capture_to_sink_p50_ms']:.1f} | "
+                         f"{r['capture_to_sink_p95_ms']:.1f} | {r['model_p50_ms']:.1f} | {r['model_p95_ms']:.1f} | "
+                         f"{r['extra_p50_ms']:+.1f} | {r['extra_p95_ms']:+.1f} |")
+        b = d.get("breakdown")
+        if b:
+            lines += ["", f"* per frame (same command in-process, load {b['loadavg_before'][0]:.1f}), p50 / p95 ms: "
+                      + ", ".join(f"{k.replace('_', ' ')} {b[k + '_p50_ms']:.1f} / {b[k + '_p95_ms']:.1f}"
+                                  for k in ("capture_to_sink", "model", "extra", "other_stages", "outside_stages")),
+                      "  (extra = capture-to-sink minus the model's own time of that frame; other stages = framing, "
+                      "smoothing, relative motion, conversions, output; outside = waiting between stages)"]
+        lines.append("")
+    return lines
+
+
 def write_results_md(path: Path = HERE / "RESULTS.md") -> Path:
     lines = ["# Recorded benchmark results", "",
              "Regenerated by `python benchmarks/results_table.py` from `benchmarks/results/*.json`. CPU numbers come from "
@@ -97,7 +178,10 @@ def write_results_md(path: Path = HERE / "RESULTS.md") -> Path:
             continue
         if not isinstance(data, dict) or "machine" not in data or "runs" not in data:
             continue  # other benchmarks' results (e.g. keypoint_stream.json)
+        if data.get("kind") != "gpu" and "conv_throughput" not in data:
+            continue  # not an odecam bench record (e.g. load.json); the speed files come in speed_section
         lines += gpu_section(f.stem, data) if data.get("kind") == "gpu" else cpu_section(f.stem, data)
+    lines += speed_section()
     path.write_text("\n".join(lines))
     return path
 

@@ -43,20 +43,21 @@ def enabled() -> bool:
     return _ENABLED
 
 
-def fused_convs(x: torch.Tensor, convs: Sequence[nn.Conv2d]) -> list[torch.Tensor]:
-    """``[conv(x) for conv in convs]`` as one convolution when the fast path is on and the convolutions
-    share kernel size, stride, padding and groups=1 (each output (B, C_i, H, W))."""
+def fused_convs(x: torch.Tensor, convs: Sequence[nn.Conv2d], act=None) -> list[torch.Tensor]:
+    """``[act(conv(x)) for conv in convs]`` (``act`` elementwise, or None) as one convolution (and one ``act``)
+    when the fast path is on and the convolutions share kernel size, stride, padding and groups=1 (each
+    output (B, C_i, H, W))."""
     if not _ENABLED or len(convs) < 2:
-        return [c(x) for c in convs]
+        return [c(x) if act is None else act(c(x)) for c in convs]
     first = convs[0]
     same = all(c.kernel_size == first.kernel_size and c.padding == first.padding and c.stride == first.stride
                and c.dilation == first.dilation and c.groups == 1 and c.bias is not None for c in convs)
     if not same:
-        return [c(x) for c in convs]
+        return [c(x) if act is None else act(c(x)) for c in convs]
     weight = torch.cat([c.weight for c in convs], dim=0)
     bias = torch.cat([c.bias for c in convs], dim=0)
     y = F.conv2d(x, weight, bias, first.stride, first.padding, first.dilation)
-    return list(torch.split(y, [c.out_channels for c in convs], dim=1))
+    return list(torch.split(y if act is None else act(y), [c.out_channels for c in convs], dim=1))
 
 
 def conv_taps(x: torch.Tensor | Sequence[torch.Tensor], conv: nn.Conv2d) -> torch.Tensor:

@@ -101,8 +101,8 @@ class Generator(nn.Module):
         """With the image skip: fused features -> (decoded image (B, 3, H, W), skip mask M (B, 1, H, W)), both
         in [0, 1] and not yet blended (:func:`blend_skip`). The two output convolutions run as one on the
         export fast path (:func:`odecam.model.fastpath.fused_convs`)."""
-        rgb, mask = fused_convs(self._up(features), [self.final, self.skip_mask])
-        return torch.sigmoid(rgb), torch.sigmoid(mask)
+        rgb, mask = fused_convs(self._up(features), [self.final, self.skip_mask], act=torch.sigmoid)
+        return rgb, mask
 
     def warp_images(self, images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The image skip: view images (B*V, 3, H, W) warped by their fields (B*V, 2, h_m, w_m) and fused with
