@@ -368,6 +368,8 @@ class OnnxRuntimeBackend(_GraphBackend):
             tensors = {n: state[STATE_KEYS[n]] for n in names}
         self._feed = {n: tensors[n].detach().float().cpu().contiguous().numpy() for n in names
                       if n in self._frame_inputs}
+        if self.skip_tail:  # the in-process frame_tail graph reads the features channels-last (exporter.graph_modules)
+            self._feed["features"] = np.ascontiguousarray(self._feed["features"].transpose(0, 2, 3, 1))
         if self.skip_tail:
             self._view_images = state["image"].detach().float().cpu().contiguous()
         self.num_views = v

@@ -38,9 +38,16 @@ def graph_modules(model: MotionTransferModel, num_views: int, ode_steps: int) ->
         "keypoints": (KeypointGraph(model), ex["keypoints"], ["image"], keypoint_names(model)),
         "frame": (FrameGraph(model, num_views, ode_steps), ex["frame"], frame_input_names(model), list(FRAME_OUTPUTS)),
         # in-process onnxruntime only (never written by export_model): the frame graph without the image-skip tail
-        "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True), ex["frame"], frame_input_names(model),
+        "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True, nhwc_features=True),
+                       _nhwc_features(model, ex["frame"]), frame_input_names(model),
                        list(FRAME_TAIL_OUTPUTS if model.cfg.generator.image_skip else FRAME_OUTPUTS)),
     }
+
+
+def _nhwc_features(model: MotionTransferModel, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The frame graph's example inputs with 'features' channels-last."""
+    names = frame_input_names(model)
+    return tuple(a.permute(0, 2, 3, 1).contiguous() if n == "features" else a for n, a in zip(names, args))
 
 
 def export_model(model: MotionTransferModel, out_dir: str | Path, fmt: str = "onnx", num_views: int | None = None,

@@ -94,13 +94,16 @@ class FrameGraph(nn.Module):
     ``num_views`` (V = N + 1) and ``ode_steps`` are baked in; everything else about the avatar is an input.
     ``skip_tail`` (models with the image skip): return :data:`FRAME_TAIL_OUTPUTS` instead, for a caller that
     warps and blends the view images itself (``MotionTransferModel.animate(skip_tail=True)``).
+    ``nhwc_features``: the avatar's ``features`` input is channels-last (V, h, w, C), the layout the ONNX
+    gather warp reads, so no per-frame transpose of a constant (in-process onnxruntime only).
     """
 
     def __init__(self, model: MotionTransferModel, num_views: int | None = None, ode_steps: int | None = None,
-                 skip_tail: bool = False) -> None:
+                 skip_tail: bool = False, nhwc_features: bool = False) -> None:
         super().__init__()
         self.model = model
         self.skip_tail = bool(skip_tail and model.cfg.generator.image_skip)
+        self.nhwc_features = bool(nhwc_features)  # 'features' given as (V, h, w, C): the gather warp's own layout
         self.num_views = int(num_views if num_views is not None else model.cfg.num_refs + 1)
         self.ode_steps = int(ode_steps if ode_steps is not None else model.cfg.evolution.steps)
         self.jacobian = has_jacobian(model)
@@ -112,6 +115,8 @@ class FrameGraph(nn.Module):
         else:
             kp_driving, jac_driving, rest = inputs[0], None, inputs[1:]
         state = {STATE_KEYS[n]: t for n, t in zip(self.names, rest)}
+        if self.nhwc_features:
+            state["features"] = state["features"].permute(0, 3, 1, 2)
         h, w = state["image_small"].shape[2:]
         state["grid"] = make_coordinate_grid(h, w, kp_driving.dtype, kp_driving.device)
         out = self.model.animate(state, kp_driving, jac_driving, num_views=self.num_views,

@@ -33,6 +33,7 @@ from odecam.config import ModelConfig
 from odecam.model.appearance_flow import AppearanceFlow
 from odecam.model.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from odecam.model.coarse_motion import CoarseMotion
+from odecam.model import fastpath
 from odecam.model.fastpath import fused_convs, sum_views
 from odecam.model.geometry import identity_grid, resize_grid, warp
 from odecam.model.motion_evolution import MotionEvolution
@@ -136,7 +137,7 @@ class Generator(nn.Module):
         b = bv // num_views
         dtype = warped.dtype  # the features' (fp16 models: F_C's fp32 occlusion and confidences are cast to it)
         occlusion = occlusion.to(dtype) if occlusion is not None else None
-        motion_feats = warped if occlusion is None else warped * occlusion
+        motion_feats = warped if occlusion is None or fastpath.enabled() else warped * occlusion
         if num_views > 1:
             if confidence.shape[2:] != (h, w):
                 confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
@@ -144,12 +145,20 @@ class Generator(nn.Module):
         else:
             weights = torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=warped.device)
         wts = weights.to(dtype)
-        fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
+        fast = fastpath.enabled()  # export: the per-pixel factors multiplied first (one full-size Mul, not two)
+        if fast:
+            occ_w = wts if occlusion is None else occlusion.view(b, num_views, 1, h, w) * wts
+            fused_d = sum_views(warped.view(b, num_views, c, h, w) * occ_w)
+        else:
+            fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
             occ = occlusion if occlusion is not None else torch.ones_like(warped[:, :1])
             app = self.appearance(warped, occ, ident)
-            app = app * (1 - occ)  # F_A fills what the motion leaves occluded
-            fused_app = sum_views(app.view(b, num_views, c, h, w) * wts)
+            if fast:
+                fused_app = sum_views(app.view(b, num_views, c, h, w) * ((1 - occ).view(b, num_views, 1, h, w) * wts))
+            else:
+                app = app * (1 - occ)  # F_A fills what the motion leaves occluded
+                fused_app = sum_views(app.view(b, num_views, c, h, w) * wts)
             fused = self.appearance_mix(torch.cat([fused_d, fused_app], dim=1))
         else:
             fused = fused_d
