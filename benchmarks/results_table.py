@@ -104,6 +104,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   0.05 px (0.12 max abs on carphone -> astronaut). Emulated on this CPU (torch fp16 kernels), default
   weights at 256 px, carphone -> astronaut: max abs error vs fp32 2.7e-3 (N=0) and 1.1e-3 (N=1), from NaN /
   1.1 before. The GPU numbers come from `bash benchmarks/gpu_check.sh` (not run yet: no device this session).
+* Targets of issue 12 on this loaded machine (`results/cpu_lite256.json`, `odecam bench`, random weights): N=1
+  35.6 fps p50, N=0 50.4 fps (targets 100 and 150), 4.3x and 3.5x of the floor measured in the same run
+  (target 3x): NOT met here. From the issue's quiet-machine 56.5 fps at N=1, the A/B ratio below predicts about
+  88 fps; the lead's quiet rerun decides.
 * Not done: bf16 / int8 static quantisation (no lossy CPU mode, so no PSNR report yet); the decoder's
   256 px up-block (nearest upsample + depthwise + pointwise) and its output convolution are now the largest
   costs (see the profile below)."""
