@@ -124,3 +124,20 @@ def test_demo_frames_the_photo_and_the_driving_face(astronaut, tmp_path, capsys)
     size = written.shape[0]
     framed = FaceFramer(FramingConfig(output_size=size)).process(next(read_frames(assets.default_driving_path())))
     assert np.abs(written[:, :size].astype(int) - framed.image.astype(int)).mean() < 6
+
+
+def test_send_frames_the_avatar_before_sending(astronaut, capsys):
+    import cv2
+
+    from odecam.commands.send import _frame_avatar
+
+    wide = _wide(astronaut)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(wide, cv2.COLOR_RGB2BGR))
+    image, sent = _frame_avatar(wide, png.tobytes(), "wide.png", crop=True)
+    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(sent, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    own = find_portrait(wide)
+    assert decoded.shape == image.shape == (own.box.size, own.box.size, 3)
+    assert np.abs(decoded.astype(int) - own.image.astype(int)).mean() < 3  # the JPEG of the face crop
+    assert "face found at" in capsys.readouterr().out
+    same_image, same_bytes = _frame_avatar(wide, png.tobytes(), "wide.png", crop=False)
+    assert same_bytes == png.tobytes() and same_image is wide

@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--video", metavar="FILE", help="read this video file instead of a camera (played in real time)")
     p.add_argument("--loop", action="store_true", help="play --video again from the start when it ends")
     p.add_argument("--avatar", metavar="IMAGE",
-                   help="a JPEG or PNG portrait for the receiver to show (default: the receiver's own avatar)")
+                   help="a JPEG or PNG portrait for the receiver to show (default: the receiver's own avatar); "
+                        "framed to its largest face before it is sent")
+    p.add_argument("--no-crop", action="store_true", help="send the --avatar photo as it is (no face framing)")
     p.add_argument("--framing", choices=["face", "center"], default=None,
                    help="crop: follow the face, or the centre square (default: face for a camera, "
                         "center for a video file)")
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             portrait = decode_avatar_image(avatar_bytes)
         except AvatarRefused as exc:
             raise OdecamError(f"--avatar {args.avatar!r}: {exc}.") from None
+        portrait, avatar_bytes = _frame_avatar(portrait, avatar_bytes, args.avatar, crop=not args.no_crop)
     else:
         portrait = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
     if args.video:
@@ -172,3 +175,19 @@ async def _progress(sender, every: float) -> None:
         print(f"odecam send: {n} frames sent, {(n - last_n) / (t - last_t):.1f} fps over the last {t - last_t:.1f} s, "
               f"{sender.stats.keyframes} key frames, {sender.stats.bytes_sent} bytes; {state}", flush=True)
         last_n, last_t = n, t
+
+
+def _frame_avatar(portrait, data: bytes, name: str, crop: bool):
+    """Frame the --avatar photo to its largest face here, so the receiver gets the face crop (and face
+    detection never runs on its render thread). Returns (RGB image, bytes to send: a JPEG of the crop,
+    or the file as it is when no face was found or ``crop`` is False)."""
+    import cv2
+
+    from odecam.engine.portrait import describe_portrait, find_portrait
+
+    found = find_portrait(portrait, crop)
+    print(describe_portrait(found, f"avatar {os.path.basename(name)}", crop), flush=True)
+    if found.box is None:
+        return portrait, data
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(found.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return (found.image, jpeg.tobytes()) if ok else (portrait, data)
