@@ -106,8 +106,13 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   1.1 before. The GPU numbers come from `bash benchmarks/gpu_check.sh` (not run yet: no device this session).
 * Targets of issue 12 on this loaded machine (`results/cpu_lite256.json`, `odecam bench`, random weights): N=1
   35.6 fps p50, N=0 50.4 fps (targets 100 and 150), 4.3x and 3.5x of the floor measured in the same run
-  (target 3x): NOT met here. From the issue's quiet-machine 56.5 fps at N=1, the A/B ratio below predicts about
-  88 fps; the lead's quiet rerun decides.
+  (target 3x): NOT met here.
+* Quiet rerun, the shipped 256 px default (`results/cpu_default256.json`: `odecam bench --preset lite
+  --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1 --frames 200`, nothing
+  else running): N=0 p50 19.4 ms (51.5 fps), N=1 p50 20.5 ms (48.8 fps); floor 2.7 / 3.1 ms (onnxruntime
+  measured 215 GFLOP/s on 3x3 convolutions in that run), so 7.2x and 6.6x the floor. Targets (100 fps at
+  N=1, 150 at N=0, within 3x of the floor): NOT met. Issue 9's bar for the default (30 fps p50 at N=0, 256 px):
+  met.
 * int8 static quantisation tried (onnxruntime.quantization, QDQ, per-channel int8 weights, uint8 activations,
   Conv only, 16 calibration frames) on the N=1 frame graph: 21.3 ms against 18.8 ms fp32 in the same run and
   34 dB PSNR on the decoded image, under the 40 dB floor: not shipped. bf16 was not tried (no lossy CPU mode
