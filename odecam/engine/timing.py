@@ -45,12 +45,13 @@ class StageTimes:
         return out
 
     def summary(self) -> str:
-        """One line: 'total p50 12.3 ms (81 fps) | keypoints 2.1 | ...'."""
+        """One line of per-frame latency: 'latency p50: total 12.3 | keypoints 2.1 | ... ms'. No fps: a rate is
+        frames over wall time, which only the caller that ran the loop knows."""
         pct = self.percentiles((50,))
         parts = []
         if "total" in pct:
             t = pct["total"]["p50"]
-            parts.append(f"total p50 {t:.1f} ms ({1000.0 / max(t, 1e-9):.0f} fps)")
+            parts.append(f"latency p50: total {t:.1f}")
         parts += [f"{s} {pct[s]['p50']:.1f}" for s in STAGES if s in pct]
         return " | ".join(parts) + " ms"
 
