@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from odecam.errors import OdecamError
+from odecam.model.generator import blend_skip, warp_images
 from odecam.export import exporter as _exporter, graphs as _graphs, onnx as _onnx  # noqa: F401  (code digest)
 from odecam.export.options import ALIASES, BACKENDS, PRECISIONS, add_backend_arguments  # noqa: F401
 from odecam.model import MotionTransferModel
@@ -391,8 +392,6 @@ class OnnxRuntimeBackend(_GraphBackend):
         with timer("frame"):
             outs = self._frame_graph(self.num_views).run(None, feed)
             if self.skip_tail:
-                from odecam.model.generator import blend_skip, warp_images
-
                 decoded, mask, disp, weights, ok = (torch.from_numpy(o) for o in outs)
                 with torch.no_grad():
                     image = blend_skip(decoded, mask, warp_images(self._view_images, disp, weights))

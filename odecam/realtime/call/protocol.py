@@ -36,9 +36,11 @@ fields of the right types. A message that fails is refused with a logged reason;
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from odecam.errors import OdecamError
@@ -107,3 +109,14 @@ def offer_url(url: str) -> tuple[str, str]:
 def describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def report_event(log: logging.Logger, on_event: Callable[[str], None] | None, text: str) -> None:
+    """Log a call event (connected, left, replaced, ...) and hand it to ``on_event``, the command's printer;
+    a broken printer is logged at debug level and never ends the call."""
+    log.info("%s", text)
+    if on_event is not None:
+        try:
+            on_event(text)
+        except Exception:  # noqa: BLE001
+            log.debug("on_event failed", exc_info=True)

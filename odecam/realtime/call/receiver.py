@@ -30,7 +30,7 @@ from odecam.model import MotionTransferModel
 from odecam.realtime.call.avatar import AvatarAssembler, AvatarRefused, decode_avatar_image
 from odecam.realtime.call.protocol import (AVATAR_LABEL, CONNECT_TIMEOUT_S, KEY_REQUEST_INTERVAL_S, KP_LABEL,
                                            MAX_AVATAR_BYTES, MAX_CONTROL_MESSAGE, MAX_PACKET_BYTES, PROTOCOL,
-                                           RECEIVER_CONTROL, ROUTINE_DROPS, boot_id)
+                                           RECEIVER_CONTROL, ROUTINE_DROPS, boot_id, report_event)
 from odecam.realtime.call.render import ReceiverStats, RenderLoop, Sink
 from odecam.realtime.keypoint_packet import DecodedKeypoints, KeypointDecoder
 from odecam.realtime.signalling import ConnectionLimits, RateLimitedLog
@@ -437,12 +437,7 @@ class KeypointReceiver(RenderLoop):
             self._event(f"the sender left (session {session.id}, {why})")
 
     def _event(self, text: str) -> None:
-        log.info("%s", text)
-        if self.on_event is not None:
-            try:
-                self.on_event(text)
-            except Exception:  # noqa: BLE001 - a broken printer must not end the call
-                log.debug("on_event failed", exc_info=True)
+        report_event(log, self.on_event, text)
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

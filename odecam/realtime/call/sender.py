@@ -25,7 +25,7 @@ from odecam.engine.animator import Animator
 from odecam.errors import OdecamError
 from odecam.realtime.call.protocol import (AVATAR_CHUNK, AVATAR_LABEL, CONNECT_TIMEOUT_S, KP_LABEL, MAX_BUFFERED,
                                            MAX_CONTROL_MESSAGE, PROTOCOL, SENDER_CONTROL, boot_id, describe,
-                                           offer_url)
+                                           offer_url, report_event)
 from odecam.realtime.keypoint_packet import KeypointEncoder
 from odecam.realtime.validation import MessageRefused, parse_control
 
@@ -196,12 +196,7 @@ class KeypointSender:
                 log.debug("sending bye failed", exc_info=True)
 
     def _event(self, text: str) -> None:
-        log.info("%s", text)
-        if self.on_event is not None:
-            try:
-                self.on_event(text)
-            except Exception:  # noqa: BLE001 - a broken printer must not end the call
-                log.debug("on_event failed", exc_info=True)
+        report_event(log, self.on_event, text)
 
     def _finish(self, error: str | None = None) -> None:
         if error and self.error is None:
