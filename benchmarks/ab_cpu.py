@@ -42,9 +42,13 @@ if random:
 else:
     model = load_checkpoint(DEFAULT_WEIGHTS, cfg=cfg)
 mods = graph_modules(model, refs + 1, cfg.evolution.steps)
-for g in ("keypoints", "frame"):
+# the frame graph that checkout's onnxruntime backend runs: frame_tail (image-skip warp and blend beside it) if it has one
+tail = "frame_tail" in mods and cfg.generator.image_skip
+for g in ("keypoints", "frame_tail" if tail else "frame"):
     module, args, inputs, outputs = mods[g]
-    open(f"{out}/{g}.onnx", "wb").write(to_onnx_bytes(module, args, inputs, outputs))
+    open(f"{out}/{g.split('_')[0]}.onnx", "wb").write(to_onnx_bytes(module, args, inputs, outputs))
+if tail:
+    open(f"{out}/tail", "w").write("frame_tail: decoded, skip_mask, displacement, weights, ode_ok; features NHWC")
 """
 
 
@@ -64,6 +68,7 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     from odecam.engine.backends import OnnxRuntimeBackend
     from odecam.engine.images import to_image
     from odecam.export.graphs import state_to_inputs
+    from odecam.model.generator import blend_skip, warp_images
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from profile_ort import lite_model
@@ -81,12 +86,22 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     old_inputs = {i.name for i in old_fr.get_inputs()}
     old_feed = {k: v.detach().float().contiguous().numpy() for k, v in state_to_inputs(model, state).items()
                 if k in old_inputs}
+    old_tail = (old_dir / "tail").exists()  # the old backend's frame_tail graph: features NHWC, view images in torch
+    if old_tail:
+        old_feed["features"] = np.ascontiguousarray(old_feed["features"].transpose(0, 2, 3, 1))
+        view_images = state["image"].detach().float().contiguous()
     images = [torch.from_numpy(rng.random((1, 3, size, size), dtype=np.float32)) for _ in range(4)]
 
     def run_old(img):
         kp = old_kp.run(None, {"image": img.numpy()})[0]
-        out = old_fr.run(None, {**old_feed, "kp_driving": kp})[0]
-        return to_image(torch.from_numpy(out)), torch.from_numpy(out)
+        outs = old_fr.run(None, {**old_feed, "kp_driving": kp})
+        if old_tail:  # as that checkout's OnnxRuntimeBackend.run_frame finishes the frame (same torch code)
+            decoded, mask, disp, weights = (torch.from_numpy(o) for o in outs[:4])
+            with torch.no_grad():
+                out = blend_skip(decoded, mask, warp_images(view_images, disp, weights))
+        else:
+            out = torch.from_numpy(outs[0])
+        return to_image(out), out
 
     def run_new(img):
         kp, _ = new.run_keypoints(img)
@@ -108,6 +123,7 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
         diff = max(diff, float((outs["new"][1] - outs["old"][1]).abs().max()))
     pct = lambda a, q: float(np.percentile(a, q))  # noqa: E731
     rec = {"refs": refs, "size": size, "frames": frames, "weights": "random" if random else "default",
+           "old_graph": "frame_tail + torch image-skip tail" if old_tail else "frame",
            "old_p50_ms": pct(t_old, 50), "old_p95_ms": pct(t_old, 95), "new_p50_ms": pct(t_new, 50),
            "new_p95_ms": pct(t_new, 95), "max_abs_diff": diff}
     rec["speedup_p50"] = rec["old_p50_ms"] / rec["new_p50_ms"]

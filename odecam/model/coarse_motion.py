@@ -24,6 +24,7 @@ from torch import nn
 
 from odecam.config import CoarseMotionConfig
 from odecam.model.blocks import Hourglass, downsampler
+from odecam.model import fastpath
 from odecam.model.fastpath import fused_convs
 from odecam.model.geometry import inverse_2x2, kp2gaussian, make_coordinate_grid
 
@@ -104,18 +105,28 @@ class CoarseMotion(nn.Module):
         jac_driving = jac_driving.float() if jac_driving is not None else None
         v, c, h, w = small.shape
         k = self.num_kp
-        heat = kp2gaussian(kp_driving, grid, self.cfg.kp_variance) - view["heat_view"].float()
+        # export fast path, zero-order motions (translations): separable Gaussians and sampling, no grid tensors
+        shifts = (kp_view - kp_driving) if fastpath.enabled() and not (
+            self.cfg.mode == "first_order" and jac_view is not None and jac_driving is not None) else None
+        gauss = fastpath.gaussians if shifts is not None else kp2gaussian
+        heat = gauss(kp_driving, grid, self.cfg.kp_variance) - view["heat_view"].float()
         heat = torch.cat([heat.new_zeros(v, 1, h, w), heat], dim=1)  # (V, K+1, h, w)
-        motions = self.sparse_motions(grid, kp_view, kp_driving, jac_view, jac_driving)  # (V, K+1, h, w, 2)
-        src = small.unsqueeze(1).expand(v, k + 1, c, h, w).reshape(v * (k + 1), c, h, w)
-        deformed = F.grid_sample(src, motions.reshape(v * (k + 1), h, w, 2), mode="bilinear",
-                                 padding_mode="zeros", align_corners=True).view(v, k + 1, c, h, w)
+        if shifts is not None:
+            deformed = torch.cat([small.unsqueeze(1), fastpath.translate_bilinear(small, shifts, grid)], dim=1)
+        else:
+            motions = self.sparse_motions(grid, kp_view, kp_driving, jac_view, jac_driving)  # (V, K+1, h, w, 2)
+            src = small.unsqueeze(1).expand(v, k + 1, c, h, w).reshape(v * (k + 1), c, h, w)
+            deformed = F.grid_sample(src, motions.reshape(v * (k + 1), h, w, 2), mode="bilinear",
+                                     padding_mode="zeros", align_corners=True).view(v, k + 1, c, h, w)
         x = torch.cat([heat.unsqueeze(2), deformed], dim=2).view(v, (k + 1) * (c + 1), h, w).to(dtype)
         feats = self.hourglass(x)
         heads = [self.mask, self.confidence] + ([self.occlusion] if self.occlusion is not None else [])
         logits = [t.float() for t in fused_convs(feats, heads)]  # one convolution on the export fast path
         alpha = F.softmax(logits[0], dim=1)  # (V, K+1, h, w): the coefficient maps of Eq. 3
-        coarse = torch.einsum("vkhw,vkhwc->vchw", alpha, motions)  # sum_i alpha_i T_i, (V, 2, h, w)
-        displacement = coarse - grid.permute(2, 0, 1)[None]
+        if shifts is not None:  # sum_i alpha_i (z + Delta_i) - z = sum_i alpha_i Delta_i (the alphas sum to one)
+            displacement = fastpath.weighted_shifts(alpha[:, 1:], shifts)
+        else:
+            coarse = torch.einsum("vkhw,vkhwc->vchw", alpha, motions)  # sum_i alpha_i T_i, (V, 2, h, w)
+            displacement = coarse - grid.permute(2, 0, 1)[None]
         occlusion = torch.sigmoid(logits[2]) if self.occlusion is not None else None
         return CoarseMotionOutput(displacement, occlusion, logits[1], feats)
