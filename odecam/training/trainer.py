@@ -55,6 +55,10 @@ class LossConfig:
     flow: float = 0.0
     warp_prob: float = 0.25
     warp_rotation: float = 20.0
+    #: expression-flow supervision (odecam switch, ``warp_supervision.expression_flow_loss``): weight of
+    #: the L1 between the source view's fields (T~ and T) and the exact field of a landmark-guided
+    #: synthetic driving frame (mouth opening, blink, head turn; items' ``driving_field``); 0 = off
+    expression_flow: float = 0.0
 
 
 @dataclass
@@ -146,9 +150,11 @@ class TrainingStep(nn.Module):
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor, refs: torch.Tensor | None,
                 source_landmarks: torch.Tensor | None = None,
-                driving_landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                driving_landmarks: torch.Tensor | None = None,
+                driving_field: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """source, driving (B, 3, S, S); refs (B, N, 3, S, S) or None; landmarks (B, 68, 2) with NaN rows
-        where unknown (only used when ``loss.landmarks > 0``)."""
+        where unknown (only used when ``loss.landmarks > 0``); driving_field (B, 2, G, G), NaN where
+        unknown (only used when ``loss.expression_flow > 0``)."""
         from odecam.training.losses import equivariance_loss
 
         affine = None
@@ -157,14 +163,23 @@ class TrainingStep(nn.Module):
         out = self.model(source, driving, refs, solver="torchdiffeq")
         pred = out["prediction"]
         losses: dict[str, torch.Tensor] = {}
+        v = out["coarse"].shape[0] // source.shape[0]  # views per item; the source view comes first
         if affine is not None:
             from odecam.training.warp_supervision import flow_loss
 
-            v = out["coarse"].shape[0] // source.shape[0]
             k = affine.shape[0]
             src_views = torch.arange(k, device=source.device) * v
             losses["flow"] = self.loss_cfg.flow * 0.5 * (flow_loss(out["coarse"][src_views], affine)
                                                          + flow_loss(out["displacement"][src_views], affine))
+        if self.loss_cfg.expression_flow > 0 and driving_field is not None:
+            from odecam.training.warp_supervision import expression_flow_loss
+
+            k = affine.shape[0] if affine is not None else 0  # those driving frames were replaced by warps
+            src_views = torch.arange(k, source.shape[0], device=source.device) * v
+            tgt = driving_field[k:].to(out["coarse"].dtype)
+            losses["expression_flow"] = self.loss_cfg.expression_flow * 0.5 * (
+                expression_flow_loss(out["coarse"][src_views], tgt)
+                + expression_flow_loss(out["displacement"][src_views], tgt))
         if self.vgg is not None:
             losses["perceptual"] = self.loss_cfg.perceptual * self.vgg(pred, driving)
         if self.loss_cfg.l1 > 0:
@@ -328,7 +343,8 @@ class Trainer:
         loader, sampler = self._loader()
         batches = _batches(loader, sampler)
         csv_path = self.run_dir / "losses.csv"
-        fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "flow", "l1_metric", "lr", "seconds"]
+        fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "l1_metric",
+                  "lr", "seconds"]
         if self.is_main:
             _open_loss_log(csv_path, fields)
         self.model.train()
@@ -345,8 +361,10 @@ class Trainer:
                     refs = refs[:, : int(torch.randint(0, refs.shape[1] + 1, ()))]
                 refs = refs if refs.shape[1] > 0 else None
                 lm_s, lm_d = batch.get("source_landmarks"), batch.get("driving_landmarks")
+                fld = batch.get("driving_field")
                 if lm_s is not None and lm_d is not None:
-                    losses = self.wrapped(src, drv, refs, lm_s.to(self.device), lm_d.to(self.device))
+                    losses = self.wrapped(src, drv, refs, lm_s.to(self.device), lm_d.to(self.device),
+                                          fld.to(self.device) if fld is not None else None)
                 else:
                     losses = self.wrapped(src, drv, refs)
                 if not torch.isfinite(losses["total"]):
@@ -420,7 +438,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
         return
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "flow", "l1_metric"):
+    for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "l1_metric"):
         if key not in rows[0]:
             continue
         vals = [float(r[key]) for r in rows]

@@ -77,3 +77,24 @@ def target_field(affine: torch.Tensor, h: int, w: int) -> torch.Tensor:
 def flow_loss(field: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
     """Mean L1 between a predicted field (n, 2, h, w) and the known one."""
     return (field - target_field(affine, field.shape[2], field.shape[3])).abs().mean()
+
+
+def expression_flow_loss(field: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between a predicted field (n, 2, h, w) and known fields (n, 2, G, G) with NaN where unknown.
+
+    The known fields (landmark-guided synthetic motion: a mouth opening, a blink, a head turn; exact up to
+    the TPS grid, :func:`~odecam.training.datasets.landmark_motion.synthesize_with_field`) are resampled to
+    (h, w) on the same ``align_corners=True`` nodes; a predicted value counts where every node around it is
+    known. 0 (with a graph) when nothing is known.
+    """
+    if target.shape[0] == 0:
+        return field.sum() * 0.0
+    known = torch.isfinite(target).all(dim=1, keepdim=True).to(field.dtype)
+    h, w = field.shape[2:]
+    tgt = F.interpolate(torch.nan_to_num(target, nan=0.0), size=(h, w), mode="bilinear", align_corners=True)
+    mask = F.interpolate(known, size=(h, w), mode="bilinear", align_corners=True) > 0.999
+    n = int(mask.sum())
+    if n == 0:
+        return field.sum() * 0.0
+    diff = (field - tgt).abs() * mask
+    return diff.sum() / (2 * n)

@@ -14,6 +14,10 @@ one batch (``ConcatDataset``)::
         "source_landmarks":  float32 (68, 2) in [-1, 1] or NaN,
         "driving_landmarks": float32 (68, 2) in [-1, 1] or NaN,
         "refs_landmarks":    float32 (N, 68, 2) in [-1, 1] or NaN,
+        "driving_field":     float32 (2, G, G) or NaN: the exact backward field from the source to a
+                             synthetic driving frame (landmark-guided motion), G = FIELD_GRID = 48,
+                             (x, y) in [-1, 1] units on ``make_coordinate_grid(G, G)``; NaN where
+                             unknown (real pairs, painted mouth interiors and closed eyes)
     }
 
 Landmark coordinates: :mod:`odecam.data.landmarks` (``align_corners=True``, (x, y)).
@@ -32,6 +36,10 @@ import torch
 from torch.utils.data import Dataset
 
 from odecam.data.landmarks import NUM_LANDMARKS, flip_landmarks
+
+#: side G of the synthetic-motion backward fields in items (``driving_field``, the TPS grid of
+#: :func:`~odecam.training.datasets.landmark_motion.synthesize_with_field`)
+FIELD_GRID = 48
 
 try:  # tqdm is a declared dependency; keep the module importable without it anyway.
     from tqdm.auto import tqdm
@@ -88,17 +96,23 @@ def _to_tensor(frames: np.ndarray) -> torch.Tensor:
     return t.contiguous()
 
 
-def _make_item(frames: np.ndarray, num_refs: int, landmarks: np.ndarray | None = None) -> Item:
+def _make_item(frames: np.ndarray, num_refs: int, landmarks: np.ndarray | None = None,
+               field: np.ndarray | None = None) -> Item:
     """Frames ordered [source, refs..., driving] (K = N + 2, H, W, 3) -> the item dict.
 
     ``landmarks``: (K, 68, 2) float in [-1, 1] in the same order, NaN rows where unknown; None = no
     landmark keys (:class:`WithLandmarks` adds NaN ones when such items are mixed with face crops).
+    ``field``: the driving frame's backward field (G, G, 2) or None (then NaN when landmarks are given).
     """
     t = _to_tensor(frames)
     item = {"source": t[0], "refs": t[1 : 1 + num_refs], "driving": t[1 + num_refs]}
     if landmarks is not None:
         lm = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))
         item.update(source_landmarks=lm[0], refs_landmarks=lm[1 : 1 + num_refs], driving_landmarks=lm[1 + num_refs])
+        if field is None:
+            item["driving_field"] = torch.full((2, FIELD_GRID, FIELD_GRID), float("nan"))
+        else:
+            item["driving_field"] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(field, -1, 0), dtype=np.float32))
     return item
 
 
@@ -112,6 +126,8 @@ def add_missing_landmarks(item: Item) -> Item:
         item["source_landmarks"] = torch.full((NUM_LANDMARKS, 2), float("nan"))
         item["driving_landmarks"] = torch.full((NUM_LANDMARKS, 2), float("nan"))
         item["refs_landmarks"] = torch.full((n, NUM_LANDMARKS, 2), float("nan"))
+    if "driving_field" not in item:
+        item["driving_field"] = torch.full((2, FIELD_GRID, FIELD_GRID), float("nan"))
     return item
 
 
@@ -170,11 +186,20 @@ class AugmentConfig:
                              ) -> tuple[np.ndarray, np.ndarray | None]:
         """As :meth:`apply`, and landmarks (K, 68, 2) in [-1, 1] moved with the image: a horizontal flip
         negates x and swaps the face's left and right points (:data:`odecam.data.landmarks.FLIP_PERMUTATION`)."""
+        x, landmarks, _ = self.apply_with_geometry(frames, landmarks, None, rng)
+        return x, landmarks
+
+    def apply_with_geometry(self, frames: np.ndarray, landmarks: np.ndarray | None, field: np.ndarray | None,
+                            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """As :meth:`apply_with_landmarks`, and a backward field (G, G, 2) moved with the image: a flip
+        mirrors its columns and negates its x component."""
         x = frames.astype(np.float32) / 255.0
         if rng.random() < self.flip_prob:
             x = x[:, :, ::-1]
             if landmarks is not None:
                 landmarks = flip_landmarks(landmarks)
+            if field is not None:
+                field = field[:, ::-1] * np.array([-1.0, 1.0], np.float32)
         if self.brightness > 0:
             x = x * rng.uniform(1 - self.brightness, 1 + self.brightness)
         if self.contrast > 0:
@@ -194,7 +219,7 @@ class AugmentConfig:
                 hsv[..., 0] = np.mod(hsv[..., 0] + h, 360.0)
                 out[k] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
             x = out
-        return np.clip(x, 0.0, 1.0), landmarks
+        return np.clip(x, 0.0, 1.0), landmarks, field
 
 
 def _resolve_augment(augment: bool | AugmentConfig | None, split: str) -> AugmentConfig | None:

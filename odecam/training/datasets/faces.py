@@ -48,7 +48,7 @@ from odecam.data.landmarks import expression_signals, normalised_to_pixels
 from odecam.training.datasets.common import (
     AugmentConfig, DatasetError, Item, PathLike, _make_item, _resolve_augment, _torch_seed,
 )
-from odecam.training.datasets.landmark_motion import MotionConfig, random_motion, synthesize
+from odecam.training.datasets.landmark_motion import FIELD_GRID, MotionConfig, random_motion, synthesize_with_field
 
 __all__ = ["FaceCropDataset", "SIGNAL_SCALES", "far_driving_index", "resize_landmarks"]
 
@@ -81,14 +81,18 @@ def far_driving_index(signals: np.ndarray, source: int, candidates: np.ndarray) 
 
 
 
-def _synthesize_or_keep(img: np.ndarray, lm: np.ndarray, m) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`synthesize`, or the frame unmoved when a random motion cannot be built for this face
-    (a rare geometric corner case must not mark the whole clip bad)."""
+def _synthesize_or_keep(img: np.ndarray, lm: np.ndarray, m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`synthesize_with_field`, or the frame unmoved (a zero field) when a random motion cannot be
+    built for this face (a rare geometric corner case must not mark the whole clip bad)."""
     try:
-        return synthesize(img, lm, m)
+        return synthesize_with_field(img, lm, m)
     except (ValueError, np.linalg.LinAlgError, cv2.error) as e:
         log.debug("synthetic motion skipped: %s", e)
-        return img, lm
+        return img, lm, np.zeros((FIELD_GRID, FIELD_GRID, 2), np.float32)
+
+
+def _unknown_field() -> np.ndarray:
+    return np.full((FIELD_GRID, FIELD_GRID, 2), np.nan, np.float32)
 
 class _Clip:
     def __init__(self, folder: Path, landmarks: np.ndarray, person: str) -> None:
@@ -257,18 +261,27 @@ class FaceCropDataset(Dataset):
         refs = rng.choice(pool, size=self.num_refs, replace=False) if self.num_refs else np.zeros(0, int)
         return np.concatenate([[src], refs, [drv]]).astype(int)
 
-    def _clip_item(self, clip: _Clip, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _clip_item(self, clip: _Clip, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> frames (N + 2, S, S, 3), landmarks (N + 2, 68, 2), the driving frame's exact backward field
+        from the source (G, G, 2), NaN unless the driving frame is synthetic motion of the source."""
         idx = self.sample_indices(clip, rng)
         frames, lms = map(list, zip(*(self._read(clip.folder / f"{int(t):05d}.jpg", clip.landmarks[t]) for t in idx)))
+        field = _unknown_field()
         if rng.random() < self.synthetic_prob:
             # the driving frame becomes the source moved by synthetic motion; half the references too
             for k in [len(idx) - 1] + [1 + j for j in range(self.num_refs) if rng.random() < 0.5]:
-                frames[k], lms[k] = _synthesize_or_keep(frames[0], lms[0], random_motion(rng, self.motion))
-        return np.stack(frames), np.stack(lms)
+                frames[k], lms[k], f = _synthesize_or_keep(frames[0], lms[0], random_motion(rng, self.motion))
+                if k == len(idx) - 1:
+                    field = f
+        return np.stack(frames), np.stack(lms), field
 
-    def _still_item(self, path: Path, lm: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _still_item(self, path: Path, lm: np.ndarray, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`_clip_item`; the field is known when the source is the portrait itself."""
         img, lm = self._read(path, lm)
         frames, lms = [], []
+        field = _unknown_field()
+        source_moved = False
         for k in range(self.num_refs + 2):
             scale = 0.3 if k == 0 else 1.0
             m = random_motion(rng, self.motion, scale=scale) if (k > 0 or rng.random() < 0.5) else None
@@ -276,10 +289,13 @@ class FaceCropDataset(Dataset):
                 frames.append(img)
                 lms.append(lm)
             else:
-                f, l2 = _synthesize_or_keep(img, lm, m)
+                f, l2, fld = _synthesize_or_keep(img, lm, m)
                 frames.append(f)
                 lms.append(l2)
-        return np.stack(frames), np.stack(lms)
+                source_moved = source_moved or k == 0
+                if k == self.num_refs + 1 and not source_moved:
+                    field = fld
+        return np.stack(frames), np.stack(lms), field
 
     def __getitem__(self, index: int) -> Item:
         if index < 0:
@@ -302,9 +318,9 @@ class FaceCropDataset(Dataset):
                 continue
             try:
                 if kind == "clip":
-                    frames, lms = self._clip_item(self.clips[i], rng)
+                    frames, lms, field = self._clip_item(self.clips[i], rng)
                 else:
-                    frames, lms = self._still_item(*self.stills[i], rng)
+                    frames, lms, field = self._still_item(*self.stills[i], rng)
                 break
             except (DatasetError, cv2.error, ValueError) as e:
                 self.bad[key] = str(e)
@@ -313,6 +329,6 @@ class FaceCropDataset(Dataset):
         else:
             raise DatasetError(f"No prepared crop of {self.root} could be read ({len(self.bad)} failed).")
         if self.augment is not None:
-            x, lms = self.augment.apply_with_landmarks(frames, lms, rng)
-            return _make_item(x, self.num_refs, lms)
-        return _make_item(frames, self.num_refs, lms)
+            x, lms, field = self.augment.apply_with_geometry(frames, lms, field, rng)
+            return _make_item(x, self.num_refs, lms, field)
+        return _make_item(frames, self.num_refs, lms, field)

@@ -31,9 +31,11 @@ import cv2
 import numpy as np
 
 from odecam.data.landmarks import normalised_to_pixels
+from odecam.training.datasets.common import FIELD_GRID
 from odecam.training.datasets.stills import tps_solve
 
-__all__ = ["MotionParams", "MotionConfig", "random_motion", "move_landmarks", "synthesize"]
+__all__ = ["FIELD_GRID", "MotionParams", "MotionConfig", "random_motion", "move_landmarks", "synthesize",
+           "synthesize_with_field"]
 
 # depth (in face radii) that the nose and the lips stand out of the head ellipsoid
 _EXTRA_DEPTH = np.zeros(68)
@@ -257,7 +259,7 @@ def _painted(q: np.ndarray, m: MotionParams, size: int, grid: int) -> np.ndarray
     return full[np.ix_(cell, cell)].astype(bool)
 
 
-def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: int = 48
+def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: int = FIELD_GRID
                ) -> tuple[np.ndarray, np.ndarray]:
     """Apply ``m`` to a portrait.
 
@@ -268,6 +270,38 @@ def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: in
     Returns:
         ``(image, landmarks)``: the warped (S, S, 3) uint8 RGB image and its (68, 2) float32 landmarks
         in [-1, 1] (they may leave [-1, 1] when the head turns out of the frame).
+    """
+    out, lm, _ = synthesize_with_field(img, landmarks, m, grid)
+    return out, lm
+
+
+def _painted_nodes(q: np.ndarray, qw: np.ndarray, m: MotionParams, size: int, grid: int) -> np.ndarray:
+    """(grid, grid) bool: the TPS nodes inside the painted regions (the inner mouth at ``q``, the eyes at
+    both ``q`` and the warped ``qw``, grown by half) or within one node spacing of them."""
+    polys = [q[60:68]] if m.mouth > 0 else []
+    if m.blink > 0:
+        polys += [q[36:42], q[42:48], qw[36:42], qw[42:48]]
+    if not polys:
+        return np.zeros((grid, grid), bool)
+    full = np.zeros((size, size), np.uint8)
+    for poly in polys:
+        c = poly.mean(0)
+        cv2.fillPoly(full, [np.round(c + (poly - c) * 1.5).astype(np.int32)], 1)
+    step = max(1, int(math.ceil((size - 1) / (grid - 1))))
+    full = cv2.dilate(full, np.ones((2 * step + 1, 2 * step + 1), np.uint8))
+    node = np.round(np.arange(grid) * (size - 1) / (grid - 1)).astype(int)
+    return full[np.ix_(node, node)].astype(bool)
+
+
+def synthesize_with_field(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: int = FIELD_GRID
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`synthesize`, plus the exact backward field of the warp (training supervision).
+
+    Returns:
+        ``(image, landmarks, field)``; ``field`` is (grid, grid, 2) float32, (x, y) in [-1, 1] units,
+        on the nodes ``make_coordinate_grid(grid, grid)``: ``image(p) = img(p + field(p))`` outside the
+        painted regions, and NaN where the painting covers the warp (an opened mouth's interior and
+        closed eyes, each grown by half): there the image is not a warp of ``img``.
     """
     size = img.shape[0]
     if img.shape[1] != size:
@@ -296,6 +330,8 @@ def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: in
         m = mm
         q = move_landmarks(p, m)
         qw = _pose(_expression(p, m, lid_warp=0.5), p, m)
+    field = (src - nodes.reshape(grid, grid, 2)).astype(np.float32)
+    field[_painted_nodes(q, qw, m, size, grid)] = np.nan
     A = _upsampler(grid, size)  # (size, grid): linear interpolation, exact at the nodes and borders
     src = np.stack([A @ src[..., c] @ A.T for c in range(2)], -1).astype(np.float32)  # two small matmuls
     mx = np.ascontiguousarray((src[..., 0] + 1) * 0.5 * (size - 1))
@@ -304,4 +340,4 @@ def synthesize(img: np.ndarray, landmarks: np.ndarray, m: MotionParams, grid: in
     if m.mouth > 0:
         out = _paint_mouth(out, q, m, size)
     out = _paint_eyes(out, qw, m, size)
-    return out, to_unit(q).astype(np.float32)
+    return out, to_unit(q).astype(np.float32), field
