@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from odecam.errors import OdecamError
-from odecam.model.generator import blend_skip, warp_images
 from odecam.export import exporter as _exporter, graphs as _graphs, onnx as _onnx  # noqa: F401  (code digest)
+from odecam.export.graphs import finish_tail
 from odecam.export.options import ALIASES, BACKENDS, PRECISIONS, add_backend_arguments  # noqa: F401
 from odecam.model import MotionTransferModel
 
@@ -394,7 +394,7 @@ class OnnxRuntimeBackend(_GraphBackend):
             if self.skip_tail:
                 decoded, mask, disp, weights, ok = (torch.from_numpy(o) for o in outs)
                 with torch.no_grad():
-                    image = blend_skip(decoded, mask, warp_images(self._view_images, disp, weights))
+                    image = finish_tail(self._view_images, decoded, mask, disp, weights)
                 return image, bool(ok)
             image, ok = outs
         return torch.from_numpy(image), bool(ok)
