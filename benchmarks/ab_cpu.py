@@ -49,6 +49,9 @@ for g in ("keypoints", "frame_tail" if tail else "frame"):
     open(f"{out}/{g.split('_')[0]}.onnx", "wb").write(to_onnx_bytes(module, args, inputs, outputs))
 if tail:
     open(f"{out}/tail", "w").write("frame_tail: decoded, skip_mask, displacement, weights, ode_ok; features NHWC")
+    import odecam.export.graphs as graphs
+    if hasattr(graphs, "finish_tail"):
+        open(f"{out}/finish_tail", "w").write("the backend finishes the frame with graphs.finish_tail")
 """
 
 
@@ -68,6 +71,7 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     from odecam.engine.backends import OnnxRuntimeBackend
     from odecam.engine.images import to_image
     from odecam.export.graphs import state_to_inputs
+    from odecam.export.graphs import finish_tail
     from odecam.model.generator import blend_skip, warp_images
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -87,6 +91,9 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     old_feed = {k: v.detach().float().contiguous().numpy() for k, v in state_to_inputs(model, state).items()
                 if k in old_inputs}
     old_tail = (old_dir / "tail").exists()  # the old backend's frame_tail graph: features NHWC, view images in torch
+    # the old backend's torch tail: graphs.finish_tail where that checkout has it (this checkout's copy of it:
+    # parameter-free code), else generator.warp_images + blend_skip
+    old_finish = old_tail and (old_dir / "finish_tail").exists()
     if old_tail:
         old_feed["features"] = np.ascontiguousarray(old_feed["features"].transpose(0, 2, 3, 1))
         view_images = state["image"].detach().float().contiguous()
@@ -98,7 +105,8 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
         if old_tail:  # as that checkout's OnnxRuntimeBackend.run_frame finishes the frame (same torch code)
             decoded, mask, disp, weights = (torch.from_numpy(o) for o in outs[:4])
             with torch.no_grad():
-                out = blend_skip(decoded, mask, warp_images(view_images, disp, weights))
+                out = (finish_tail(view_images, decoded, mask, disp, weights) if old_finish
+                       else blend_skip(decoded, mask, warp_images(view_images, disp, weights)))
         else:
             out = torch.from_numpy(outs[0])
         return to_image(out), out
@@ -123,7 +131,8 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
         diff = max(diff, float((outs["new"][1] - outs["old"][1]).abs().max()))
     pct = lambda a, q: float(np.percentile(a, q))  # noqa: E731
     rec = {"refs": refs, "size": size, "frames": frames, "weights": "random" if random else "default",
-           "old_graph": "frame_tail + torch image-skip tail" if old_tail else "frame",
+           "old_graph": ("frame_tail + graphs.finish_tail" if old_finish else
+                         "frame_tail + warp_images / blend_skip" if old_tail else "frame"),
            "old_p50_ms": pct(t_old, 50), "old_p95_ms": pct(t_old, 95), "new_p50_ms": pct(t_new, 50),
            "new_p95_ms": pct(t_new, 95), "max_abs_diff": diff}
     rec["speedup_p50"] = rec["old_p50_ms"] / rec["new_p50_ms"]

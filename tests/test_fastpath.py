@@ -103,3 +103,22 @@ def test_separable_translations_match_grid_sample():
     motions = torch.cat([grid[None, None].expand(2, 1, h, w, 2), grid[None, None] + shift[:, :, None, None]], 1)
     want = torch.einsum("vkhw,vkhwc->vchw", alpha, motions) - grid.permute(2, 0, 1)[None]
     assert float((weighted_shifts(alpha[:, 1:], shift) - want).abs().max()) <= 1e-5
+
+
+def test_warp_views_sum_matches_warp_then_weighted_sum():
+    """F_A's warp with the fusion factors folded into the sampling weights, views summed (gathers and
+    grid_sample); grids reach past the border; a NaN point gathers a valid row (no out-of-range read)."""
+    from odecam.model.fastpath import warp_views_sum
+
+    torch.manual_seed(0)
+    feats = torch.rand(4, 16, 9, 11)  # B = 2 items x V = 2 views
+    grid = torch.empty(4, 7, 8, 2).uniform_(-1.2, 1.2)
+    scale = torch.rand(4, 7, 8)
+    want = (torch.nn.functional.grid_sample(feats, grid, align_corners=True) * scale[:, None]).view(2, 2, 16, 7, 8).sum(1)
+    with export_fastpath():
+        plain = warp_views_sum(feats, grid, scale, 2)
+        with gather_warp():
+            gathered = warp_views_sum(feats, grid, scale, 2)
+            grid[0, 0, 0] = float("nan")
+            assert torch.isfinite(warp_views_sum(feats, grid, scale, 2)[1]).all()  # the other item is untouched
+    assert float((plain - want).abs().max()) <= 1e-5 and float((gathered - want).abs().max()) <= 1e-5

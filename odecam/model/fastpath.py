@@ -20,6 +20,9 @@ the ONNX exporter does (:mod:`odecam.export.onnx`). Measured on 2 cores, onnxrun
   the K local motions are translations, so the driving heatmaps are outer products of 1-D Gaussians, the
   deformed view images two small matrix products per keypoint (no GridSample, no (V, K+1, h, w, 2) motion
   grids) and T~ = sum_i alpha_i Delta_i one matrix product.
+* :func:`warp_views_sum` — F_A's appearance warp and its share of the fusion (Eq. 6) in one pass: the per-pixel
+  fusion factors (1 - occlusion) * C~_j go into the gathers' corner weights and the views are summed
+  channels-last (one full-size product and the per-view transposes fewer).
 
 Not thread-safe (a module-level switch, like :func:`odecam.model.geometry.gather_warp`).
 """
@@ -230,3 +233,34 @@ def weighted_shifts(alpha: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     and the K keypoints: alpha (B, K, H, W) of the keypoints only, shift Delta (B, K, 2) -> (B, 2, H, W)."""
     b, k, h, w = alpha.shape
     return torch.matmul(shift.transpose(1, 2), alpha.reshape(b, k, h * w)).view(b, 2, h, w)
+
+
+# -- F_A's warp and the fusion over views in one pass ------------------------------------------------------
+def warp_views_sum(features: torch.Tensor, grid: torch.Tensor, scale: torch.Tensor, num_views: int) -> torch.Tensor:
+    """sum_j scale_j * warp(features_j, grid_j) over the V views of each item (F_A's appearance warp and its
+    share of Eq. 6's fusion): features (B*V, C, H, W), grid (B*V, h, w, 2), per-pixel factors scale (B*V, h, w)
+    -> (B, C, h, w). Inside :func:`odecam.model.geometry.gather_warp` the factors go into the four corner
+    weights of the row gathers and the views are summed channels-last, so the full-size product with the
+    factors and the per-view transposes disappear; otherwise ``warp`` then multiply and sum."""
+    from odecam.model import geometry
+
+    bv, c, hi, wi = features.shape
+    b, (h, w) = bv // num_views, grid.shape[1:3]
+    if not geometry._GATHER_WARP or c < geometry.GATHER_MIN_CHANNELS or features.dtype != grid.dtype:
+        return sum_views((geometry.warp(features, grid) * scale.unsqueeze(1)).view(b, num_views, c, h, w))
+    x = (grid[..., 0] + 1) * (0.5 * (wi - 1))  # (B*V, h, w) pixel coordinates, as geometry.warp_gather
+    y = (grid[..., 1] + 1) * (0.5 * (hi - 1))
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x - x0, y - y0
+    table = features.permute(0, 2, 3, 1).reshape(bv * hi * wi, c)
+    base = torch.arange(bv, dtype=features.dtype, device=features.device).view(bv, 1, 1) * float(hi * wi)
+    out = None
+    for dx, wx in ((0.0, 1 - fx), (1.0, fx)):
+        for dy, wy in ((0.0, 1 - fy), (1.0, fy)):
+            xx, yy = x0 + dx, y0 + dy
+            inside = (xx >= 0) & (xx <= wi - 1) & (yy >= 0) & (yy <= hi - 1)  # False for NaN too
+            index = torch.where(inside, yy * wi + xx + base, torch.zeros_like(xx))
+            rows = table[index.to(torch.int64).reshape(-1)].view(b, num_views, h, w, c)
+            weight = (wx * wy * inside.to(features.dtype) * scale).view(b, num_views, h, w, 1)
+            out = rows * weight if out is None else out + rows * weight
+    return sum_views(out).permute(0, 3, 1, 2)

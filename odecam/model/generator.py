@@ -160,10 +160,12 @@ class Generator(nn.Module):
             fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
             occ = occlusion if occlusion is not None else torch.ones_like(warped[:, :1])
-            app = self.appearance(warped, occ, ident)
-            if fast:
-                fused_app = sum_views(app.view(b, num_views, c, h, w) * ((1 - occ).view(b, num_views, 1, h, w) * wts))
+            if fast:  # F_A's warp with the fusion factors folded into its sampling weights (export fast path)
+                t_app = self.appearance._flow_fast(warped, occ)  # T_App (B*V, 2, h, w)
+                factor = ((1 - occ).view(b, num_views, 1, h, w) * wts).view(bv, h, w)
+                fused_app = fastpath.warp_views_sum(warped, ident[None] + t_app.permute(0, 2, 3, 1), factor, num_views)
             else:
+                app = self.appearance(warped, occ, ident)
                 app = app * (1 - occ)  # F_A fills what the motion leaves occluded
                 fused_app = sum_views(app.view(b, num_views, c, h, w) * wts)
             fused = self.appearance_mix(torch.cat([fused_d, fused_app], dim=1))
