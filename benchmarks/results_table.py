@@ -87,7 +87,7 @@ def gpu_section(name: str, data: dict) -> list[str]:
 
 
 SPEED_NOTES = """\
-What changed (every change computes the same function to float rounding; eager outputs are bit-identical
+First round (every change computes the same function to float rounding; eager outputs are bit-identical
 to the previous code; fp32 parity of every backend stays <= 1e-4):
 
 * onnxruntime: the image skip's warp of the 256 px view images and its blend run in torch beside the graph
@@ -96,7 +96,8 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   (onnxruntime pads a 3- or 1-channel output to its 16-channel block: 6.7 -> 3.6 ms at 256 px); F_A's 81 -> 2
   flow head as a 1x1 convolution plus 9 shifted sums (1.6 -> 0.6 ms); F_A's first (64 + 1)-channel depthwise
   convolution split by part (7.9 -> 3.7 ms); the sums over views as additions (ReduceSum over a middle axis:
-  3.4 -> 1.2 ms). Switched on only while exporting (`odecam.model.fastpath`).
+  3.4 -> 1.2 ms). Switched on only while exporting (`odecam.model.fastpath`). Interleaved A/B against 5e37fc5
+  (2 threads, loaded; the `ab_cpu.json` of commit 4adff97): 1.50x N=0, 1.55x N=1.
 * fp16 (the `cuda-graph` backend, GPU only): F_K's temperature softmax, F_C's heatmaps / local motions /
   softmax, the ODE state and every sampling grid are computed in fp32 inside the model (no-ops for fp32);
   the fp16 copy folds BatchNorm into the convolutions and keeps F_K, F_C and F_E in fp32 (10% of the FLOPs):
@@ -117,8 +118,72 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   Conv only, 16 calibration frames) on the N=1 frame graph: 21.3 ms against 18.8 ms fp32 in the same run and
   34 dB PSNR on the decoded image, under the 40 dB floor: not shipped. bf16 was not tried (no lossy CPU mode
   ships, so `odecam bench` has no PSNR column yet).
-* Left as it is: the decoder's 256 px up-block (nearest upsample + depthwise + pointwise) and its output
-  convolution are now the largest costs (see the profile below); they are the architecture's own work."""
+* Left as it was after the first round: the decoder's 256 px up-block (nearest upsample + depthwise +
+  pointwise) and its output convolution were then the largest costs (addressed in the second round below).
+* Second round (this section's A/B and profiles; 1 onnxruntime thread under `nice`, a training job on the
+  other core: absolute ms are noisy, each A/B alternates old and new frame by frame in one process):
+  * step 1, profile of the shipped default at 256 px (`results/profile_ort_speed_before.json`, code 76d4d08):
+    N=0 frame_tail 19.3 ms wall, Conv 60% of the kernel time. The largest single node was F_G's 3x3 output
+    convolution at 256 px (RGB + mask, 4 channels padded to 16: 4.2 ms), then the 32-channel 256 px
+    depthwise (1.5 ms), pointwise (0.9 ms) and nearest upsample (0.4 ms) of the last up-block. Non-conv
+    costs and where they come from: Mul / Add / GatherND / Where / compares (1.4 + 0.9 + 0.9 + ~0.5 ms at
+    N=0, 2.1 + 1.9 + 1.6 + ~0.6 at N=1): the two 64 px feature warps (motion warp of F_S, F_A's warp) and the
+    fusion of Eq. 6; GridSample (0.8 / 1.4 ms), Sub and Einsum (0.3 / 0.5 ms): F_C's K + 1 deformed view
+    images, its (V, K+1, h, w, 2) local-motion grids and T~; Transpose / ReorderInput / ReorderOutput
+    (~0.9 / 1.0 ms): NHWC <-> NCHW around the gathers and onnxruntime's NCHWc blocks at convolution edges;
+    Softmax (0.2 / 0.4 ms): F_C's coefficients and the view weights. Outside the graph, the torch image-skip
+    tail cost 2.2 / 4.8 ms (N=0 / N=1), 0.8 ms per view of it in `resize_grid`.
+  * step 2 (17efe8c): F_G's last up-block and output convolutions at 128 px (one convolution per phase of
+    the nearest upsample, the output convs as one 2x2 convolution over the 4 phases, then `pixel_shuffle`):
+    that part 12.7 -> 6.1 ms in isolation; F_C with zero-order motions as separable translations (Gaussians
+    as outer products, the deformed images as two small matrix products, T~ = sum alpha_i Delta_i: no
+    GridSample, no motion grids). A/B against 76d4d08: **1.18x N=0, 1.14x N=1** (heavily loaded run).
+  * 5527c2a: the torch tail upsamples the contiguous displacement and adds a cached identity grid (instead
+    of interpolating the strided sampling grid) and blends with one `lerp` (`graphs.finish_tail`): A/B
+    against 17efe8c **1.07x N=0, 1.07x N=1**.
+  * F_A's appearance warp and its share of the fusion in one pass (`fastpath.warp_views_sum`: the per-pixel
+    factors (1 - occlusion) C~_j folded into the gathers' corner weights, views summed channels-last): A/B
+    against ad428e0 **1.03x N=0, 1.05x N=1**, outputs equal to 1.2e-7.
+  * Tried and dropped (measured, no gain): the output head as a stride-2 transposed convolution instead of
+    DepthToSpace (0.97x in the full A/B); the phase-layout outputs shuffled in torch instead of in the graph
+    (0.99x / 1.01x); one 4-corner gather per warp with MatMul or ReduceSum weighting (slower than 4 gathers
+    in onnxruntime: 2.0 / 5.3 ms against 1.6 ms); F_K's 19 -> 10 heatmap head split or padded to 16 outputs
+    (0.31 -> 0.25 ms at best); F_C's first 44-channel depthwise block padded to 48 channels (no change).
+  * Where the N=0 frame graph's time goes now (1 thread, each region exported up to that point, p50):
+    F_C 0.9 ms, F_E 0.3, motion warp 1.2, F_A + fusion 2.9, bottleneck 1.0, first up-block 1.1, last up-block
+    and output head 3.1 (N=1: 1.6, 0.6, 2.8, 5.9, 1.1, 0.9, 3.5). Convolutions are about half of its kernel
+    time (profile below); the rest is spread over ~380 small nodes.
+* step 3, bf16 (`results/speed_inductor.json`, `python benchmarks/bench_cpu.py --inductor-trial`):
+  onnxruntime's CPU provider has no bf16 convolutions, so bf16 went through torch: `torch.compile`
+  (inductor, `freezing=True`) of F_K and the frame function, fp32 and bf16 (`half_copy` in bfloat16:
+  BatchNorm folded, F_K / F_C / F_E fp32), NCHW and channels-last, interleaved with the onnxruntime backend
+  in one run (N=0, 1 thread, loaded). Every inductor mode was 1.6-1.7x slower than onnxruntime (32.0 vs 53.2
+  fp32 / 49.0 bf16 ms; 20.0 vs 33.1 fp32 / 32.0 bf16 ms channels-last) and took 75-146 s to compile; bf16
+  kept 58.6 dB PSNR (min over 30 carphone -> astronaut frames, uint8) against fp32 eager, above the 40 dB
+  floor, but was no faster than fp32. Tried, not shipped: no lossy CPU mode ships, so `odecam bench` still
+  has no PSNR column. int8 (first round): 21.3 vs 18.8 ms fp32 and 34 dB, not shipped.
+* Whole round, A/B against 76d4d08 (keypoints + frame + uint8, default weights, interleaved, loaded):
+  1 thread (`results/ab_cpu.json`) **1.26x N=0** (20.1 -> 15.9 ms p50), **1.31x N=1** (30.8 -> 23.5 ms);
+  2 threads (`results/ab_cpu_speed_2threads.json`) **1.28x N=0** (20.4 -> 16.0), **1.44x N=1** (34.7 -> 24.2).
+  Max abs difference new vs old 4.9e-5; onnxruntime vs fp32 eager (`odecam bench`'s parity column) 4.7e-5 /
+  2.3e-5.
+* Targets of issue 12, shipped default at 256 px, `odecam bench --checkpoint odecam/assets/default.safetensors
+  --backend onnxruntime --refs 0 1 --frames 200` on the loaded machine (load average ~3.6 on 2 cores, a
+  training job holding more than one core; `results/cpu_default256_speed.json`, 2 threads, and
+  `..._1thread.json`, `--threads 1`, which is faster while the other core is taken): N=0 19.2 ms p50 (51.9 fps)
+  with 2 threads, 17.2 ms (58.3 fps) with 1; N=1 27.9 ms (35.9 fps) and 21.7 ms (46.0 fps). A second 2-thread
+  run of the same code minutes earlier gave 20.3 / 28.7 ms, one of the code before the last step 15.5 / 24.1 ms:
+  absolute numbers here move by +-25% with the load; the interleaved A/Bs above are the comparison. The
+  3x3-conv throughput those runs measured was cut by the load (79-107 GFLOP/s, floors 5.4-8.5 ms), so their
+  "x floor" ratios (2.6-3.5x) are not the issue's measure; against the quiet run's floor (215 GFLOP/s: 2.7 /
+  3.1 ms) these loaded latencies are 6-9x. Targets (150 fps at N=0, 100 fps at N=1, within 3x of the floor):
+  **NOT met**. Still to do: a quiet rerun (the last quiet one, before this round: 19.4 / 20.5 ms p50 with 2
+  threads).
+* Left as it is: the decoder (bottleneck, up-blocks, head: 5 of the 10 ms of an N=0 graph) and F_A + fusion
+  (3 ms) are the largest parts, mostly convolutions the architecture asks for; what remains for "same
+  function" rewrites is small (each tried one above gave <= 5%). Bigger steps need a quiet machine to measure
+  2-thread scaling, fewer decoder channels at 128-256 px (a model change), or lower-precision kernels that
+  are actually faster here (bf16 through inductor was not)."""
 
 
 def speed_section() -> list[str]:
@@ -128,9 +193,13 @@ def speed_section() -> list[str]:
     ab, prof, lat = (RESULTS / "ab_cpu.json", RESULTS / "profile_ort.json", RESULTS / "latency_live.json")
     if ab.is_file() or prof.is_file() or lat.is_file():
         lines += ["## Per-frame speed (issue 12)", "", SPEED_NOTES, ""]
-    if ab.is_file():
+    for f in sorted(RESULTS.glob("cpu*speed*.json")):  # odecam bench runs recorded for issue 12
+        lines += cpu_section(f.stem, json.loads(f.read_text()))
+    for ab in [ab] + sorted(RESULTS.glob("ab_cpu_speed*.json")):
+        if not ab.is_file():
+            continue
         d = json.loads(ab.read_text())
-        lines += ["## CPU per-frame path, A/B against the previous code (`results/ab_cpu.json`)", "",
+        lines += [f"## CPU per-frame path, A/B against the previous code (`results/{ab.name}`)", "",
                   f"* `python benchmarks/ab_cpu.py --old {d.get('old')}`: keypoints + frame graph + uint8 output, old "
                   f"and new alternating frame by frame in one process, {d.get('threads')} threads; load average "
                   f"{d.get('loadavg_start')} -> {d.get('loadavg_end')} ({d.get('machine', 'this machine')})", "",
@@ -146,7 +215,8 @@ def speed_section() -> list[str]:
         lines += ["## onnxruntime op profile (`results/profile_ort.json`, `python benchmarks/profile_ort.py`)", "",
                   f"* lite at {d['size']} px, {d['weights']} weights, {d['threads']} threads; load average "
                   f"{d.get('loadavg_start')} -> {d.get('loadavg_end')}. Kernel ms per run by op type (top 8); "
-                  "`frame_tail` is the frame graph the onnxruntime backend runs (view-image warp and blend in torch). "
+                  "`frame_tail` is the frame graph the onnxruntime backend runs (view-image warp and blend in torch; "
+                  "`frame` is the exported graph with them inside). "
                   "Each graph is timed in its own session at another moment of a loaded machine: compare shares, "
                   "not wall times (the A/B above is the speed comparison).",
                   ""]
@@ -192,6 +262,8 @@ def write_results_md(path: Path = HERE / "RESULTS.md") -> Path:
             continue  # other benchmarks' results (e.g. keypoint_stream.json)
         if data.get("kind") != "gpu" and "conv_throughput" not in data:
             continue  # not an odecam bench record (e.g. load.json); the speed files come in speed_section
+        if "speed" in f.stem:
+            continue  # issue 12's odecam bench runs: in speed_section
         lines += gpu_section(f.stem, data) if data.get("kind") == "gpu" else cpu_section(f.stem, data)
     lines += speed_section()
     path.write_text("\n".join(lines))
