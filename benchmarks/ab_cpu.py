@@ -42,7 +42,8 @@ if random:
 else:
     model = load_checkpoint(DEFAULT_WEIGHTS, cfg=cfg)
 mods = graph_modules(model, refs + 1, cfg.evolution.steps)
-# the frame graph that checkout's onnxruntime backend runs: frame_tail (image-skip warp and blend beside it) if it has one
+# the frame graph that checkout's onnxruntime backend runs: frame_tail (image-skip warp and blend beside it)
+# if it has one
 tail = "frame_tail" in mods and cfg.generator.image_skip
 for g in ("keypoints", "frame_tail" if tail else "frame"):
     module, args, inputs, outputs = mods[g]

@@ -115,7 +115,8 @@ def inductor_trial(refs: list[int], frames: int, psnr_frames: int, threads: int,
             st = {k: (t.to(dtype) if k == "features" else t) for k, t in state.items()}
             if "channels-last" in name:  # oneDNN's preferred layout (bf16 convolutions especially)
                 m = m.to(memory_format=torch.channels_last)
-                st = {k: (t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t) for k, t in st.items()}
+                st = {k: (t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
+                      for k, t in st.items()}
 
             def frame(kp, m=m, st=st):
                 with export_fastpath():  # the same rewrites as the export (half-resolution head, separable F_C)
@@ -140,7 +141,8 @@ def inductor_trial(refs: list[int], frames: int, psnr_frames: int, threads: int,
             with torch.no_grad():
                 outs = [fn(d) for d in driving[:psnr_frames]]
             psnr = [_psnr_uint8(o, r) for o, r in zip(outs, ref)]
-            quality[name] = {"psnr_min_db": min(psnr), "psnr_mean_db": float(np.mean([p for p in psnr if p != float("inf")] or [float("inf")])),
+            finite = [p for p in psnr if p != float("inf")] or [float("inf")]
+            quality[name] = {"psnr_min_db": min(psnr), "psnr_mean_db": float(np.mean(finite)),
                              "max_abs": max(float((o - r).abs().max()) for o, r in zip(outs, ref))}
         times = {k: [] for k in runners}
         names = list(runners)

@@ -114,7 +114,8 @@ def test_warp_views_sum_matches_warp_then_weighted_sum():
     feats = torch.rand(4, 16, 9, 11)  # B = 2 items x V = 2 views
     grid = torch.empty(4, 7, 8, 2).uniform_(-1.2, 1.2)
     scale = torch.rand(4, 7, 8)
-    want = (torch.nn.functional.grid_sample(feats, grid, align_corners=True) * scale[:, None]).view(2, 2, 16, 7, 8).sum(1)
+    want = torch.nn.functional.grid_sample(feats, grid, align_corners=True) * scale[:, None]
+    want = want.view(2, 2, 16, 7, 8).sum(1)
     with export_fastpath():
         plain = warp_views_sum(feats, grid, scale, 2)
         with gather_warp():

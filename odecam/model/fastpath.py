@@ -166,7 +166,8 @@ def _phase_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     return big.reshape(o * 4, 4 * c, 2, 2)
 
 
-def upsampled_head(x: torch.Tensor, block: nn.Module, convs: Sequence[nn.Conv2d], act=None) -> list[torch.Tensor] | None:
+def upsampled_head(x: torch.Tensor, block: nn.Module, convs: Sequence[nn.Conv2d],
+                   act=None) -> list[torch.Tensor] | None:
     """``[act(conv(block(x))) for conv in convs]`` for F_G's last up-block (nearest 2x upsample -> 3x3 conv
     (plain or depthwise-separable) -> BN -> ReLU, :class:`~odecam.model.blocks.UpBlock2d`) and its 3x3 output
     convolutions, computed at x's resolution: the upsample and the block's 3x3 convolution become one

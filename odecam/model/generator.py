@@ -102,7 +102,7 @@ class Generator(nn.Module):
         """With the image skip: fused features -> (decoded image (B, 3, H, W), skip mask M (B, 1, H, W)), both
         in [0, 1] and not yet blended (:func:`blend_skip`). The two output convolutions run as one on the
         export fast path (:func:`odecam.model.fastpath.fused_convs`)."""
-        if fastpath.enabled() and len(self.up_blocks) > 0:  # the last up-block and the output convs at half resolution (export only)
+        if fastpath.enabled() and len(self.up_blocks) > 0:  # last up-block + output convs at half resolution (export)
             out = self.bottleneck(features)
             for block in self.up_blocks[:-1]:
                 out = block(out)
