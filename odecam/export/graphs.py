@@ -58,7 +58,7 @@ FRAME_OUTPUTS = ("image", "ode_ok")
 FRAME_TAIL_OUTPUTS = ("decoded", "skip_mask", "displacement", "weights", "ode_ok")
 
 
-_IDENTITY_256: dict[tuple, torch.Tensor] = {}
+_IDENTITY_GRIDS: dict[tuple, torch.Tensor] = {}
 
 
 def finish_tail(view_images: torch.Tensor, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
@@ -73,9 +73,9 @@ def finish_tail(view_images: torch.Tensor, decoded: torch.Tensor, mask: torch.Te
     256 px), and the blend is one ``lerp``."""
     v, c, h, w = view_images.shape
     key = (h, w, displacement.dtype)
-    ident = _IDENTITY_256.get(key)
+    ident = _IDENTITY_GRIDS.get(key)
     if ident is None:
-        ident = _IDENTITY_256[key] = make_coordinate_grid(h, w, displacement.dtype)
+        ident = _IDENTITY_GRIDS[key] = make_coordinate_grid(h, w, displacement.dtype)
     field = F.interpolate(displacement, size=(h, w), mode="bilinear", align_corners=True)
     warped = F.grid_sample(view_images, field.permute(0, 2, 3, 1) + ident, mode="bilinear", padding_mode="zeros",
                            align_corners=True)
