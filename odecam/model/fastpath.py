@@ -249,19 +249,10 @@ def warp_views_sum(features: torch.Tensor, grid: torch.Tensor, scale: torch.Tens
     b, (h, w) = bv // num_views, grid.shape[1:3]
     if not geometry._GATHER_WARP or c < geometry.GATHER_MIN_CHANNELS or features.dtype != grid.dtype:
         return sum_views((geometry.warp(features, grid) * scale.unsqueeze(1)).view(b, num_views, c, h, w))
-    x = (grid[..., 0] + 1) * (0.5 * (wi - 1))  # (B*V, h, w) pixel coordinates, as geometry.warp_gather
-    y = (grid[..., 1] + 1) * (0.5 * (hi - 1))
-    x0, y0 = torch.floor(x), torch.floor(y)
-    fx, fy = x - x0, y - y0
     table = features.permute(0, 2, 3, 1).reshape(bv * hi * wi, c)
-    base = torch.arange(bv, dtype=features.dtype, device=features.device).view(bv, 1, 1) * float(hi * wi)
     out = None
-    for dx, wx in ((0.0, 1 - fx), (1.0, fx)):
-        for dy, wy in ((0.0, 1 - fy), (1.0, fy)):
-            xx, yy = x0 + dx, y0 + dy
-            inside = (xx >= 0) & (xx <= wi - 1) & (yy >= 0) & (yy <= hi - 1)  # False for NaN too
-            index = torch.where(inside, yy * wi + xx + base, torch.zeros_like(xx))
-            rows = table[index.to(torch.int64).reshape(-1)].view(b, num_views, h, w, c)
-            weight = (wx * wy * inside.to(features.dtype) * scale).view(b, num_views, h, w, 1)
-            out = rows * weight if out is None else out + rows * weight
+    for index, weight in geometry.bilinear_taps(grid, hi, wi):
+        rows = table[index.reshape(-1)].view(b, num_views, h, w, c)
+        weight = (weight * scale).view(b, num_views, h, w, 1)
+        out = rows * weight if out is None else out + rows * weight
     return sum_views(out).permute(0, 3, 1, 2)

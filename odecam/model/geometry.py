@@ -87,26 +87,36 @@ def warp(features: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def warp_gather(features: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """:func:`warp` (bilinear, zero padding, ``align_corners=True``) as four row gathers from a
-    channels-last table: the same function as ``grid_sample`` to float rounding."""
-    b, c, hi, wi = features.shape
-    h, w = grid.shape[1:3]
+def bilinear_taps(grid: torch.Tensor, hi: int, wi: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The four bilinear taps of sampling points ``grid`` (B, h, w, 2) in [-1, 1] (``align_corners=True``)
+    from B maps of (hi, wi): (row index (B, h, w) int64 into a channels-last table of B * hi * wi rows,
+    weight (B, h, w)); a tap outside the map gets weight 0 and row 0 (zero padding; NaN points too)."""
+    b = grid.shape[0]
     x = (grid[..., 0] + 1) * (0.5 * (wi - 1))  # (B, h, w) pixel coordinates
     y = (grid[..., 1] + 1) * (0.5 * (hi - 1))
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
-    table = features.permute(0, 2, 3, 1).reshape(b * hi * wi, c)
-    base = torch.arange(b, dtype=features.dtype, device=features.device).view(b, 1, 1) * float(hi * wi)
-    out = None
+    base = torch.arange(b, dtype=grid.dtype, device=grid.device).view(b, 1, 1) * float(hi * wi)
+    taps = []
     for dx, wx in ((0.0, 1 - fx), (1.0, fx)):
         for dy, wy in ((0.0, 1 - fy), (1.0, fy)):
             xx, yy = x0 + dx, y0 + dy
             inside = (xx >= 0) & (xx <= wi - 1) & (yy >= 0) & (yy <= hi - 1)  # False for NaN too
             index = torch.where(inside, yy * wi + xx + base, torch.zeros_like(xx))  # always a valid row
-            rows = table[index.to(torch.int64).reshape(-1)].view(b, h, w, c)
-            term = rows * (wx * wy * inside.to(features.dtype)).unsqueeze(-1)
-            out = term if out is None else out + term
+            taps.append((index.to(torch.int64), wx * wy * inside.to(grid.dtype)))
+    return taps
+
+
+def warp_gather(features: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """:func:`warp` (bilinear, zero padding, ``align_corners=True``) as four row gathers from a
+    channels-last table: the same function as ``grid_sample`` to float rounding."""
+    b, c, hi, wi = features.shape
+    h, w = grid.shape[1:3]
+    table = features.permute(0, 2, 3, 1).reshape(b * hi * wi, c)
+    out = None
+    for index, weight in bilinear_taps(grid, hi, wi):
+        term = table[index.reshape(-1)].view(b, h, w, c) * weight.unsqueeze(-1)
+        out = term if out is None else out + term
     return out.permute(0, 3, 1, 2)
 
 
