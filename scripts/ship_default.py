@@ -1,16 +1,36 @@
 """Install a trained run as the package's default model: odecam/assets/default.safetensors (+ .json).
 
 Usage: python scripts/ship_default.py runs/lite-default/last.safetensors ["what it was trained on"]
+                                      [--image-size 256] [--steps-note "4450 steps of ... at 128 px"]
+
+``--image-size`` runs the weights at another size: F_K's and F_C's input scale factors are divided by the
+size ratio, so the keypoint and motion maps keep the sizes they were trained at (a lite model trained at
+128 px runs at 256 px with F_K at 64x64 and F_C / F_E at 32x32; the decoder then sees 256 px images).
 """
 
-import sys
+import argparse
 
 from odecam.assets import DEFAULT_WEIGHTS
 from odecam.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from odecam.model import MotionTransferModel
 
-src = sys.argv[1]
-_, _, meta = read_checkpoint(src)
-model = load_checkpoint(src)
-info = f"{sys.argv[2] if len(sys.argv) > 2 else meta.get('trained_on', '?')}, {meta.get('step', '?')} steps"
-path = save_checkpoint(model, DEFAULT_WEIGHTS, extra={"trained_on": info, "step": meta.get("step", "?")})
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("checkpoint")
+parser.add_argument("trained_on", nargs="?", default=None, help="what it was trained on (default: its metadata)")
+parser.add_argument("--image-size", type=int, default=None, help="run the weights at this size (see above)")
+parser.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="where to write (default: the package's default model)")
+args = parser.parse_args()
+
+_, _, meta = read_checkpoint(args.checkpoint)
+model = load_checkpoint(args.checkpoint)
+if args.image_size and args.image_size != model.cfg.image_size:
+    ratio = args.image_size / model.cfg.image_size
+    cfg = model.cfg.replace(**{"image_size": args.image_size,
+                               "keypoints.scale_factor": model.cfg.keypoints.scale_factor / ratio,
+                               "motion.scale_factor": model.cfg.motion.scale_factor / ratio})
+    resized = MotionTransferModel(cfg)
+    resized.load_state_dict(model.state_dict())
+    model = resized
+info = f"{args.trained_on or meta.get('trained_on', '?')}, {meta.get('step', '?')} steps"
+path = save_checkpoint(model, args.out, extra={"trained_on": info, "step": meta.get("step", "?")})
 print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {model.cfg.name} at {model.cfg.image_size}px, trained on {info}")
