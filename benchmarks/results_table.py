@@ -177,8 +177,13 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   3x3-conv throughput those runs measured was cut by the load (79-107 GFLOP/s, floors 5.4-8.5 ms), so their
   "x floor" ratios (2.6-3.5x) are not the issue's measure; against the quiet run's floor (215 GFLOP/s: 2.7 /
   3.1 ms) these loaded latencies are 6-9x. Targets (150 fps at N=0, 100 fps at N=1, within 3x of the floor):
-  **NOT met**. Still to do: a quiet rerun (the last quiet one, before this round: 19.4 / 20.5 ms p50 with 2
-  threads).
+  **NOT met**.
+* Quiet rerun after this round (`results/cpu_default256_quiet.json`, same command, 2 threads, nothing else
+  running, load average 1.1 from the job just before): **N=0 11.7 ms p50 (85.8 fps), N=1 16.1 ms (62.0 fps)**,
+  against 19.4 / 20.5 ms in the quiet run before this round (1.66x / 1.27x). onnxruntime measured only
+  112 GFLOP/s on 3x3 convolutions in this run (215 in the one before), so its floor reads 5.1 / 6.0 ms (2.3x /
+  2.7x); against the earlier floor of 2.7 / 3.1 ms the path is 4.3x / 5.2x. Targets (150 fps at N=0, 100 fps
+  at N=1, within 3x of the floor): **NOT met**; the 3x ratio depends on which conv throughput the floor uses.
 * Left as it is: the decoder (bottleneck, up-blocks, head: 5 of the 10 ms of an N=0 graph) and F_A + fusion
   (3 ms) are the largest parts, mostly convolutions the architecture asks for; what remains for "same
   function" rewrites is small (each tried one above gave <= 5%). Bigger steps need a quiet machine to measure
