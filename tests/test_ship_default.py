@@ -1,0 +1,36 @@
+"""scripts/ship_default.py: install a run's weights as the default, optionally at another image size."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from odecam.assets import DEFAULT_WEIGHTS
+from odecam.checkpoint import load_checkpoint, read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ship_at_another_size_keeps_weights_and_map_sizes(tmp_path):
+    out = tmp_path / "shipped.safetensors"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_default.py"), str(DEFAULT_WEIGHTS), "a test run",
+                        "--image-size", "128", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    src_cfg, _, _ = read_checkpoint(DEFAULT_WEIGHTS)
+    cfg, _, meta = read_checkpoint(out)
+    assert cfg.image_size == 128
+    ratio = src_cfg.image_size / 128
+    # F_K's and F_C's maps keep their sizes: input side x scale factor is unchanged
+    assert cfg.keypoints.scale_factor * 128 == src_cfg.keypoints.scale_factor * src_cfg.image_size
+    assert cfg.motion.scale_factor == src_cfg.motion.scale_factor * ratio
+    assert meta["trained_on"].startswith("a test run")
+    a, b = load_file(str(DEFAULT_WEIGHTS)), load_file(str(out))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    model = load_checkpoint(out).eval()
+    with torch.no_grad():
+        kp = model.kp_detector(torch.rand(1, 3, 128, 128))["value"]
+    assert kp.shape == (1, cfg.keypoints.num_kp, 2) and torch.isfinite(kp).all()
