@@ -36,15 +36,18 @@ _META_CONFIG = "odecam_config"
 _META_VERSION = "odecam_format"
 
 
-def save_checkpoint(model: MotionTransferModel, path: str | Path, extra: dict[str, str] | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` config. Returns the weights path."""
+def save_checkpoint(model: MotionTransferModel, path: str | Path, extra: dict[str, str] | None = None,
+                    tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``path`` (.safetensors) and its ``.json`` config. Returns the weights path.
+
+    ``tensors`` (the model's state-dict keys and shapes, e.g. an average of its weights) replace the model's own."""
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in (tensors or model.state_dict()).items()}
     meta = {_META_CONFIG: model.cfg.to_json(), _META_VERSION: str(FORMAT_VERSION)} | (extra or {})
     tmp = path.with_suffix(".safetensors.tmp")
     save_file(tensors, str(tmp), metadata=meta)

@@ -37,6 +37,39 @@ def test_train_then_resume_after_interruption(tmp_path):
     assert (run / "last.safetensors").exists() and (run / "last.json").exists()
 
 
+def test_weight_average_follows_its_formula_and_resumes(tmp_path):
+    """ema_decay d: after each step ema <- d * ema + (1 - d) * weights, starting from the initial weights;
+    ema.safetensors loads as a checkpoint, and a resumed run continues the same average."""
+    from odecam.checkpoint import load_checkpoint, read_checkpoint
+
+    d = 0.5
+    cfg = TrainConfig.from_dict(TINY | {"ema_decay": d, "checkpoint_every": 1, "steps": 2})
+    run = tmp_path / "run"
+    t = Trainer(cfg, run, progress=False)
+    w0 = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.train(max_steps=1)
+    w1 = {k: v.clone() for k, v in t.model.state_dict().items()}
+    _, ema1, meta = read_checkpoint(run / "ema.safetensors")
+    assert meta["ema_decay"] == "0.5" and meta["step"] == "1"
+    name = next(k for k in w0 if w0[k].is_floating_point() and not torch.equal(w0[k], w1[k]))
+    torch.testing.assert_close(ema1[name], d * w0[name] + (1 - d) * w1[name])
+    resumed = Trainer(cfg, run, progress=False)
+    resumed.train()
+    w2 = resumed.model.state_dict()
+    _, ema2, _ = read_checkpoint(run / "ema.safetensors")
+    torch.testing.assert_close(ema2[name], d * ema1[name] + (1 - d) * w2[name])
+    assert not torch.equal(ema2[name], w2[name])
+    model = load_checkpoint(run / "ema.safetensors")
+    assert model.cfg == resumed.model_cfg
+
+
+def test_bad_ema_decay_is_refused(tmp_path):
+    from odecam.errors import OdecamError
+
+    with pytest.raises(OdecamError, match="ema_decay 1.5 is out of range"):
+        Trainer(TrainConfig.from_dict(TINY | {"ema_decay": 1.5}), tmp_path / "run", progress=False)
+
+
 def test_cli_train_with_ablation_switch(tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(TINY | {"steps": 2}))

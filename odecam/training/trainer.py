@@ -84,6 +84,10 @@ class TrainConfig:
     adjoint: bool = False
     device: str = "auto"
     init_checkpoint: str | None = None
+    #: > 0: also keep an exponential moving average of the weights (decay per step, e.g. 0.999 averages over
+    #: about the last 1,000 steps), written beside ``last.safetensors`` as ``RUN_DIR/ema.safetensors``; a
+    #: checkpoint to evaluate and ship, steadier than the last step's weights. 0 = off
+    ema_decay: float = 0.0
     loss: LossConfig = field(default_factory=LossConfig)
 
     @classmethod
@@ -272,6 +276,7 @@ class Trainer:
         self.step = 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._resume()
+        self.ema = WeightAverage(self.model, cfg.ema_decay, self.run_dir / "ema.safetensors") if cfg.ema_decay else None
         if self.world > 1:
             self.wrapped: nn.Module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[local_rank] if self.device.type == "cuda" else None,
@@ -323,6 +328,9 @@ class Trainer:
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "step": self.step, "rng": torch.get_rng_state()}, tmp)
         tmp.replace(self._state_path())
+        if self.ema is not None:
+            self.ema.save(self.model, {"step": str(self.step), "trained_on": "+".join(self.cfg.data),
+                                       "ema_decay": str(self.cfg.ema_decay)})
         (self.run_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
         plot_losses(self.run_dir / "losses.csv", self.run_dir / "losses.png")
 
@@ -377,6 +385,8 @@ class Trainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 last = {k: float(v.detach()) for k, v in losses.items()}
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['total']:.3f}", l1=f"{last['l1_metric']:.3f}")
@@ -399,6 +409,40 @@ class Trainer:
             (self.run_dir / f"weights_rank{self.rank}.sha256").write_text(weights_digest(self.model) + "\n")
             dist.barrier()
         return last
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights: after each optimiser step every floating tensor of
+    the state dict moves ``1 - decay`` of the way to the model's (buffers such as BatchNorm statistics too);
+    integer buffers are copied. Starts from ``path`` when it holds an average of the same model (a resumed
+    run), else from the model's weights."""
+
+    def __init__(self, model: nn.Module, decay: float, path: Path) -> None:
+        if not 0.0 < decay < 1.0:
+            raise OdecamError(f"ema_decay {decay} is out of range; use a value in (0, 1), e.g. 0.999, or 0 for off.")
+        self.decay, self.path = decay, path
+        state = model.state_dict()
+        self.tensors = {k: v.detach().clone() for k, v in state.items()}
+        if path.exists():
+            from odecam.checkpoint import check_state_dict, read_checkpoint
+
+            _, saved, _ = read_checkpoint(path)
+            check_state_dict(model, saved, f"weight average {str(path)!r}")
+            for k, v in saved.items():
+                self.tensors[k].copy_(v)
+        self._float = [k for k, v in self.tensors.items() if v.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        state = model.state_dict()
+        torch._foreach_lerp_([self.tensors[k] for k in self._float], [state[k].detach() for k in self._float],
+                             1.0 - self.decay)
+        for k, v in self.tensors.items():
+            if not v.is_floating_point():
+                v.copy_(state[k])
+
+    def save(self, model: MotionTransferModel, extra: dict[str, str]) -> None:
+        save_checkpoint(model, self.path, extra=extra, tensors=self.tensors)
 
 
 def _open_loss_log(csv_path: Path, fields: list[str]) -> None:
