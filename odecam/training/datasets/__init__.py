@@ -94,8 +94,8 @@ def build_dataset(
       frame folders to take stills from) -- :class:`StillImageAnimation`;
     * ``'faces:DIR'`` -- :class:`FaceCropDataset`: crops and landmarks written by ``odecam
       prepare-faces`` (far driving frames, landmark-guided synthetic motion, portraits); options
-      ``faces:DIR,synthetic=P,far=P,stills=SHARE,candidates=N`` set ``synthetic_prob``, ``far_prob``,
-      ``stills_share`` and ``far_candidates``;
+      ``faces:DIR,synthetic=P,far=P,stills=SHARE,candidates=N,rotate=DEG`` set ``synthetic_prob``,
+      ``far_prob``, ``stills_share``, ``far_candidates`` and ``rotation`` (whole-item tilt, degrees);
     * any existing path -- :class:`VideoFolderDataset` (FOMM layout, folder of videos, or a file).
 
     Extra keyword arguments go to :class:`VideoFolderDataset` (e.g. ``repeats``, ``cache_bytes``) and
@@ -142,12 +142,13 @@ def build_dataset(
         _check_not_eval_only(root, split, allow_eval_only)
         known = inspect.signature(FaceCropDataset.__init__).parameters
         extra = {k: v for k, v in kwargs.items() if k in known}
-        names = {"synthetic": "synthetic_prob", "far": "far_prob", "stills": "stills_share", "candidates": "far_candidates"}
+        names = {"synthetic": "synthetic_prob", "far": "far_prob", "stills": "stills_share", "candidates": "far_candidates",
+                 "rotate": "rotation"}
         for opt in opts:
             key, _, value = opt.partition("=")
             if key not in names or not value:
                 raise DatasetError(f"Unknown option {opt!r} in {s!r}: use faces:DIR[,synthetic=P][,far=P][,stills=SHARE]"
-                                   f"[,candidates=N], e.g. faces:{path},synthetic=0.5.")
+                                   f"[,candidates=N][,rotate=DEG], e.g. faces:{path},synthetic=0.5.")
             try:
                 extra[names[key]] = int(value) if key == "candidates" else float(value)
             except ValueError:

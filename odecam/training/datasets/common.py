@@ -177,6 +177,10 @@ class AugmentConfig:
     contrast: float = 0.1
     saturation: float = 0.1
     hue: float = 0.1
+    #: in-plane rotation of the whole item (every frame, its landmarks and field by one angle drawn
+    #: uniformly in [-rotation, rotation] degrees, about the centre): heads tilted as a webcam held askew
+    #: films them (carphone's driver is rolled about 20 degrees throughout); 0 = off
+    rotation: float = 0.0
 
     def apply(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(K, H, W, 3) uint8 RGB -> augmented (K, H, W, 3) float32 RGB in [0, 1]."""
@@ -193,6 +197,9 @@ class AugmentConfig:
                             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """As :meth:`apply_with_landmarks`, and a backward field (G, G, 2) moved with the image: a flip
         mirrors its columns and negates its x component."""
+        if self.rotation > 0:
+            frames, landmarks, field = rotate_item(frames, landmarks, field,
+                                                   float(rng.uniform(-self.rotation, self.rotation)))
         x = frames.astype(np.float32) / 255.0
         if rng.random() < self.flip_prob:
             x = x[:, :, ::-1]
@@ -220,6 +227,41 @@ class AugmentConfig:
                 out[k] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
             x = out
         return np.clip(x, 0.0, 1.0), landmarks, field
+
+
+def rotate_item(frames: np.ndarray, landmarks: np.ndarray | None, field: np.ndarray | None, degrees: float
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Rotate an item's frames (K, H, W, 3) about their centre by ``degrees`` (counter-clockwise on screen,
+    as ``cv2.getRotationMatrix2D``; borders reflected), with its landmarks (K, 68, 2) and backward field
+    (G, G, 2) in [-1, 1] units (``align_corners=True``).
+
+    With R the rotation in [-1, 1] units, a point p moves to R p, and the field d (``driving(p) =
+    source(p + d(p))``) becomes d'(p) = R d(R^-1 p): resampled bilinearly at R^-1 p and turned; NaN where
+    R^-1 p leaves the grid or touches an unknown node."""
+    k, h, w = frames.shape[:3]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), degrees, 1.0)
+    out = np.stack([cv2.warpAffine(np.ascontiguousarray(f), m, (w, h), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REFLECT_101) for f in frames])
+    half = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    r = (m[:, :2] * half[None, :] / half[:, None]).astype(np.float32)  # D^-1 M D: pixels -> [-1, 1] units
+    if landmarks is not None:
+        landmarks = (landmarks @ r.T).astype(np.float32)
+    if field is not None:
+        g = field.shape[0]
+        nodes = np.stack(np.meshgrid(np.linspace(-1, 1, g), np.linspace(-1, 1, g), indexing="xy"), -1)
+        src = nodes @ np.linalg.inv(r).T  # R^-1 p for every node p, (G, G, 2)
+        pos = (src + 1) * (g - 1) / 2
+        inside = ((pos >= -1e-6) & (pos <= g - 1 + 1e-6)).all(-1)
+        pos = np.clip(pos, 0, g - 1)
+        i0 = np.minimum(np.floor(pos).astype(int), g - 2)
+        t = (pos - i0).astype(np.float32)
+        x0, y0 = i0[..., 0], i0[..., 1]
+        tx, ty = t[..., :1], t[..., 1:]
+        sampled = ((1 - ty) * ((1 - tx) * field[y0, x0] + tx * field[y0, x0 + 1])
+                   + ty * ((1 - tx) * field[y0 + 1, x0] + tx * field[y0 + 1, x0 + 1]))
+        sampled[~inside] = np.nan
+        field = (sampled @ r.T).astype(np.float32)
+    return out, landmarks, field
 
 
 def _resolve_augment(augment: bool | AugmentConfig | None, split: str) -> AugmentConfig | None:

@@ -31,11 +31,13 @@ Sampling (pairs that differ in expression and pose, so that copying the source d
   a portrait's items are always synthesised (the source gets a small motion of its own).
 
 Augmentation (:class:`~odecam.training.datasets.common.AugmentConfig`) is the same for every frame
-of an item and moves the landmarks with the image (a flip negates x and swaps left / right points).
+of an item and moves the landmarks with the image (a flip negates x and swaps left / right points; a
+rotation, ``rotate=DEG``, turns frames, landmarks and the synthetic motion's field together).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -124,6 +126,8 @@ class FaceCropDataset(Dataset):
             item per ``repeats`` each way; without clips every item is a portrait).
         motion: ranges of the synthetic motion.
         min_frames: clips with fewer frames that have landmarks are left out.
+        rotation: with augmentation, rotate each item by up to this many degrees
+            (:attr:`AugmentConfig.rotation`; spec option ``rotate=DEG``).
         seed: base seed of the test split.
     """
 
@@ -144,6 +148,7 @@ class FaceCropDataset(Dataset):
         stills_share: float = 0.25,
         motion: MotionConfig | None = None,
         min_frames: int | None = None,
+        rotation: float = 0.0,
         seed: int = 0,
     ) -> None:
         if split not in ("train", "test"):
@@ -153,6 +158,8 @@ class FaceCropDataset(Dataset):
         self.image_size = int(image_size)
         self.num_refs = int(num_refs)
         self.augment = _resolve_augment(augment, split)
+        if rotation and self.augment is not None:
+            self.augment = dataclasses.replace(self.augment, rotation=float(rotation))
         self.repeats = max(1, int(repeats))
         self.far_prob = float(far_prob)
         self.far_candidates = max(1, int(far_candidates))
