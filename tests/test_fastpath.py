@@ -123,3 +123,44 @@ def test_warp_views_sum_matches_warp_then_weighted_sum():
             grid[0, 0, 0] = float("nan")
             assert torch.isfinite(warp_views_sum(feats, grid, scale, 2)[1]).all()  # the other item is untouched
     assert float((plain - want).abs().max()) <= 1e-5 and float((gathered - want).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("b", [1, 2])
+@pytest.mark.parametrize("v", [1, 2])
+def test_image_skip_tail_matches_the_resize_grid_formulation(b, v):
+    """The image skip has one implementation: the backend's ``finish_tail`` is ``warp_images`` + ``blend_skip``,
+    and their sampling grid (the contiguous field upsampled, plus a cached identity) is the previous
+    ``resize_grid`` of the (B*V, h_m, w_m, 2) sampling grid to float rounding. A grid rounding of 2.4e-7 moves a
+    sampled point by (S - 1) / 2 times that in pixels, which an edge (noise, or the zero padding where a point
+    leaves the view) turns into up to 3e-5 at 256 px: smooth views at 64 px here (bound 7.5e-6)."""
+    import torch.nn.functional as F
+
+    from odecam.export.graphs import finish_tail
+    from odecam.model.generator import blend_skip, sampling_grid, warp_images
+    from odecam.model.geometry import resize_grid
+
+    torch.manual_seed(b * 10 + v)
+    s, hm, hw = 64, 16, 16  # image, field and view-weight sizes (lite's proportions at a quarter size)
+    images = F.interpolate(torch.rand(b * v, 3, 8, 8), size=(s, s), mode="bicubic", align_corners=False)
+    disp = F.interpolate(torch.randn(b * v, 2, 4, 4) * 0.2, size=(hm, hm), mode="bilinear") \
+        + torch.randn(b * v, 2, hm, hm) * 0.01
+    weights = torch.softmax(torch.randn(b, v, 1, hw, hw), dim=1)
+    decoded, mask = torch.rand(b, 3, s, s), torch.rand(b, 1, s, s)
+
+    grid = resize_grid(make_coordinate_grid(hm, hm)[None] + disp.permute(0, 2, 3, 1), s, s)  # the previous grid
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    wts = F.interpolate(weights.view(b, v, hw, hw), size=(s, s), mode="bilinear", align_corners=False)
+    fused = (warped.view(b, v, 3, s, s) * wts.unsqueeze(2)).sum(1)
+    want = mask * fused + (1 - mask) * decoded
+
+    new_grid, ident = sampling_grid(disp, s, s)
+    assert new_grid.shape == (b * v, s, s, 2) and torch.equal(ident, make_coordinate_grid(s, s))
+    assert float((new_grid - grid).abs().max()) <= 1e-6
+    same = sampling_grid(disp, hm, hm)[0]  # warp_views' case at the field's own size: no resampling at all
+    assert torch.equal(same, resize_grid(make_coordinate_grid(hm, hm)[None] + disp.permute(0, 2, 3, 1), hm, hm))
+    ours = blend_skip(decoded, mask, warp_images(images, disp, weights))
+    tail = finish_tail(images, decoded, mask, disp, weights)
+    assert ours.shape == tail.shape == (b, 3, s, s)
+    assert float((ours - want).abs().max()) <= 1e-5
+    assert float((tail - want).abs().max()) <= 1e-5
+    assert float((tail - ours).abs().max()) <= 1e-6

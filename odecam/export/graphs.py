@@ -19,10 +19,10 @@ Input and output names are part of the exported format (:data:`FORMAT_VERSION` i
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from odecam.model import MotionTransferModel
+from odecam.model.generator import blend_skip, warp_images
 from odecam.model.geometry import make_coordinate_grid
 
 #: avatar state tensors, in the order the avatar graph returns them and the frame graph takes them
@@ -58,35 +58,14 @@ FRAME_OUTPUTS = ("image", "ode_ok")
 FRAME_TAIL_OUTPUTS = ("decoded", "skip_mask", "displacement", "weights", "ode_ok")
 
 
-_IDENTITY_GRIDS: dict[tuple, torch.Tensor] = {}
-
-
 def finish_tail(view_images: torch.Tensor, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
                 weights: torch.Tensor) -> torch.Tensor:
     """The image skip beside a ``FrameGraph(skip_tail=True)`` graph: view images (V, 3, S, S), and the graph's
     decoded image (1, 3, S, S), mask M (1, 1, S, S), fields (V, 2, h_m, w_m) and view weights (1, V, 1, h, w)
-    -> M * warped + (1 - M) * decoded, (1, 3, S, S).
-
-    The same function as :func:`odecam.model.generator.warp_images` and ``blend_skip`` to float rounding, cheaper
-    on a CPU: the field is upsampled as a contiguous (V, 2, h_m, w_m) displacement and added to a cached
-    identity grid (``resize_grid`` interpolates the strided (V, h_m, w_m, 2) grid: 0.8 of 1.2 ms per view at
-    256 px), and the blend is one ``lerp``."""
-    v, c, h, w = view_images.shape
-    key = (h, w, displacement.dtype)
-    ident = _IDENTITY_GRIDS.get(key)
-    if ident is None:
-        ident = _IDENTITY_GRIDS[key] = make_coordinate_grid(h, w, displacement.dtype)
-    field = F.interpolate(displacement, size=(h, w), mode="bilinear", align_corners=True)
-    warped = F.grid_sample(view_images, field.permute(0, 2, 3, 1) + ident, mode="bilinear", padding_mode="zeros",
-                           align_corners=True)
-    if v > 1:
-        wts = F.interpolate(weights.view(1, v, weights.shape[3], weights.shape[4]), size=(h, w), mode="bilinear",
-                            align_corners=False)
-        fused = warped[0:1] * wts[:, 0:1]
-        for j in range(1, v):
-            fused = fused + warped[j:j + 1] * wts[:, j:j + 1]
-        warped = fused
-    return torch.lerp(decoded, warped, mask)
+    -> M * warped + (1 - M) * decoded, (1, 3, S, S): :func:`odecam.model.generator.warp_images` and
+    :func:`~odecam.model.generator.blend_skip`, the very functions the eager model runs (batches of B items
+    too: (B*V, ...) views and fields, (B, ...) images)."""
+    return blend_skip(decoded, mask, warp_images(view_images, displacement, weights))
 
 
 def state_to_inputs(model: MotionTransferModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
