@@ -33,3 +33,33 @@ def test_default_beats_no_motion_on_held_out_clip(num_refs):
     else:
         # N=0 does not beat no-motion yet (benchmarks/results/EVALUATION.md); guard against regressions only
         assert ours.metrics["l1"] < base.metrics["l1"] * 1.3
+
+
+def test_avatar_rolls_the_way_a_turned_driver_rolls():
+    """A driving face turned by known angles turns the avatar the same way (issue 9: roll once transferred
+    with the wrong sign). The driver is carphone's first frame framed as `live` frames a webcam; the avatar
+    is the built-in photo, N=0, relative motion, as `demo` runs it."""
+    import cv2
+    import numpy as np
+
+    from odecam.engine.animator import Animator
+    from odecam.engine.avatar import Avatar
+    from odecam.evaluation.animation import load_framed_videos, load_source_photo
+    from odecam.evaluation.expression import face_signals, pearson
+
+    torch.set_num_threads(1)
+    model = load_model().model
+    s = model.cfg.image_size
+    face = (load_framed_videos(carphone_path(), s, max_frames=2)[0].frames[0].permute(1, 2, 0).numpy() * 255)
+    face = face.round().astype(np.uint8)
+    anim = Animator(model, Avatar(model, load_source_photo("astronaut", s).image))
+    driver, avatar = [], []
+    for angle in (0, -15, -8, 8, 15):  # the first frame is the neutral pose
+        m = cv2.getRotationMatrix2D(((s - 1) / 2, (s - 1) / 2), angle, 1.0)
+        turned = cv2.warpAffine(face, m, (s, s), borderMode=cv2.BORDER_REFLECT_101)
+        out = anim(turned)
+        driver.append(face_signals(turned)["roll"])
+        avatar.append(face_signals(out)["roll"])
+    d, a = np.array(driver[1:]) - driver[0], np.array(avatar[1:]) - avatar[0]
+    assert np.all(np.sign(a) == np.sign(d)), (d, a)  # shipped default: d -15 -8 8 15, a -14 -4 3 7 degrees
+    assert np.all(np.abs(a) >= 0.2 * np.abs(d)) and pearson(d, a) > 0.9
