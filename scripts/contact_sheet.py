@@ -118,7 +118,9 @@ def main() -> None:
         outs = []
         for model in models:
             animator = Animator(model, Avatar(model, to_image(photo.tensor)), backend="torch")
-            outs.append([animator(f) for f in frames])  # the first frame is the neutral pose
+            # the first frame is the neutral pose; F_K sees the face levelled where live levels it
+            outs.append([animator(to_image(lv[0][None]), lv[1]) if (lv := video.levelled.get(i)) else animator(f)
+                         for i, f in enumerate(frames)])
         picks = [int(i) for i in _pick(frames, args.frames)]
         blocks.append(_block(Path(path).stem, frames, outs, labels, picks, args.tile))
     width = max(b.shape[1] for b in blocks)

@@ -157,3 +157,127 @@ def test_user_mistakes_get_one_sentence() -> None:
         FaceFramer().set_manual(zoom=-1.0)
     with pytest.raises(ValueError, match="expects an image"):
         FaceFramer().process(np.zeros(10, np.uint8))
+
+
+# ---------------------------------------------------------------------- roll levelling for F_K
+def _astronaut_frame(degrees: float) -> np.ndarray:
+    """skimage's astronaut (BGR) in a 512x684 frame, turned by ``degrees`` (counter-clockwise) about her face."""
+    from skimage import data
+
+    canvas = cv2.copyMakeBorder(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), 0, 0, 86, 86, cv2.BORDER_REFLECT_101)
+    x0, y0, x1, y1 = detect_faces(canvas)[0]
+    m = cv2.getRotationMatrix2D(((x0 + x1) / 2, (y0 + y1) / 2), degrees, 1.0)
+    return cv2.warpAffine(canvas, m, canvas.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _settle(frame: np.ndarray, config: FramingConfig, frames: int = 20):
+    framer = FaceFramer(config)
+    return [framer.process(frame) for _ in range(frames)]
+
+
+def _eye_roll(image_bgr: np.ndarray) -> float:
+    from odecam.evaluation.expression import face_signals
+
+    s = face_signals(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+    assert s is not None, "the eval's landmarks should find the face"
+    return s["roll"]
+
+
+def test_upright_face_is_not_levelled() -> None:
+    outs = _settle(_astronaut_frame(0), FramingConfig())
+    # the astronaut leans ~3 degrees: inside the dead zone, so no rotation at all
+    assert all(o.roll == 0.0 and o.level_image is None for o in outs)
+    assert outs[-1].model_input()[0] is outs[-1].image and outs[-1].model_input()[1] == 0.0
+
+
+@pytest.mark.parametrize("degrees", [25.0, -25.0])
+def test_tilted_face_is_levelled_for_fk_and_shown_unturned(degrees: float) -> None:
+    from odecam.realtime.framing import face_roll
+
+    upright = _astronaut_frame(0)
+    base = face_roll(upright, detect_faces(upright)[0])  # the photo's own lean, about -3 degrees
+    frame = _astronaut_frame(degrees)
+    outs = _settle(frame, FramingConfig())
+    plain = _settle(frame, FramingConfig(level_roll=False))
+    last = outs[-1]
+    assert last.roll == pytest.approx(base + degrees, abs=3.0), (base, last.roll)
+    assert outs[0].roll == pytest.approx(base + degrees, abs=3.0)  # a new face starts levelled in place
+    assert last.level_image is not None and last.level_image.shape == last.image.shape
+    assert last.level_image.dtype == np.uint8
+    assert abs(_eye_roll(last.image)) > 20  # what users see is turned ...
+    assert abs(_eye_roll(last.level_image)) < 4  # ... F_K's input has the eyes level
+    for a, b in zip(outs, plain):  # image and box are exactly those of the unlevelled framing
+        assert np.array_equal(a.image, b.image) and a.box == b.box
+        assert b.roll == 0.0 and b.level_image is None
+    # the face leaves: the angle glides back to 0
+    framer = FaceFramer(FramingConfig(lost_after=3, detect_every=1))
+    for _ in range(20):
+        framer.process(frame)
+    blank = np.full_like(frame, 90)
+    rolls = [framer.process(blank).roll for _ in range(25)]
+    assert rolls[-1] == 0.0 and any(r != 0.0 for r in rolls)
+
+
+@pytest.fixture(scope="module")
+def default_animator():
+    import torch
+
+    from odecam import assets
+    from odecam.checkpoint import load_checkpoint
+    from odecam.engine import Animator, Avatar
+
+    torch.set_num_threads(1)
+    model = load_checkpoint(str(assets.DEFAULT_WEIGHTS))
+    face = cv2.cvtColor(_settle(_astronaut_frame(0), FramingConfig(), 2)[-1].image, cv2.COLOR_BGR2RGB)
+    return Animator(model, Avatar(model, face), backend="torch")
+
+
+def _kp_error_px(kp, rgb: np.ndarray) -> float:
+    """Mean distance (px) between F_K's landmark-tied keypoints (1, K, 2) and their dlib targets on ``rgb``."""
+    from odecam.evaluation.expression import landmarks68
+    from odecam.training.landmark_loss import LandmarkTargets
+
+    mat = LandmarkTargets().matrix().numpy().astype(np.float64)
+    lm = landmarks68(rgb)
+    assert lm is not None
+    tgt = mat @ lm
+    s = rgb.shape[0]
+    p = (kp[0].double().numpy()[: len(tgt)] + 1) / 2 * (s - 1)
+    return float(np.linalg.norm(p - tgt, axis=1).mean())
+
+
+@pytest.mark.parametrize("degrees", [25.0, -25.0])
+def test_levelled_keypoints_turned_back_land_nearer_the_landmarks(default_animator, degrees: float) -> None:
+    """The shipped default on a face turned +-25 degrees: F_K on the levelled crop, keypoints turned back by
+    ``roll`` (Animator.keypoints), is closer to dlib's targets on the unturned crop than F_K on that crop."""
+    out = _settle(_astronaut_frame(degrees), FramingConfig())[-1]
+    rgb = cv2.cvtColor(out.image, cv2.COLOR_BGR2RGB)
+    level, roll = out.model_input()
+    plain = _kp_error_px(default_animator.keypoints(rgb)[0], rgb)
+    levelled = _kp_error_px(default_animator.keypoints(cv2.cvtColor(level, cv2.COLOR_BGR2RGB), roll)[0], rgb)
+    wrong_sign = _kp_error_px(default_animator.keypoints(cv2.cvtColor(level, cv2.COLOR_BGR2RGB), -roll)[0], rgb)
+    print(f"tied keypoints vs dlib, face turned {degrees:+.0f} deg: unlevelled {plain:.1f} px, "
+          f"levelled {levelled:.1f} px "
+          f"(turned back the wrong way {wrong_sign:.1f} px)")
+    assert levelled < plain - 2.0 and levelled < wrong_sign
+
+
+def test_roll_zero_is_bit_identical(default_animator) -> None:
+    import torch
+
+    from odecam.engine.animator import unroll_keypoints
+
+    rgb = cv2.cvtColor(_settle(_astronaut_frame(25.0), FramingConfig(), 2)[-1].image, cv2.COLOR_BGR2RGB)
+    a, ja = default_animator.keypoints(rgb)
+    b, jb = default_animator.keypoints(rgb, roll=0.0)
+    assert torch.equal(a, b) and ja is None and jb is None
+    default_animator.recalibrate()
+    default_animator(rgb)
+    assert np.array_equal(default_animator(rgb), default_animator(rgb, roll=0.0))
+    # turning back by +r undoes a turn by -r; a point right of the centre turned by +90 goes up (y down)
+    v = torch.tensor([[[0.5, 0.0], [0.2, -0.3]]])
+    j = torch.eye(2).expand(1, 2, 2, 2).clone()
+    up, jup = unroll_keypoints(v, j, 90.0)
+    assert torch.allclose(up[0, 0], torch.tensor([0.0, -0.5]), atol=1e-6)
+    back, jback = unroll_keypoints(up, jup, -90.0)
+    assert torch.allclose(back, v, atol=1e-6) and torch.allclose(jback, j, atol=1e-6)

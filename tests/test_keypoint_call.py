@@ -499,8 +499,9 @@ def test_cli_send_and_receive_with_a_sender_restart(tmp_path):
         first.kill()  # a crash: the receiver is not told
         first.wait(10)
         before = rendered()
-        second = subprocess.run(send + ["--max-frames", "60", "--progress", "0.5"], env=env, capture_output=True,
-                                text=True, timeout=60)
+        # the restarted sender follows the face, levelled for F_K (carphone leans ~15 degrees)
+        second = subprocess.run(send + ["--max-frames", "60", "--progress", "0.5", "--framing", "face"], env=env,
+                                capture_output=True, text=True, timeout=60)
         assert second.returncode == 0, second.stdout + second.stderr
         said = second.stdout
         assert "connected to" in said

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after N driving frames")
     p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
+    p.add_argument("--no-level", dest="level", action="store_false",
+                   help="do not level a tilted driving face for the keypoint detector (default: level it, turn the "
+                        "keypoints back)")
     add_backend_arguments(p)
 
 
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(name, model, precision=args.precision, ode_steps=args.ode_steps,
                           **backend_options(name, plan))
     animator = Animator(model, avatar, relative=not args.absolute, ode_steps=args.ode_steps, backend=backend)
-    framer = FaceFramer(FramingConfig(output_size=size))  # the driving face, framed as live frames the webcam
+    framer = FaceFramer(FramingConfig(output_size=size, level_roll=args.level))  # framed as live frames the webcam
     fps = video_fps(driving_path)
     say(f"weights: {loaded.description}")
     say(f"backend {backend.describe()}; {plan.describe()}")
@@ -80,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     with VideoFileWriter(out_path, fps, (2 * size, size)) as writer:
         frames = read_frames(driving_path, args.max_frames)
         for frame in tqdm(frames, desc="animating", unit="frame", leave=False):
-            driving_view = framer.process(frame).image  # (S, S, 3) RGB
-            output = animator(driving_view)
+            framing = framer.process(frame)
+            driving_view = framing.image  # (S, S, 3) RGB, shown as it is
+            output = animator(*framing.model_input())  # F_K on the levelled face, keypoints turned back
             writer.write(np.concatenate([driving_view, output], axis=1))
             n += 1
     wall = time.perf_counter() - t0

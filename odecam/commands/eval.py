@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="animation: animate this photo (framed to its face; 'astronaut' is the built-in one) "
                         "with every --data video, framed like live, N=0, relative motion")
     p.add_argument("--no-crop", action="store_true", help="take the --source photo as it is (no face framing)")
+    p.add_argument("--no-level", dest="level", action="store_false",
+                   help="with --source: do not level a tilted driving face for the keypoint detector "
+                        "(as live --no-level)")
     p.add_argument("--refs", type=num_refs, default=0, help="reference views N from the source video (default 0)")
     p.add_argument("--json", help="write the metrics here")
     p.add_argument("--save-frames", help="write each evaluated pair as NNNNN_real.png (driving) / NNNNN_fake.png here")
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         photo = load_source_photo(args.source, size, crop=not args.no_crop)
         print(f"odecam eval: {photo.description}")
         source = photo.tensor
-        videos = load_framed_videos(args.data, size, args.max_frames)
+        videos = load_framed_videos(args.data, size, args.max_frames, level=args.level)
     else:
         videos = load_videos(args.data, size, args.max_frames, min_frames=args.refs + 2)
     what = f"source {photo.name} driven by" if args.source else "protocol " + args.protocol + " on"
@@ -92,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                    data=[v.name for v in videos],
                    baselines={k: v.as_json() for k, v in rows.items() if v is not main})
         if args.source:
-            out.update(source=photo.name, source_crop=photo.box, driving_framing="live FaceFramer")
+            out.update(source=photo.name, source_crop=photo.box, driving_framing="live FaceFramer",
+                       level_roll=args.level)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.json}")

@@ -88,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pan-y", type=finite_float, default=0.0, help="shift the crop down (+) / up (-), in crop heights")
     g.add_argument("--no-follow", dest="follow", action="store_false",
                    help="do not follow the face: a fixed centre crop (zoom and pan still apply)")
+    g.add_argument("--no-level", dest="level", action="store_false",
+                   help="do not level a tilted face for the keypoint detector (default: level it, turn the "
+                        "keypoints back)")
     g.add_argument("--smoothing", choices=["on", "off"], default="on",
                    help="One Euro smoothing of the driving keypoints (default: on)")
     g.add_argument("--min-cutoff", type=positive_float, default=0.5,
@@ -177,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         pan_x=args.pan_x,
         pan_y=args.pan_y,
         follow_face=args.follow,
+        level_roll=args.level,
         mirror=args.mirror,
         stdin_commands=True,
     )

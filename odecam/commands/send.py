@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--framing", choices=["face", "center"], default=None,
                    help="crop: follow the face, or the centre square (default: face for a camera, "
                         "center for a video file)")
+    p.add_argument("--no-level", dest="level", action="store_false",
+                   help="with face framing, do not level a tilted face for the keypoint detector (default: level "
+                        "it and turn the keypoints back before sending)")
     p.add_argument("--max-frames", type=positive_int, help="stop after sending this many frames")
     p.add_argument("--max-seconds", type=positive_float, help="stop after this many seconds")
     p.add_argument("--connect-timeout", type=positive_float, default=30.0,
@@ -114,14 +117,21 @@ def run(args: argparse.Namespace) -> int:
     if framing == "face":
         from odecam.realtime.framing import FaceFramer, FramingConfig
 
-        framer = FaceFramer(FramingConfig(output_size=model.cfg.image_size))
+        framer = FaceFramer(FramingConfig(output_size=model.cfg.image_size, level_roll=args.level))
+        rolls = [0.0]  # prepare's levelling angle, read by extract (both run in the sender's pipeline thread)
 
         def prepare(bgr):
-            return cv2.cvtColor(framer.process(bgr).image, cv2.COLOR_BGR2RGB)
+            image, rolls[0] = framer.process(bgr).model_input()  # the face levelled for F_K
+            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+        def extract(rgb):  # F_K, keypoints turned back to the unlevelled crop before packing
+            value, jac = animator.keypoints(rgb, rolls[0])
+            return value[0].cpu().numpy(), None if jac is None else jac[0].cpu().numpy()
     else:
         prepare = None  # BGR -> RGB; the engine takes the centre square
+        extract = animator_extractor(animator)
 
-    sender = KeypointSender(args.to, token, LatestFrameCapture(config), animator_extractor(animator),
+    sender = KeypointSender(args.to, token, LatestFrameCapture(config), extract,
                             num_kp=model.cfg.keypoints.num_kp,
                             with_jacobian=bool(model.cfg.keypoints.estimate_jacobian), prepare=prepare,
                             avatar_bytes=avatar_bytes, avatar_name=Path(args.avatar).stem if args.avatar else "remote",

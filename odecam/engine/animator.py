@@ -12,6 +12,7 @@ per-stage latency (``keypoints``, ``coarse_motion``, ``ode``, ``warp``, ``appear
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import numpy as np
@@ -80,16 +81,23 @@ class Animator:
 
     # -- per frame -------------------------------------------------------------------------------
     @torch.no_grad()
-    def keypoints(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw F_K keypoints of a driving frame (H, W, 3) uint8 RGB -> ((1, K, 2), (1, K, 2, 2) or None)."""
+    def keypoints(self, frame: np.ndarray, roll: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw F_K keypoints of a driving frame (H, W, 3) uint8 RGB -> ((1, K, 2), (1, K, 2, 2) or None).
+
+        ``roll``: degrees the frame was turned clockwise to level the face (``Framing.model_input()``);
+        the keypoints are turned back by ``+roll`` about the centre, so they are the keypoints of the
+        unturned frame: :func:`unroll_keypoints`. 0 returns F_K's output untouched.
+        """
         with self.timings("keypoints"):
             x = to_tensor(check_frame(frame), self.model.cfg.image_size, out=self._input)
-            return self.backend.run_keypoints(x)
+            value, jac = self.backend.run_keypoints(x)
+            return unroll_keypoints(value, jac, roll) if roll else (value, jac)
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """Driving frame (H, W, 3) uint8 RGB -> avatar frame (S, S, 3) uint8 RGB."""
+    def __call__(self, frame: np.ndarray, roll: float = 0.0) -> np.ndarray:
+        """Driving frame (H, W, 3) uint8 RGB (levelled by ``roll`` degrees, see :meth:`keypoints`) -> avatar
+        frame (S, S, 3) uint8 RGB."""
         t0 = time.perf_counter()
-        value, jac = self.keypoints(frame)
+        value, jac = self.keypoints(frame, roll)
         return self._render(value, jac, t0)
 
     def animate_keypoints(self, value: np.ndarray | torch.Tensor,
@@ -130,3 +138,16 @@ class Animator:
         self.frames += 1
         self.timings.add("total", (time.perf_counter() - t0) * 1000.0)
         return image
+
+
+def unroll_keypoints(value: torch.Tensor, jac: torch.Tensor | None,
+                     roll: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Keypoints (B, K, 2) in [-1, 1] (x right, y down) of a frame turned by ``-roll`` degrees about its
+    centre -> those of the unturned frame: each point turned by ``+roll`` (counter-clockwise on screen)
+    about (0, 0), p -> R p with R = [[cos, sin], [-sin, cos]]. Jacobians (B, K, 2, 2) -> R J: J maps the
+    keypoint's own reference frame into image coordinates (FOMM's equivariance: a turned image turns J on
+    the image side only), so relative motion J_d J_n^-1 and the sparse motion J_s J_d^-1 stay consistent."""
+    r = math.radians(roll)
+    c, s = math.cos(r), math.sin(r)
+    rot = torch.tensor([[c, s], [-s, c]], dtype=value.dtype, device=value.device)
+    return value @ rot.T, None if jac is None else rot @ jac

@@ -3,7 +3,8 @@
 This is how a user meets odecam (``demo``, ``live``): the photo is framed to its face with
 :func:`odecam.engine.portrait.find_portrait` (the built-in ``astronaut`` as well), and every driving
 video is framed frame by frame with live's :class:`~odecam.realtime.framing.FaceFramer` (a
-face-following square crop, still while the head is still) at the model's size S.
+face-following square crop, still while the head is still) at the model's size S; where it levels a
+tilted face for F_K, the levelled frame and its roll go along (:attr:`EvalVideo.levelled`).
 """
 
 from __future__ import annotations
@@ -57,19 +58,23 @@ def load_source_photo(spec: str, size: int, crop: bool = True) -> SourcePhoto:
 
 
 def load_framed_videos(path: str | Path, size: int, max_frames: int | None = None,
-                       min_frames: int = 2) -> list[EvalVideo]:
-    """Decode driving videos through live's face framing -> :class:`EvalVideo` (T, 3, S, S) in [0, 1]."""
+                       min_frames: int = 2, level: bool = True) -> list[EvalVideo]:
+    """Decode driving videos through live's face framing -> :class:`EvalVideo` (T, 3, S, S) in [0, 1];
+    ``level``: live's roll levelling for F_K (``EvalVideo.levelled``; ``frames`` are never turned)."""
     from odecam.engine.video import read_frames
     from odecam.realtime.framing import FaceFramer, FramingConfig
 
     out = []
     for v in list_videos(path):
-        framer = FaceFramer(FramingConfig(output_size=size))
-        frames = []
+        framer = FaceFramer(FramingConfig(output_size=size, level_roll=level))
+        frames, levelled = [], {}
         for rgb in read_frames(v, max_frames, role="driving video"):
-            bgr = framer.process(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)).image  # live frames BGR camera frames
-            frames.append(to_tensor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+            framing = framer.process(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # live frames BGR camera frames
+            frames.append(to_tensor(cv2.cvtColor(framing.image, cv2.COLOR_BGR2RGB), size))
+            if framing.level_image is not None:
+                levelled[len(frames) - 1] = (to_tensor(cv2.cvtColor(framing.level_image, cv2.COLOR_BGR2RGB), size)[0],
+                                             framing.roll)
         if len(frames) < min_frames:
             raise OdecamError(f"driving video {v.name!r} has {len(frames)} frames; it needs at least {min_frames}.")
-        out.append(EvalVideo(v.stem, torch.cat(frames)))
+        out.append(EvalVideo(v.stem, torch.cat(frames), levelled))
     return out

@@ -13,7 +13,10 @@ Every protocol also scores expression and head-pose transfer of (driving frame, 
 :mod:`odecam.evaluation.expression` (``mouth_corr`` ... ``face_rate``). :class:`EvalResult.notes` says
 why a metric is ``None`` ("—" in :func:`odecam.evaluation.report.markdown_table`).
 
-A *method* maps (views (1, V, 3, S, S), driving frame (1, 3, S, S)) to a prediction; :func:`model_method`
+A *method* maps (views (1, V, 3, S, S), driving frame (3, S, S)) to a prediction; a driving item may
+instead be a pair (levelled frame (3, S, S), roll in degrees): the face turned level for F_K, whose keypoints
+turn back by ``roll`` (:attr:`EvalVideo.levelled`, live's levelling); the scored driving frame stays the
+unturned one. :func:`model_method`
 wraps a checkpoint through the engine's cached :class:`Avatar` / :class:`Animator`, :func:`no_motion`
 is the baseline that outputs the source image.
 """
@@ -38,8 +41,18 @@ METRIC_KEYS = ("l1", "psnr", "ssim", "ms_ssim", "fid", "akd", "csim")
 
 @dataclass
 class EvalVideo:
+    """A driving (or source) video: ``frames`` (T, 3, S, S) float in [0, 1], what is shown and scored;
+    ``levelled``: frame index -> (that frame turned level for F_K (3, S, S), roll in degrees) where the
+    framing levelled the face (:attr:`odecam.realtime.framing.Framing.level_image`)."""
+
     name: str
-    frames: torch.Tensor  # (T, 3, S, S) float in [0, 1]
+    frames: torch.Tensor
+    levelled: dict[int, tuple[torch.Tensor, float]] = field(default_factory=dict)
+
+    def driving_inputs(self, start: int = 0) -> Iterator[torch.Tensor | tuple[torch.Tensor, float]]:
+        """The method's driving items from frame ``start`` on: the frame, or (levelled frame, roll)."""
+        for i in range(start, len(self.frames)):
+            yield self.levelled.get(i, self.frames[i])
 
 
 def list_videos(path: str | Path) -> list[Path]:
@@ -96,7 +109,8 @@ def model_method(model, backend="torch", precision: str = "fp32") -> Method:
         avatar = Avatar(model, images[0], images[1:])
         animator = Animator(model, avatar, relative=relative, backend=backend, precision=precision)
         for d in driving:
-            value, jac = animator.keypoints(to_image(d))
+            frame, roll = d if isinstance(d, tuple) else (d, 0.0)  # (levelled frame, roll): turned back by F_K's caller
+            value, jac = animator.keypoints(to_image(frame), roll)
             yield animator.render_tensor(value, jac).float().cpu()
 
     return run
@@ -170,8 +184,9 @@ def evaluate(method: Method, videos: list[EvalVideo], protocol: str, num_refs: i
         else:
             refs = reference_indices(len(video.frames), num_refs)
             views = video.frames[[0] + refs].unsqueeze(0)
-        driving = drv_video.frames[1:] if protocol == "reconstruction" else drv_video.frames
-        preds = method(views, iter(driving), protocol == "animation")
+        start = 1 if protocol == "reconstruction" else 0
+        driving = drv_video.frames[start:]  # scored as they are; the method may get them levelled
+        preds = method(views, drv_video.driving_inputs(start), protocol == "animation")
         for j, (d, p) in enumerate(zip(driving, preds)):
             d, p = d.unsqueeze(0), p.reshape(1, *p.shape[-3:]).float()
             if protocol == "reconstruction":

