@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -87,6 +88,33 @@ def test_photo_animation_in_process_is_the_photo_for_no_motion(tmp_path):
     assert r.frames == 4 and r.metrics["csim"] > 0.99 and r.expression["driver_faces"] == 4
     fake = cv2.cvtColor(cv2.imread(str(tmp_path / "00003_fake.png")), cv2.COLOR_BGR2RGB)
     assert abs(fake.astype(float) / 255 - photo.tensor[0].permute(1, 2, 0).numpy()).max() < 1 / 255 + 1e-6
+
+
+def test_photo_animation_levels_the_leaning_driver_for_fk_only(tmp_path):
+    """carphone leans ~14 degrees: the model gets (levelled frame, roll) items, the scored frames are unturned."""
+    from odecam.evaluation.animation import load_framed_videos
+
+    videos = load_framed_videos(carphone_path(), 128, max_frames=4)
+    plain = load_framed_videos(carphone_path(), 128, max_frames=4, level=False)
+    assert torch.equal(videos[0].frames, plain[0].frames) and plain[0].levelled == {}
+    assert sorted(videos[0].levelled) == [0, 1, 2, 3]
+    items = list(videos[0].driving_inputs())
+    assert all(isinstance(it, tuple) and 8 < it[1] < 20 and it[0].shape == (3, 128, 128) for it in items)
+    assert not torch.equal(items[0][0], videos[0].frames[0])
+    seen = []
+
+    def method(views, driving, relative):
+        for d in driving:
+            seen.append(d)
+            yield views[:, 0]
+
+    evaluate(method, videos, "animation", 0, fid=False, face_metrics=False, source=videos[0].frames[:1],
+             save_frames=tmp_path)
+    assert len(seen) == 4 and all(isinstance(d, tuple) for d in seen)
+    real = cv2.cvtColor(cv2.imread(str(tmp_path / "00000_real.png")), cv2.COLOR_BGR2RGB)
+    from odecam.engine.images import to_image
+
+    assert np.array_equal(real, to_image(videos[0].frames[0]))  # the driver is scored and saved unturned
 
 
 @pytest.mark.parametrize("args, phrase", [

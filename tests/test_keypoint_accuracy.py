@@ -41,3 +41,18 @@ def test_default_model_keypoints_land_near_their_landmarks(tmp_path, monkeypatch
         assert 0 < r["mean_px"] < 40  # at 256 px; a keypoint that ignored the face would be ~60-100 px off
     assert "mean px" in capsys.readouterr().out
     assert cv2.imread(str(png)).shape[1] == 4 * 256
+
+
+def test_level_option_measures_levelled_keypoints_closer(tmp_path, monkeypatch):
+    """--level: the same frames with live's levelling (F_K on the levelled crop, keypoints turned back)."""
+    out = tmp_path / "acc.json"
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--checkpoint", str(DEFAULT_WEIGHTS), "--data", "carphone",
+                                      "--max-frames", "6", "--rotate", "20", "--level", "--json", str(out)])
+    try:
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    except SystemExit as exc:
+        assert exc.code == 0
+    off, on = json.loads(out.read_text())["results"]
+    assert (off["level"], on["level"]) == (False, True) and off["frames"] == on["frames"] >= 4
+    assert on["mean_roll"] > 25  # carphone leans ~14 degrees, turned 20 more
+    assert on["mean_px"] < off["mean_px"] - 3, (on["mean_px"], off["mean_px"])
