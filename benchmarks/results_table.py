@@ -184,6 +184,16 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   112 GFLOP/s on 3x3 convolutions in this run (215 in the one before), so its floor reads 5.1 / 6.0 ms (2.3x /
   2.7x); against the earlier floor of 2.7 / 3.1 ms the path is 4.3x / 5.2x. Targets (150 fps at N=0, 100 fps
   at N=1, within 3x of the floor): **NOT met**; the 3x ratio depends on which conv throughput the floor uses.
+* Third session (2026-11-30, afternoon): the torch image-skip tail became one implementation
+  (`generator.sampling_grid`: the upsampled contiguous displacement plus a cached identity grid, now also in
+  `Generator.warp_views` on the torch path; `graphs.finish_tail` = `blend_skip(warp_images(...))`; frames
+  within 3.7e-5 of before). Microbenchmarks of the tail (loaded machine): V=2 grid at 256 px 1.6 -> 0.66 ms,
+  whole V=2 tail 5.6 -> 4.9 ms interleaved. The onnxruntime path already used that formulation, so its
+  speed is unchanged: rerun of the same command on the idle machine with the new default (same
+  architecture; `results/cpu_default256_idle.json`, training stopped, load average 0.85 and falling): **N=0
+  11.5 ms p50 (79.3 fps over wall time; p95 20.8 ms), N=1 17.7 ms (53.2 fps)**, onnxruntime 191 GFLOP/s on
+  3x3 convolutions (floors 3.0 / 3.5 ms: 3.8x / 5.1x). A second run a minute later (300 frames) gave 13.5 /
+  17.8 ms: this VM's idle numbers move by about 15%. Targets (150 / 100 fps, 3x floor): **NOT met**.
 * Left as it is: the decoder (bottleneck, up-blocks, head: 5 of the 10 ms of an N=0 graph) and F_A + fusion
   (3 ms) are the largest parts, mostly convolutions the architecture asks for; what remains for "same
   function" rewrites is small (each tried one above gave <= 5%). Bigger steps need a quiet machine to measure
