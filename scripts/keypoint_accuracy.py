@@ -106,6 +106,7 @@ def overlay(drawn: list, path: Path, count: int = 4) -> None:
     cv2.imwrite(str(path), np.concatenate(tiles, 1))
 
 
+@torch.no_grad()  # scoped: the tests run this in-process, so no global switch may leak out
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", action="append", required=True, help="a .safetensors checkpoint (repeatable)")
@@ -120,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     from odecam.errors import OdecamError
     from odecam.evaluation.animation import load_framed_videos
 
-    torch.set_grad_enabled(False)
     results = []
     try:
         for ck in args.checkpoint:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from odecam.assets import DEFAULT_WEIGHTS
 
@@ -40,6 +41,7 @@ def test_default_model_keypoints_land_near_their_landmarks(tmp_path, monkeypatch
         assert len(r["per_keypoint_px"]) == 8 and "nose_tip" in r["per_keypoint_px"]
         assert 0 < r["mean_px"] < 40  # at 256 px; a keypoint that ignored the face would be ~60-100 px off
     assert "mean px" in capsys.readouterr().out
+    assert torch.is_grad_enabled()  # the script leaves autograd as it found it
     assert cv2.imread(str(png)).shape[1] == 4 * 256
 
 
