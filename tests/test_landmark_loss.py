@@ -66,7 +66,7 @@ def test_training_pulls_tied_keypoints_to_landmarks(tmp_path):
     for _, idx in LANDMARK_GROUPS:
         lm[list(idx)] = torch.tensor([0.6, -0.5])
     cfg = TrainConfig.from_dict({
-        "model": "tiny", "num_refs": 0, "batch_size": 2, "steps": 20, "checkpoint_every": 1000, "log_every": 10,
+        "model": "tiny", "num_refs": 0, "batch_size": 2, "steps": 20, "checkpoint_every": 1000, "log_every": 1,
         "lr": 1e-2, "model_overrides": {"keypoints.num_kp": 10},
         "loss": {"perceptual": 0.0, "l1": 1.0, "equivariance_value": 0.0, "equivariance_jacobian": 0.0,
                  "landmarks": 10.0},
@@ -86,7 +86,8 @@ def test_training_pulls_tied_keypoints_to_landmarks(tmp_path):
     after = error()
     assert before > 0.3 and after < 0.5 * before, (before, after)
     rows = list(csv.DictReader(open(tmp_path / "run" / "losses.csv")))
-    assert float(rows[-1]["landmarks"]) < float(rows[0]["landmarks"])
+    first, last = ([float(r["landmarks"]) for r in part] for part in (rows[:5], rows[-5:]))
+    assert len(rows) == 20 and sum(last) < sum(first), (first, last)  # means over 5 steps: one batch is noisy
 
 
 def test_old_loss_log_gets_new_columns(tmp_path):
