@@ -39,12 +39,11 @@ def _video(spec: str) -> str:
 
 
 def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
-    """(S, S, 3) uint8 turned about its centre, borders reflected (as training's ``rotate=DEG``)."""
-    if degrees == 0:
-        return img
-    s = img.shape[0]
-    m = cv2.getRotationMatrix2D(((s - 1) / 2.0, (s - 1) / 2.0), degrees, 1.0)
-    return cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    """(S, S, 3) uint8 turned counter-clockwise about its centre, borders reflected: the framing's
+    :func:`~odecam.realtime.framing.level_image` turned the other way (a face rolled by -degrees levelled)."""
+    from odecam.realtime.framing import level_image
+
+    return img if degrees == 0 else level_image(img, -degrees)
 
 
 def measure(model, frames: list[np.ndarray], degrees: float, level: bool = False) -> dict:

@@ -83,7 +83,8 @@ def test_identity_motion_has_a_zero_field(face):
     assert np.abs(field).max() < 1e-5
 
 
-def test_face_items_carry_the_field_and_flip_it(tmp_path, face):
+def _prepared_still(tmp_path, face) -> None:
+    """The face as one portrait of a folder prepared like `odecam prepare-faces` writes it: tmp_path/prepared."""
     import cv2
 
     img, lm = face
@@ -91,6 +92,10 @@ def test_face_items_carry_the_field_and_flip_it(tmp_path, face):
     still.mkdir(parents=True)
     cv2.imwrite(str(still / "a.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 98])
     np.save(still / "a.npy", lm.astype(np.float32))
+
+
+def test_face_items_carry_the_field_and_flip_it(tmp_path, face):
+    _prepared_still(tmp_path, face)
     seen = 0
     for flip in (0.0, 1.0):
         ds = FaceCropDataset(tmp_path / "prepared", "test", 128, 0, augment=AugmentConfig(flip, 0, 0, 0, 0))
@@ -184,15 +189,9 @@ def test_rotated_field_still_reproduces_the_rotated_frame(face, deg):
 
 
 def test_faces_spec_rotate_option_turns_items(tmp_path, face):
-    import cv2
-
     from odecam.training.datasets import DatasetError, build_dataset
 
-    img, lm = face
-    still = tmp_path / "prepared" / "stills"
-    still.mkdir(parents=True)
-    cv2.imwrite(str(still / "a.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 98])
-    np.save(still / "a.npy", lm.astype(np.float32))
+    _prepared_still(tmp_path, face)
     ds = build_dataset(f"faces:{tmp_path / 'prepared'},rotate=30", split="train", image_size=128, num_refs=0)
     assert ds.augment.rotation == 30.0
     rolls = []
