@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from odecam.rotation import rotate_image
+
 __all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces", "detect_faces_scored", "face_crop_box",
            "face_roll", "level_image"]
 
@@ -92,11 +94,9 @@ def face_roll(frame: np.ndarray, face: tuple[float, float, float, float]) -> flo
 
 def level_image(image: np.ndarray, roll: float) -> np.ndarray:
     """Square ``image`` (S, S[, C]) turned by ``-roll`` degrees about its centre (a face rolled by ``roll``
-    comes out level); borders reflected, as training's ``rotate`` augmentation. Keypoints in [-1, 1] on the
-    result turn back to ``image``'s by ``+roll`` about (0, 0)."""
-    s = image.shape[0]
-    m = cv2.getRotationMatrix2D(((s - 1) / 2.0, (s - 1) / 2.0), -roll, 1.0)
-    return cv2.warpAffine(image, m, (image.shape[1], s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    comes out level); borders reflected: :func:`odecam.rotation.rotate_image`, the turn of training's ``rotate``
+    augmentation. Keypoints in [-1, 1] on the result turn back to ``image``'s by ``+roll`` about (0, 0)."""
+    return rotate_image(image, -roll)
 
 
 def detect_faces(frame_bgr: np.ndarray, detect_height: int = 320) -> list[tuple[float, float, float, float]]:

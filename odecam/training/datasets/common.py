@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from odecam.data.landmarks import NUM_LANDMARKS, flip_landmarks
+from odecam.rotation import center_rotation, unit_rotation, warp_reflected
 
 #: side G of the synthetic-motion backward fields in items (``driving_field``, the TPS grid of
 #: :func:`~odecam.training.datasets.landmark_motion.synthesize_with_field`)
@@ -232,18 +233,17 @@ class AugmentConfig:
 def rotate_item(frames: np.ndarray, landmarks: np.ndarray | None, field: np.ndarray | None, degrees: float
                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Rotate an item's frames (K, H, W, 3) about their centre by ``degrees`` (counter-clockwise on screen,
-    as ``cv2.getRotationMatrix2D``; borders reflected), with its landmarks (K, 68, 2) and backward field
-    (G, G, 2) in [-1, 1] units (``align_corners=True``).
+    as ``cv2.getRotationMatrix2D``; borders reflected: :mod:`odecam.rotation`, the turn the live framing levels
+    faces with), with its landmarks (K, 68, 2) and backward field (G, G, 2) in [-1, 1] units
+    (``align_corners=True``).
 
     With R the rotation in [-1, 1] units, a point p moves to R p, and the field d (``driving(p) =
     source(p + d(p))``) becomes d'(p) = R d(R^-1 p): resampled bilinearly at R^-1 p and turned; NaN where
     R^-1 p leaves the grid or touches an unknown node."""
     k, h, w = frames.shape[:3]
-    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), degrees, 1.0)
-    out = np.stack([cv2.warpAffine(np.ascontiguousarray(f), m, (w, h), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REFLECT_101) for f in frames])
-    half = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-    r = (m[:, :2] * half[None, :] / half[:, None]).astype(np.float32)  # D^-1 M D: pixels -> [-1, 1] units
+    m = center_rotation(h, w, degrees)
+    out = np.stack([warp_reflected(np.ascontiguousarray(f), m) for f in frames])
+    r = unit_rotation(m, h, w)  # the same turn in [-1, 1] units
     if landmarks is not None:
         landmarks = (landmarks @ r.T).astype(np.float32)
     if field is not None:
