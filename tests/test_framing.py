@@ -283,3 +283,28 @@ def test_roll_zero_is_bit_identical(default_animator) -> None:
     assert torch.allclose(up[0, 0], torch.tensor([0.0, -0.5]), atol=1e-6)
     back, jback = unroll_keypoints(up, jup, -90.0)
     assert torch.allclose(back, v, atol=1e-6) and torch.allclose(jback, j, atol=1e-6)
+
+
+def test_unroll_rotation_is_cached_per_angle_and_unchanged() -> None:
+    """The levelling angle holds still for many frames: its rotation tensor is made once and reused, and
+    the keypoints are bit-identical to R built afresh (the formula before the cache)."""
+    import math
+
+    import torch
+
+    from odecam.engine.animator import unroll_keypoints, unroll_rotation
+
+    torch.manual_seed(0)
+    v = torch.randn(2, 10, 2)
+    j = torch.randn(2, 10, 2, 2)
+    for roll in (3.25, -12.0, 44.9, 3.25):
+        r = math.radians(roll)
+        c, s = math.cos(r), math.sin(r)
+        fresh = torch.tensor([[c, s], [-s, c]])
+        up, jup = unroll_keypoints(v, j, roll)
+        assert torch.equal(up, v @ fresh.T) and torch.equal(jup, fresh @ j)
+        assert torch.equal(unroll_rotation(roll), fresh)
+        assert unroll_rotation(roll) is unroll_rotation(roll)  # same angle: the cached tensor
+    a = unroll_rotation(5.0)
+    assert unroll_rotation(5.0, torch.float64) is not a and unroll_rotation(5.0, torch.float64).dtype == torch.float64
+    assert unroll_rotation(6.0) is not unroll_rotation(5.0)

@@ -146,8 +146,27 @@ def unroll_keypoints(value: torch.Tensor, jac: torch.Tensor | None,
     centre -> those of the unturned frame: each point turned by ``+roll`` (counter-clockwise on screen)
     about (0, 0), p -> R p with R = [[cos, sin], [-sin, cos]]. Jacobians (B, K, 2, 2) -> R J: J maps the
     keypoint's own reference frame into image coordinates (FOMM's equivariance: a turned image turns J on
-    the image side only), so relative motion J_d J_n^-1 and the sparse motion J_s J_d^-1 stay consistent."""
+    the image side only), so relative motion J_d J_n^-1 and the sparse motion J_s J_d^-1 stay consistent.
+    R comes from :func:`unroll_rotation` (cached: no new tensor while the levelling angle stays put)."""
+    rot = unroll_rotation(roll, value.dtype, value.device)
+    return value @ rot.T, None if jac is None else rot @ jac
+
+
+_UNROLL: tuple[tuple, torch.Tensor] | None = None  # ((roll, dtype, device), R) of the last call
+
+
+def unroll_rotation(roll: float, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """R = [[cos, sin], [-sin, cos]] (2, 2) of :func:`unroll_keypoints` for ``roll`` degrees. The last angle's
+    tensor is kept and returned again (the same object; do not modify it) while ``roll``, ``dtype`` and
+    ``device`` stay the same: the framing's levelling angle is smoothed, it holds still for many frames."""
+    global _UNROLL
+    key = (float(roll), dtype, torch.device(device))
+    last = _UNROLL  # one read: another thread may replace it meanwhile, never half-way
+    if last is not None and last[0] == key:
+        return last[1]
     r = math.radians(roll)
     c, s = math.cos(r), math.sin(r)
-    rot = torch.tensor([[c, s], [-s, c]], dtype=value.dtype, device=value.device)
-    return value @ rot.T, None if jac is None else rot @ jac
+    rot = torch.tensor([[c, s], [-s, c]], dtype=dtype, device=device)
+    _UNROLL = (key, rot)
+    return rot
