@@ -1,0 +1,115 @@
+"""How far can any warp of the source go on a reconstruction video? Three baselines for N=0 L1.
+
+    python scripts/reconstruction_ceiling.py [--data carphone] [--size 256] [--max-frames 200] [--every 5] \
+        [--json ceiling.json]
+
+``odecam eval --protocol reconstruction --refs 0`` scores the model's frame t against the real frame t with
+only frame 0 (the source) to draw from. This measures, on the same centre crops, the L1 of three methods that
+also only move frame 0:
+
+* ``no_motion``: the source as it is (the eval's baseline);
+* ``camera_affine``: the source moved by one global affine per frame, fitted with RANSAC to the dense optical
+  flow (OpenCV's DIS) from frame t back to frame 0: what a background / camera motion model (one affine
+  for the whole frame, TPSMM's BG motion) could buy on its own;
+* ``dense_flow``: the source warped by that dense flow itself: the ceiling of any method that only warps the
+  source (no inpainting, no lighting), because the flow was measured against the answer.
+
+Reading: where ``camera_affine`` is no better than ``no_motion`` the camera's motion is not a global affine
+(parallax, or the person dominates the frame) and a background motion model is not the lever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def video_path(spec: str) -> Path:
+    """``carphone`` (the embedded evaluation clip) or a video file."""
+    if spec == "carphone":
+        from odecam.assets import default_driving_path
+
+        return default_driving_path()
+    path = Path(spec)
+    if not path.is_file():
+        sys.exit(f"error: the video {spec!r} does not exist; pass a video file or 'carphone'.")
+    return path
+
+
+def load_frames(path: Path, size: int, max_frames: int | None) -> list[np.ndarray]:
+    """Centre square crops at ``size`` px as ``odecam eval`` reads them: (S, S, 3) uint8 RGB each."""
+    from odecam.engine.images import to_image
+    from odecam.evaluation.protocols import load_videos
+
+    video = load_videos(path, size, max_frames)[0]
+    return [to_image(f) for f in video.frames]
+
+
+def flow_back(target: np.ndarray, source: np.ndarray, dis) -> np.ndarray:
+    """(S, S, 2) float32: for each pixel of ``target``, where it lies in ``source`` (absolute x, y)."""
+    gray = [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (target, source)]
+    flow = dis.calc(gray[0], gray[1], None)
+    h, w = flow.shape[:2]
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
+    return grid + flow
+
+
+def fit_affine(where: np.ndarray, stride: int = 7) -> np.ndarray:
+    """(2, 3) affine A with A @ (x, y, 1) ~ where[y, x], fitted by RANSAC (3 px) on every ``stride``-th pixel."""
+    h, w = where.shape[:2]
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
+    dst = np.ascontiguousarray(grid.reshape(-1, 2)[::stride])
+    src = np.ascontiguousarray(where.reshape(-1, 2)[::stride])
+    affine, _ = cv2.estimateAffine2D(dst, src, ransacReprojThreshold=3.0)
+    return np.eye(2, 3, dtype=np.float64) if affine is None else affine
+
+
+def l1(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 images, in [0, 1] (the eval's L1)."""
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() / 255.0)
+
+
+def measure(frames: list[np.ndarray], every: int = 1) -> dict:
+    """L1 of each baseline over frames 1, 1 + every, ... against frame 0 as the source."""
+    source = frames[0]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    size = source.shape[1], source.shape[0]
+    scores: dict[str, list[float]] = {"no_motion": [], "camera_affine": [], "dense_flow": []}
+    for target in frames[1::every]:
+        where = flow_back(target, source, dis)
+        warped = cv2.remap(source, where[..., 0], where[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        moved = cv2.warpAffine(source, fit_affine(where), size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REFLECT)
+        scores["no_motion"].append(l1(source, target))
+        scores["camera_affine"].append(l1(moved, target))
+        scores["dense_flow"].append(l1(warped, target))
+    return {"frames": len(scores["no_motion"]), **{k: float(np.mean(v)) for k, v in scores.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="carphone", help="a video file, or carphone (default)")
+    ap.add_argument("--size", type=int, default=256, help="crop size in px, as the model's (default 256)")
+    ap.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
+    ap.add_argument("--every", type=int, default=1, help="score every n-th frame (default 1)")
+    ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    args = ap.parse_args(argv)
+    if args.every < 1 or args.size < 32:
+        sys.exit("error: --every must be at least 1 and --size at least 32.")
+    frames = load_frames(video_path(args.data), args.size, args.max_frames)
+    result = {"data": str(args.data), "size": args.size, **measure(frames, args.every)}
+    print(f"{result['frames']} frames of {args.data} at {args.size} px, source = frame 0, L1:")
+    for key in ("no_motion", "camera_affine", "dense_flow"):
+        print(f"  {key:14} {result[key]:.4f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
