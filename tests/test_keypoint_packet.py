@@ -174,7 +174,7 @@ def test_decoded_keypoints_are_frozen() -> None:
 
 @pytest.mark.parametrize("scale", [0, 1, 5, 300, 21_000])
 def test_residual_codings_round_trip(scale: int) -> None:
-    from odecam.realtime.keypoint_packet import (
+    from odecam.realtime.keypoint_codec import (
         _MODE_RICE,
         _BitReader,
         _bits_to_bytes,
