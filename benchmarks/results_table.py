@@ -198,7 +198,18 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   (3 ms) are the largest parts, mostly convolutions the architecture asks for; what remains for "same
   function" rewrites is small (each tried one above gave <= 5%). Bigger steps need a quiet machine to measure
   2-thread scaling, fewer decoder channels at 128-256 px (a model change), or lower-precision kernels that
-  are actually faster here (bf16 through inductor was not)."""
+  are actually faster here (bf16 through inductor was not).
+* Fourth session: what a model change would buy, measured before training one (`results/arch_speed.json`,
+  `python benchmarks/arch_speed.py`: keypoints + frame graph of `lite` variants in onnxruntime, random
+  weights, 1 thread, training paused, load average 1.0). lite: N=0 10.5 ms, N=1 15.7 ms. Halving the
+  decoder's channel base (`generator.block_expansion` 16 -> 8): 7.8 / 11.0 ms; 12 channels is *slower*
+  (12.3 / 16.6: onnxruntime pads to its 16-channel blocks); F_A at 8 hidden channels as well: 7.1 / 10.1 ms;
+  F_K at 8 channels too: 7.0 / 10.5 ms; F_A switched off (not an option: it is the paper's F_A): 8.9 / 10.7.
+  With the image skip's ~1 ms beside the graph, the smallest of these is about 125 fps at N=0 and 90 fps at
+  N=1: even a model with half the decoder and F_A would miss 150 / 100 fps on these 2 cores, so no weights
+  were trained for one. The same session measured that onnxruntime gains nothing from the second core on this
+  graph (frame graph 10.2 ms with 1 thread, 10.6 with 2 without spinning, 18.5 with spinning while another
+  process ran): the 2-core targets would need a decoder that does less work at 256 px, not more threads."""
 
 
 def speed_section() -> list[str]:

@@ -1,0 +1,102 @@
+"""What would a smaller model buy? Per-frame time of ``lite`` variants in onnxruntime, random weights.
+
+    python benchmarks/arch_speed.py                          # every variant below, N=0 and N=1, 1 thread
+    python benchmarks/arch_speed.py --variants lite gen_be8 --threads 2 --json out.json
+
+For each variant of the ``lite`` preset (config overrides, e.g. the decoder's channel base
+``generator.block_expansion`` 16 -> 8) this exports the keypoints graph (F_K) and the frame graph the
+onnxruntime backend runs (``frame_tail``: F_C, F_E, F_A, fusion, F_G without the image skip's 256 px warp,
+which runs in torch beside it, about 1 ms) and times ``session.run`` of both, back to back. The sum is the
+model's part of ``odecam bench``'s per-frame latency; weights are random (speed does not depend on them).
+These are architectures no weights exist for yet: the numbers say how far a model change would go
+towards issue 12's 150 / 100 fps before anyone spends the training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+#: name -> ModelConfig.replace overrides of the lite preset
+VARIANTS: dict[str, dict] = {
+    "lite": {},
+    "gen_be12": {"generator.block_expansion": 12},
+    "gen_be8": {"generator.block_expansion": 8},
+    "gen_mf32": {"generator.max_features": 32},
+    "no_appearance": {"appearance.enabled": False},
+    "ode2": {"evolution.steps": 2},
+    "be8_app8": {"generator.block_expansion": 8, "appearance.hidden": 8},
+    "be8_app8_kp8": {"generator.block_expansion": 8, "appearance.hidden": 8, "keypoints.block_expansion": 8},
+}
+
+
+def time_session(onnx_bytes: bytes, feed: dict, threads: int, frames: int) -> float:
+    """p50 wall ms of ``session.run`` after 8 warm-up runs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
+    for _ in range(8):
+        sess.run(None, feed)
+    walls = []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        walls.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.percentile(walls, 50))
+
+
+def measure(name: str, overrides: dict, refs: list[int], threads: int, frames: int) -> dict:
+    import torch
+
+    from odecam.config import preset
+    from odecam.model import MotionTransferModel
+    from profile_ort import graph_feeds
+
+    row: dict = {"variant": name, "overrides": overrides}
+    for n in refs:
+        torch.manual_seed(0)
+        model = MotionTransferModel(preset("lite").replace(num_refs=n, **overrides)).eval()
+        row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+        graphs = graph_feeds(model, n + 1)
+        kp = time_session(*graphs["keypoints"], threads, frames)
+        frame = time_session(*graphs["frame_tail"], threads, frames)
+        row[f"N{n}"] = {"keypoints_ms": kp, "frame_ms": frame, "total_ms": kp + frame}
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--refs", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--frames", type=int, default=80)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    rows = []
+    print(f"{'variant':16} {'params':>8} " + " ".join(f"{'N=' + str(n) + ' ms':>9}" for n in args.refs))
+    for name in args.variants:
+        row = measure(name, VARIANTS[name], args.refs, args.threads, args.frames)
+        rows.append(row)
+        print(f"{name:16} {row['params_m']:7.3f}M " + " ".join(f"{row[f'N{n}']['total_ms']:9.2f}" for n in args.refs),
+              flush=True)
+    if args.json is not None:
+        from odecam.commands.bench import machine_info
+
+        args.json.write_text(json.dumps({"machine": machine_info(args.threads), "threads": args.threads, "frames": args.frames,
+                                         "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
