@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,3 +120,13 @@ def test_plot_handles_empty_csv(tmp_path):
     (tmp_path / "losses.csv").write_text("step,total\n")
     plot_losses(tmp_path / "losses.csv", tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json")),
+                         ids=lambda p: p.name)
+def test_shipped_training_configs_load_and_build_their_model(path):
+    """Every recipe under configs/ parses, and its model config (preset + overrides) validates."""
+    cfg = TrainConfig.load(str(path))
+    model_cfg = cfg.model_config()
+    assert model_cfg.image_size in (64, 128, 256)
+    assert cfg.steps > 0 and cfg.lr > 0
