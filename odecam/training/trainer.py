@@ -59,6 +59,9 @@ class LossConfig:
     #: the L1 between the source view's fields (T~ and T) and the exact field of a landmark-guided
     #: synthetic driving frame (mouth opening, blink, head turn; items' ``driving_field``); 0 = off
     expression_flow: float = 0.0
+    #: mouth-region loss (odecam switch, ``mouth_loss``): the frame's perceptual and L1 terms again on a crop
+    #: around the driving frame's mouth landmarks, times this weight; needs landmarks; 0 = off
+    mouth: float = 0.0
 
 
 @dataclass
@@ -188,6 +191,11 @@ class TrainingStep(nn.Module):
             losses["perceptual"] = self.loss_cfg.perceptual * self.vgg(pred, driving)
         if self.loss_cfg.l1 > 0:
             losses["l1"] = self.loss_cfg.l1 * (pred - driving).abs().mean()
+        if self.loss_cfg.mouth > 0 and driving_landmarks is not None:
+            from odecam.training.mouth_loss import mouth_loss
+
+            losses["mouth"] = self.loss_cfg.mouth * mouth_loss(
+                pred, driving, driving_landmarks, self.vgg, self.loss_cfg.perceptual, max(self.loss_cfg.l1, 1.0))
         if self.loss_cfg.equivariance_value > 0 or self.loss_cfg.equivariance_jacobian > 0:
             kp = {"value": out["kp_driving"]}
             if "jacobian_driving" in out:
@@ -351,8 +359,8 @@ class Trainer:
         loader, sampler = self._loader()
         batches = _batches(loader, sampler)
         csv_path = self.run_dir / "losses.csv"
-        fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "l1_metric",
-                  "lr", "seconds"]
+        fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "mouth",
+                  "l1_metric", "lr", "seconds"]
         if self.is_main:
             _open_loss_log(csv_path, fields)
         self.model.train()
@@ -482,7 +490,8 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
         return
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "l1_metric"):
+    for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "mouth",
+                "l1_metric"):
         if key not in rows[0]:
             continue
         vals = [float(r[key]) for r in rows]
