@@ -142,7 +142,9 @@ from pathlib import Path
 
 config, batch, workers, dest = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 cfg = json.loads(Path(config).read_text()) if config.endswith(".json") else {"model": config}
-cfg["data"] = ["faces:/tmp/faces"]
+# the packed crops replace the config's faces folder; its options (",rotate=30") are kept
+opts = [spec.split(",", 1)[1] for spec in cfg.get("data", []) if spec.startswith("faces:") and "," in spec]
+cfg["data"] = ["faces:/tmp/faces" + ("," + opts[0] if opts else "")]
 init = cfg.get("init_checkpoint")
 if not init or not Path(init).is_file():
     cfg["init_checkpoint"] = "odecam/assets/default.safetensors"  # the repo's current checkpoint
