@@ -55,6 +55,9 @@ class LossConfig:
     flow: float = 0.0
     warp_prob: float = 0.25
     warp_rotation: float = 20.0
+    #: what the synthetic warp moves: "image" (the whole frame, a camera motion) or "head" (a disc around the
+    #: face, faded to a still background; items without landmarks move whole)
+    warp_region: str = "image"
     #: expression-flow supervision (odecam switch, ``warp_supervision.expression_flow_loss``): weight of
     #: the L1 between the source view's fields (T~ and T) and the exact field of a landmark-guided
     #: synthetic driving frame (mouth opening, blink, head turn; items' ``driving_field``); 0 = off
@@ -108,6 +111,8 @@ class TrainConfig:
             if "perceptual_scales" in loss:
                 loss["perceptual_scales"] = tuple(loss["perceptual_scales"])
             data["loss"] = LossConfig(**loss)
+            if data["loss"].warp_region not in ("image", "head"):
+                raise OdecamError(f"loss.warp_region {data['loss'].warp_region!r} is not one of 'image', 'head'.")
         if "lr_decay_steps" in data:
             data["lr_decay_steps"] = tuple(data["lr_decay_steps"])
         if isinstance(data.get("data"), str):
@@ -166,7 +171,8 @@ class TrainingStep(nn.Module):
 
         affine = None
         if self.loss_cfg.flow > 0 and self.loss_cfg.warp_prob > 0:
-            driving, driving_landmarks, affine = self._warp_pairs(source, driving, source_landmarks, driving_landmarks)
+            driving, driving_landmarks, affine, region = self._warp_pairs(source, driving, source_landmarks,
+                                                                          driving_landmarks)
         out = self.model(source, driving, refs, solver="torchdiffeq")
         pred = out["prediction"]
         losses: dict[str, torch.Tensor] = {}
@@ -176,8 +182,8 @@ class TrainingStep(nn.Module):
 
             k = affine.shape[0]
             src_views = torch.arange(k, device=source.device) * v
-            losses["flow"] = self.loss_cfg.flow * 0.5 * (flow_loss(out["coarse"][src_views], affine)
-                                                         + flow_loss(out["displacement"][src_views], affine))
+            losses["flow"] = self.loss_cfg.flow * 0.5 * (flow_loss(out["coarse"][src_views], affine, region)
+                                                         + flow_loss(out["displacement"][src_views], affine, region))
         if self.loss_cfg.expression_flow > 0 and driving_field is not None:
             from odecam.training.warp_supervision import expression_flow_loss
 
@@ -216,19 +222,20 @@ class TrainingStep(nn.Module):
                     driving_landmarks: torch.Tensor | None):
         """Replace the first round(B * warp_prob) driving frames by similarity warps of their sources.
 
-        Returns (driving, driving landmarks, affine (k, 2, 3) or None when k = 0)."""
+        Returns (driving, driving landmarks, affine (k, 2, 3) or None when k = 0, head region (k, 4) or None)."""
         from odecam.training.warp_supervision import WarpPairConfig, make_warp_pairs
 
         k = int(round(source.shape[0] * self.loss_cfg.warp_prob))
         if k == 0:
-            return driving, driving_landmarks, None
+            return driving, driving_landmarks, None, None
         cfg = WarpPairConfig(prob=self.loss_cfg.warp_prob, max_rotation=self.loss_cfg.warp_rotation)
         lm_s = source_landmarks[:k] if source_landmarks is not None else None
-        warped, lm_w, affine = make_warp_pairs(source[:k], lm_s, cfg)
+        warped, lm_w, affine, region = make_warp_pairs(source[:k], lm_s, cfg,
+                                                       head_only=self.loss_cfg.warp_region == "head")
         driving = torch.cat([warped, driving[k:]], 0)
         if driving_landmarks is not None and lm_w is not None:
             driving_landmarks = torch.cat([lm_w.to(driving_landmarks.dtype), driving_landmarks[k:]], 0)
-        return driving, driving_landmarks, affine
+        return driving, driving_landmarks, affine, region
 
 
 def _device(name: str, local_rank: int) -> torch.device:
