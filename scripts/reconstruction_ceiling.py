@@ -1,7 +1,7 @@
 """How far can any warp of the source go on a reconstruction video? Three baselines for N=0 L1.
 
     python scripts/reconstruction_ceiling.py [--data carphone] [--size 256] [--max-frames 200] [--every 5] \
-        [--json ceiling.json]
+        [--refs 3] [--json ceiling.json]
 
 ``odecam eval --protocol reconstruction --refs 0`` scores the model's frame t against the real frame t with
 only frame 0 (the source) to draw from. This measures, on the same centre crops, the L1 of three methods that
@@ -13,6 +13,10 @@ also only move frame 0:
   for the whole frame, TPSMM's BG motion) could buy on its own;
 * ``dense_flow``: the source warped by that dense flow itself: the ceiling of any method that only warps the
   source (no inpainting, no lighting), because the flow was measured against the answer.
+
+With ``--refs N`` the reference views ``odecam eval --refs N`` uses are warped too: ``dense_flow_views`` is the
+per-pixel best of all warped views (the ceiling of any fusion of them), ``best_view`` the best single view as
+it is.
 
 Reading: where ``camera_affine`` is no better than ``no_motion`` the camera's motion is not a global affine
 (parallax, or the person dominates the frame) and a background motion model is not the lever.
@@ -74,21 +78,37 @@ def l1(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() / 255.0)
 
 
-def measure(frames: list[np.ndarray], every: int = 1) -> dict:
-    """L1 of each baseline over frames 1, 1 + every, ... against frame 0 as the source."""
+def measure(frames: list[np.ndarray], every: int = 1, refs: int = 0) -> dict:
+    """L1 of each baseline over frames 1, 1 + every, ... against frame 0 as the source.
+
+    ``refs`` > 0 adds that many reference views at the frames ``odecam eval --refs`` takes; then
+    ``dense_flow_views`` is the per-pixel best of all views warped by their dense flows (the ceiling of any
+    fusion of warped views) and ``best_view`` the single best unwarped view per frame."""
+    from odecam.evaluation.protocols import reference_indices
+
     source = frames[0]
+    views = [source] + [frames[i] for i in reference_indices(len(frames), refs)]
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     size = source.shape[1], source.shape[0]
     scores: dict[str, list[float]] = {"no_motion": [], "camera_affine": [], "dense_flow": []}
+    if refs:
+        scores.update(best_view=[], dense_flow_views=[])
     for target in frames[1::every]:
-        where = flow_back(target, source, dis)
-        warped = cv2.remap(source, where[..., 0], where[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        moved = cv2.warpAffine(source, fit_affine(where), size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REFLECT)
+        errors = []
+        for k, view in enumerate(views):
+            where = flow_back(target, view, dis)
+            warped = cv2.remap(view, where[..., 0], where[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            errors.append(np.abs(warped.astype(np.float32) - target.astype(np.float32)).mean(2) / 255.0)
+            if k == 0:
+                moved = cv2.warpAffine(source, fit_affine(where), size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                       borderMode=cv2.BORDER_REFLECT)
         scores["no_motion"].append(l1(source, target))
         scores["camera_affine"].append(l1(moved, target))
-        scores["dense_flow"].append(l1(warped, target))
-    return {"frames": len(scores["no_motion"]), **{k: float(np.mean(v)) for k, v in scores.items()}}
+        scores["dense_flow"].append(float(errors[0].mean()))
+        if refs:
+            scores["best_view"].append(min(l1(v, target) for v in views))
+            scores["dense_flow_views"].append(float(np.min(errors, 0).mean()))
+    return {"frames": len(scores["no_motion"]), "refs": refs, **{k: float(np.mean(v)) for k, v in scores.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,15 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256, help="crop size in px, as the model's (default 256)")
     ap.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     ap.add_argument("--every", type=int, default=1, help="score every n-th frame (default 1)")
+    ap.add_argument("--refs", type=int, default=0, help="reference views N, as odecam eval --refs (default 0)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args(argv)
-    if args.every < 1 or args.size < 32:
-        sys.exit("error: --every must be at least 1 and --size at least 32.")
+    if args.every < 1 or args.size < 32 or args.refs < 0:
+        sys.exit("error: --every must be at least 1, --size at least 32 and --refs at least 0.")
     frames = load_frames(video_path(args.data), args.size, args.max_frames)
-    result = {"data": str(args.data), "size": args.size, **measure(frames, args.every)}
+    result = {"data": str(args.data), "size": args.size, **measure(frames, args.every, args.refs)}
     print(f"{result['frames']} frames of {args.data} at {args.size} px, source = frame 0, L1:")
-    for key in ("no_motion", "camera_affine", "dense_flow"):
-        print(f"  {key:14} {result[key]:.4f}")
+    for key in ("no_motion", "camera_affine", "dense_flow", "best_view", "dense_flow_views"):
+        if key in result:
+            print(f"  {key:16} {result[key]:.4f}")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

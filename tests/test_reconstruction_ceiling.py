@@ -71,3 +71,13 @@ def test_a_missing_video_is_one_sentence(tmp_path):
     with pytest.raises(SystemExit) as exc:
         mod["main"](["--data", str(tmp_path / "nope.mp4")])
     assert "does not exist" in str(exc.value)
+
+
+def test_reference_views_lower_the_ceiling_when_they_show_what_the_source_hides():
+    """The scene changes halfway: the source cannot show the second half, a reference view from it can."""
+    first, second = _texture(128, 3), _texture(128, 4)
+    frames = [first] * 5 + [second] * 6
+    res = runpy.run_path(str(SCRIPT))["measure"](frames, refs=1)
+    assert res["refs"] == 1 and res["frames"] == 10
+    assert res["best_view"] < 0.6 * res["no_motion"]
+    assert res["dense_flow_views"] < 0.6 * res["dense_flow"]
