@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +40,13 @@ def time_session(onnx_bytes: bytes, feed: dict, threads: int, frames: int) -> fl
     """p50 wall ms of ``session.run`` after 8 warm-up runs."""
     import numpy as np
     import onnxruntime as ort
+    from profile_ort import wall_times
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
-    for _ in range(8):
-        sess.run(None, feed)
-    walls = []
-    for _ in range(frames):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        walls.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.percentile(walls, 50))
+    return float(np.percentile(wall_times(sess, feed, frames, warmup=8), 50))
 
 
 def measure(name: str, overrides: dict, refs: list[int], threads: int, frames: int) -> dict:

@@ -73,6 +73,18 @@ def summarize_trace(trace_file: str | Path, runs: int) -> dict:
     }
 
 
+def wall_times(session, feed: dict, frames: int, warmup: int = 5) -> list[float]:
+    """Wall ms of ``frames`` runs of an onnxruntime ``session`` on ``feed``, after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        session.run(None, feed)
+    walls = []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        walls.append((time.perf_counter() - t0) * 1000.0)
+    return walls
+
+
 def profile_session(onnx_bytes: bytes, feed: dict, frames: int, threads: int, options=None) -> dict:
     """Run one graph ``frames`` times with the profiler on; wall p50 from a second, unprofiled session."""
     import numpy as np
@@ -86,14 +98,7 @@ def profile_session(onnx_bytes: bytes, feed: dict, frames: int, threads: int, op
             so.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="odecam-prof-")) / "ort")
         return ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
 
-    sess = make(False)
-    for _ in range(5):
-        sess.run(None, feed)
-    walls = []
-    for _ in range(frames):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        walls.append((time.perf_counter() - t0) * 1000.0)
+    walls = wall_times(make(False), feed, frames, warmup=5)
     prof = make(True)
     for _ in range(3):
         prof.run(None, feed)

@@ -201,7 +201,7 @@ class TrainingStep(nn.Module):
             from odecam.training.mouth_loss import mouth_loss
 
             losses["mouth"] = self.loss_cfg.mouth * mouth_loss(
-                pred, driving, driving_landmarks, self.vgg, self.loss_cfg.perceptual, max(self.loss_cfg.l1, 1.0))
+                pred, driving, driving_landmarks, self.vgg, self.loss_cfg.perceptual, self.loss_cfg.l1)
         if self.loss_cfg.equivariance_value > 0 or self.loss_cfg.equivariance_jacobian > 0:
             kp = {"value": out["kp_driving"]}
             if "jacobian_driving" in out:
