@@ -109,7 +109,7 @@ class MotionTransferModel(nn.Module):
                 solver: str = "torchdiffeq") -> dict[str, torch.Tensor]:
         """Training pass. source, driving (B, 3, H, W); refs (B, N, 3, H, W) or None.
 
-        Returns :meth:`animate`'s dict plus 'kp_source' (B, K, 2) and 'kp_driving' (B, K, 2)
+        Returns :meth:`animate`'s dict plus 'kp_source' (B, K, 2), 'kp_views' (B*V, K, 2) and 'kp_driving' (B, K, 2)
         (and their jacobians when estimated).
         """
         check_images(source, "source")
@@ -120,6 +120,7 @@ class MotionTransferModel(nn.Module):
         kp_d = self.kp_detector(driving)
         out = self.animate(state, kp_d["value"], kp_d.get("jacobian"), num_views=v, solver=solver)
         out["kp_source"] = state["kp"].view(source.shape[0], v, -1, 2)[:, 0]
+        out["kp_views"] = state["kp"]
         out["kp_driving"] = kp_d["value"]
         if "jacobian" in kp_d:
             out["jacobian_driving"] = kp_d["jacobian"]

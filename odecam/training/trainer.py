@@ -65,6 +65,10 @@ class LossConfig:
     #: mouth-region loss (odecam switch, ``mouth_loss``): the frame's perceptual and L1 terms again on a crop
     #: around the driving frame's mouth landmarks, times this weight; needs landmarks; 0 = off
     mouth: float = 0.0
+    #: keypoint-field consistency (odecam switch, ``keypoint_field_loss``): weight of the L1 between the
+    #: fields (T~ and T) sampled at the driving keypoints and each view's keypoint displacement
+    #: Delta_i = x_S^i - x_D^i, keypoints detached; 0 = off
+    kp_field: float = 0.0
 
 
 @dataclass
@@ -193,6 +197,12 @@ class TrainingStep(nn.Module):
             losses["expression_flow"] = self.loss_cfg.expression_flow * 0.5 * (
                 expression_flow_loss(out["coarse"][src_views], tgt)
                 + expression_flow_loss(out["displacement"][src_views], tgt))
+        if self.loss_cfg.kp_field > 0:
+            from odecam.training.keypoint_field_loss import keypoint_field_loss
+
+            losses["kp_field"] = self.loss_cfg.kp_field * 0.5 * (
+                keypoint_field_loss(out["coarse"], out["kp_views"], out["kp_driving"])
+                + keypoint_field_loss(out["displacement"], out["kp_views"], out["kp_driving"]))
         if self.vgg is not None:
             losses["perceptual"] = self.loss_cfg.perceptual * self.vgg(pred, driving)
         if self.loss_cfg.l1 > 0:
@@ -367,7 +377,7 @@ class Trainer:
         batches = _batches(loader, sampler)
         csv_path = self.run_dir / "losses.csv"
         fields = ["step", "total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "mouth",
-                  "l1_metric", "lr", "seconds"]
+                  "kp_field", "l1_metric", "lr", "seconds"]
         if self.is_main:
             _open_loss_log(csv_path, fields)
         self.model.train()
@@ -498,7 +508,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in ("total", "perceptual", "l1", "equivariance", "landmarks", "flow", "expression_flow", "mouth",
-                "l1_metric"):
+                "kp_field", "l1_metric"):
         if key not in rows[0]:
             continue
         vals = [float(r[key]) for r in rows]
