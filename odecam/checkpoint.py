@@ -18,6 +18,7 @@ FOMM checkpoints (``vox-cpk.pth.tar``, ``vox-adv-cpk.pth.tar``) are pickles; the
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import warnings
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _META_CONFIG = "odecam_config"
 _META_VERSION = "odecam_format"
+#: metadata key: JSON list naming what keypoint m was trained to sit on (landmark-guided F_K), e.g.
+#: "inner_upper_lip" (:data:`odecam.training.landmark_loss.LANDMARK_GROUPS`); absent for unsupervised F_K
+_META_ROLES = "keypoint_roles"
 
 
 def save_checkpoint(model: MotionTransferModel, path: str | Path, extra: dict[str, str] | None = None,
@@ -49,6 +53,8 @@ def save_checkpoint(model: MotionTransferModel, path: str | Path, extra: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in (tensors or model.state_dict()).items()}
     meta = {_META_CONFIG: model.cfg.to_json(), _META_VERSION: str(FORMAT_VERSION)} | (extra or {})
+    if model.keypoint_roles:
+        meta[_META_ROLES] = json.dumps(list(model.keypoint_roles))
     tmp = path.with_suffix(".safetensors.tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
@@ -176,13 +182,32 @@ def check_state_dict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], s
 def load_checkpoint(path: str | Path, cfg: ModelConfig | None = None, device: str | torch.device = "cpu",
                     ) -> MotionTransferModel:
     """Build the model a checkpoint describes (or ``cfg``) and load its weights, all or nothing."""
-    saved_cfg, tensors, _ = read_checkpoint(path)
+    saved_cfg, tensors, meta = read_checkpoint(path)
     if cfg is not None:
         validate_config(cfg)
     model = MotionTransferModel(cfg or saved_cfg)
     tensors = check_state_dict(model, tensors, f"checkpoint {str(path)!r}")
+    roles = keypoint_roles(meta, model.cfg.keypoints.num_kp, str(path))
     model.load_state_dict(tensors, strict=True)
+    model.keypoint_roles = roles
     return model.to(device).eval()
+
+
+def keypoint_roles(meta: dict[str, str], num_kp: int, source: str = "checkpoint") -> tuple[str, ...]:
+    """The checkpoint's keypoint roles (metadata ``keypoint_roles``): at most ``num_kp`` names, each a short
+    identifier; () when absent. Anything else is refused with one sentence."""
+    text = meta.get(_META_ROLES)
+    if text is None:
+        return ()
+    try:
+        roles = json.loads(text) if len(text) <= 4096 else None
+    except (ValueError, RecursionError):
+        roles = None
+    if (not isinstance(roles, list) or len(roles) > num_kp
+            or not all(isinstance(r, str) and 0 < len(r) <= 40 and r.replace("_", "").isalnum() for r in roles)):
+        raise CheckpointError(f"checkpoint {source!r} has invalid keypoint roles in its metadata (expected a JSON "
+                              f"list of at most {num_kp} names such as \"inner_upper_lip\"); re-save it with odecam.")
+    return tuple(roles)
 
 
 def _torch_load_safely(path: Path) -> dict:

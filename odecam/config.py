@@ -223,6 +223,13 @@ RULES: dict[str, dict[str, tuple]] = {
 #: the ODE step counts a config or ``--ode-steps`` may ask for
 MAX_ODE_STEPS = RULES["evolution"]["steps"][2]
 
+#: lip retargeting (:func:`odecam.engine.animator.lip_retargeting`): the avatar's mouth opens this many times
+#: the driver's opening beyond neutral, for a model with inner-lip keypoints. The shipped default opened it
+#: 0.55x as far as the driver on carphone -> astronaut, 0.61x with 1.5 (benchmarks/results/EVALUATION.md)
+DEFAULT_LIP_GAIN = 1.5
+#: the range ``--lip-gain`` accepts
+LIP_GAIN_RANGE = (0.0, 4.0)
+
 
 def _kind(value: Any) -> str:
     names = {bool: "true/false", str: "a string", float: "a fraction", int: "a whole number", list: "a list",

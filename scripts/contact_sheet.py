@@ -83,6 +83,8 @@ def main() -> None:
                     help="model weights (default: the installed default); repeat for one avatar column each")
     ap.add_argument("--label", action="append", default=None,
                     help="column label of each --checkpoint, in the same order (default: the run folder's name)")
+    ap.add_argument("--lip-gain", action="append", type=float, default=None,
+                    help="lip retargeting of each --checkpoint, in the same order (default: the engine's)")
     ap.add_argument("--source", default="astronaut")
     ap.add_argument("--driving", nargs="+", default=["carphone"])
     ap.add_argument("--frames", type=int, default=8)
@@ -95,6 +97,9 @@ def main() -> None:
     if len(labels) != len(checkpoints):
         ap.error(f"{len(labels)} --label for {len(checkpoints)} --checkpoint; give one label per checkpoint "
                  "or none")
+    gains = args.lip_gain or [None] * len(checkpoints)
+    if len(gains) != len(checkpoints):
+        ap.error(f"{len(gains)} --lip-gain for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
 
     from odecam.engine import Animator, Avatar
     from odecam.engine.images import to_image
@@ -116,8 +121,8 @@ def main() -> None:
         video = load_framed_videos(path, size, max_frames=args.max_frames)[0]
         frames = [to_image(video.frames[i:i + 1]) for i in range(len(video.frames))]
         outs = []
-        for model in models:
-            animator = Animator(model, Avatar(model, to_image(photo.tensor)), backend="torch")
+        for model, gain in zip(models, gains):
+            animator = Animator(model, Avatar(model, to_image(photo.tensor)), backend="torch", lip_gain=gain)
             # the first frame is the neutral pose; F_K sees the face levelled where live levels it
             outs.append([animator(to_image(lv[0][None]), lv[1]) if (lv := video.levelled.get(i)) else animator(f)
                          for i, f in enumerate(frames)])

@@ -19,6 +19,9 @@ parser.add_argument("checkpoint")
 parser.add_argument("trained_on", nargs="?", default=None, help="what it was trained on (default: its metadata)")
 parser.add_argument("--image-size", type=int, default=None, help="run the weights at this size (see above)")
 parser.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="where to write (default: the package's default model)")
+parser.add_argument("--landmark-roles", action="store_true",
+                    help="record that the keypoints are tied to landmarks (loss.landmarks) for a checkpoint "
+                         "written before odecam train recorded it (enables the engine's lip retargeting)")
 args = parser.parse_args()
 
 _, _, meta = read_checkpoint(args.checkpoint)
@@ -30,7 +33,12 @@ if args.image_size and args.image_size != model.cfg.image_size:
                                "motion.scale_factor": model.cfg.motion.scale_factor / ratio})
     resized = MotionTransferModel(cfg)
     resized.load_state_dict(model.state_dict())
+    resized.keypoint_roles = model.keypoint_roles
     model = resized
+if args.landmark_roles:
+    from odecam.training.landmark_loss import LANDMARK_GROUPS
+
+    model.keypoint_roles = tuple(name for name, _ in LANDMARK_GROUPS)
 info = f"{args.trained_on or meta.get('trained_on', '?')}, {meta.get('step', '?')} steps"
 path = save_checkpoint(model, args.out, extra={"trained_on": info, "step": meta.get("step", "?")})
 print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {model.cfg.name} at {model.cfg.image_size}px, trained on {info}")

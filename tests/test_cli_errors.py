@@ -118,6 +118,8 @@ def test_every_numeric_flag_is_range_checked():
     (["export", "-o", "x", "--num-refs", "7"], "argument --num-refs: 7 is out of range; use a whole number from 0 to 6"),
     (["export", "-o", "x", "--ode-steps", "-3"], "argument --ode-steps"),
     (["eval", "--data", "x", "--refs", "-1"], "argument --refs"),
+    (["demo", "--lip-gain", "9"], "argument --lip-gain: 9 is out of range; use a number at least 0 and at most 4"),
+    (["live", "--lip-gain", "-1"], "argument --lip-gain"),
     (["bench", "--frames", "0"], "argument --frames"),
     (["bench", "--ode-steps", "4", "0"], "argument --ode-steps"),
     (["train", "--config", "tiny", "--out", "x", "--image-size", "100"], "in multiples of 32"),

@@ -31,6 +31,22 @@ def test_ship_at_another_size_keeps_weights_and_map_sizes(tmp_path):
     a, b = load_file(str(DEFAULT_WEIGHTS)), load_file(str(out))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     model = load_checkpoint(out).eval()
+    assert model.keypoint_roles == load_checkpoint(DEFAULT_WEIGHTS).keypoint_roles != ()  # lip retargeting kept
     with torch.no_grad():
         kp = model.kp_detector(torch.rand(1, 3, 128, 128))["value"]
     assert kp.shape == (1, cfg.keypoints.num_kp, 2) and torch.isfinite(kp).all()
+
+
+def test_landmark_roles_flag_records_them_for_an_older_checkpoint(tmp_path):
+    from odecam.checkpoint import save_checkpoint
+    from odecam.training.landmark_loss import LANDMARK_GROUPS
+
+    old = load_checkpoint(DEFAULT_WEIGHTS)
+    old.keypoint_roles = ()  # as runs trained before the roles were recorded
+    src = save_checkpoint(old, tmp_path / "old.safetensors")
+    assert load_checkpoint(src).keypoint_roles == ()
+    out = tmp_path / "shipped.safetensors"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_default.py"), str(src), "a test run",
+                        "--landmark-roles", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(out).keypoint_roles == tuple(name for name, _ in LANDMARK_GROUPS)

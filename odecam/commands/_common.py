@@ -98,3 +98,13 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+
+
+def add_lip_gain_argument(p) -> None:
+    """``--lip-gain G``: lip retargeting (:func:`odecam.engine.animator.lip_retargeting`); default: the engine's."""
+    from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE
+
+    p.add_argument("--lip-gain", type=float_range(*LIP_GAIN_RANGE), default=None, metavar="G",
+                   help=f"the avatar's mouth opens G times as far as yours beyond your neutral pose (default "
+                        f"{DEFAULT_LIP_GAIN:g} with a model whose keypoints sit on the lips, like the shipped one; "
+                        "1 = as it is)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from odecam.commands._common import ode_steps, positive_int
+from odecam.commands._common import add_lip_gain_argument, ode_steps, positive_int
 from odecam.export.options import add_backend_arguments
 
 NAME = "demo"
@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after N driving frames")
     p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
+    add_lip_gain_argument(p)
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="do not level a tilted driving face for the keypoint detector (default: level it, turn the "
                         "keypoints back)")
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"preparing the {name} graphs (cached after the first run) ...")
     backend = get_backend(name, model, precision=args.precision, ode_steps=args.ode_steps,
                           **backend_options(name, plan))
-    animator = Animator(model, avatar, relative=not args.absolute, ode_steps=args.ode_steps, backend=backend)
+    animator = Animator(model, avatar, relative=not args.absolute, ode_steps=args.ode_steps, backend=backend,
+                        lip_gain=args.lip_gain)
     framer = FaceFramer(FramingConfig(output_size=size, level_roll=args.level))  # framed as live frames the webcam
     fps = video_fps(driving_path)
     say(f"weights: {loaded.description}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import num_refs, positive_int
+from odecam.commands._common import add_lip_gain_argument, num_refs, positive_int
 from odecam.export.options import add_backend_arguments
 
 NAME = "eval"
@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="with --source: do not level a tilted driving face for the keypoint detector "
                         "(as live --no-level)")
+    add_lip_gain_argument(p)
     p.add_argument("--refs", type=num_refs, default=0, help="reference views N from the source video (default 0)")
     p.add_argument("--json", help="write the metrics here")
     p.add_argument("--save-frames", help="write each evaluated pair as NNNNN_real.png (driving) / NNNNN_fake.png here")
@@ -74,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"odecam eval: {loaded.description}; {what} {len(videos)} video(s) at {size}x{size}, N={args.refs}")
     kw = dict(fid=not args.no_fid, face_metrics=not args.no_face_metrics, source=source, driver_signals={})
     rows = {}
-    main = evaluate(model_method(model, backend, precision), videos, args.protocol, args.refs,
+    from odecam.engine.animator import lip_retargeting
+
+    _, lip_gain = lip_retargeting(model, args.lip_gain)  # a gain the model cannot use is refused here
+    main = evaluate(model_method(model, backend, precision, lip_gain=args.lip_gain), videos, args.protocol, args.refs,
                     save_frames=Path(args.save_frames) if args.save_frames else None, desc="model", **kw)
     rows[f"odecam {model.cfg.name} (N={args.refs})"] = main
     for item in args.compare:
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         other = load_checkpoint(ckpt)
         if other.cfg.image_size != size:
             raise OdecamError(f"--compare {name}: its image size {other.cfg.image_size} differs from {size}.")
-        rows[name] = evaluate(model_method(other, backend, precision), videos, args.protocol, args.refs,
+        rows[name] = evaluate(model_method(other, backend, precision, lip_gain=args.lip_gain), videos, args.protocol, args.refs,
                               desc=name, **kw)
     if not args.no_baseline:
         rows["no motion (output = source)"] = evaluate(no_motion, videos, args.protocol, args.refs, desc="no motion", **kw)
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = dict(main.as_json(), protocol=args.protocol, refs=args.refs,
                    checkpoint=args.checkpoint or loaded.description, image_size=size,
-                   data=[v.name for v in videos],
+                   data=[v.name for v in videos], lip_gain=lip_gain if args.protocol == "animation" else None,
                    baselines={k: v.as_json() for k, v in rows.items() if v is not main})
         if args.source:
             out.update(source=photo.name, source_crop=photo.box, driving_framing="live FaceFramer",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import finite_float, fps, non_negative_float, ode_steps, positive_float, positive_int
+from odecam.commands._common import (add_lip_gain_argument, finite_float, fps, non_negative_float, ode_steps,
+                                     positive_float, positive_int)
 
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
@@ -73,6 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame")
     g.add_argument("--no-relative", "--absolute", dest="relative", action="store_false",
                    help="use absolute driving keypoints instead of motion relative to your neutral pose")
+    add_lip_gain_argument(g)
 
     g = p.add_argument_group("input")
     src = g.add_mutually_exclusive_group()
@@ -135,6 +137,8 @@ def _animator(model, avatar, args):
     elif args.backend != "torch" or args.precision != "fp32":
         raise OdecamError(f"this odecam build runs only the torch backend in fp32; --backend {args.backend} "
                           f"--precision {args.precision} is not available, leave them out.")
+    if "lip_gain" in params:
+        kwargs["lip_gain"] = getattr(args, "lip_gain", None)
     return Animator(model, avatar, relative=args.relative, ode_steps=args.ode_steps, **kwargs)
 
 

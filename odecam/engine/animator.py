@@ -21,11 +21,32 @@ import torch
 from odecam.engine.avatar import Avatar
 from odecam.engine.backends import Backend, get_backend
 from odecam.engine.images import check_frame, to_image, to_tensor
-from odecam.engine.relative_motion import RelativeMotion
+from odecam.engine.relative_motion import LIP_ROLES, RelativeMotion
+from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE
+from odecam.errors import OdecamError
 from odecam.engine.timing import StageTimes
 from odecam.model import MotionTransferModel
 
 log = logging.getLogger(__name__)
+
+
+
+def lip_retargeting(model: MotionTransferModel, lip_gain: float | None) -> tuple[tuple[int, int] | None, float]:
+    """(inner-lip keypoint indices or None, the gain to use) for a model and a requested gain (None = default).
+
+    A gain other than 1 for a model without lip keypoints is refused with one sentence."""
+    roles = tuple(getattr(model, "keypoint_roles", ()))
+    lips = (roles.index(LIP_ROLES[0]), roles.index(LIP_ROLES[1])) if all(r in roles for r in LIP_ROLES) else None
+    if lip_gain is None:
+        return lips, DEFAULT_LIP_GAIN if lips is not None else 1.0
+    lo, hi = LIP_GAIN_RANGE
+    if not (lo <= float(lip_gain) <= hi):
+        raise OdecamError(f"--lip-gain {lip_gain:g} is out of range; use a number from {lo:g} to {hi:g} "
+                          "(1 = the driver's mouth as it is).")
+    if float(lip_gain) != 1.0 and lips is None:
+        raise OdecamError(f"--lip-gain {lip_gain:g} needs a model whose keypoints are tied to the inner lips "
+                          "(trained with loss.landmarks, like the shipped default); use --lip-gain 1 with this one.")
+    return lips, float(lip_gain)
 
 
 class Animator:
@@ -41,12 +62,16 @@ class Animator:
         backend: 'torch' (eager, default), 'torchscript', 'onnxruntime' or 'tensorrt', or a
             :class:`~odecam.engine.backends.Backend` (see :func:`~odecam.engine.backends.get_backend`).
         precision: 'fp32' or 'fp16' (tensorrt; torch and torchscript on CUDA).
+        lip_gain: lip retargeting in relative mode (:mod:`odecam.engine.relative_motion`): how many times
+            the driver's mouth opening beyond neutral the avatar's opens. None: :data:`DEFAULT_LIP_GAIN` for a
+            model whose keypoints are tied to the inner lips (``model.keypoint_roles``), else 1 (off).
     """
 
     def __init__(self, model: MotionTransferModel, avatar: Avatar, relative: bool = True,
                  adapt_scale: bool = True, ode_steps: int | None = None, backend: str | Backend = "torch",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", lip_gain: float | None = None) -> None:
         self.model = model.eval()
+        self.lips, self.lip_gain = lip_retargeting(model, lip_gain)
         self.backend = get_backend(backend, model, precision=precision, ode_steps=ode_steps)
         self.relative = relative
         self.adapt_scale = adapt_scale
@@ -67,7 +92,7 @@ class Animator:
         neutral = getattr(self, "motion", None)
         self.avatar = avatar
         self.backend.prepare(avatar.state)
-        self.motion = RelativeMotion(avatar.kp_source, avatar.jac_source, self.adapt_scale)
+        self.motion = RelativeMotion(avatar.kp_source, avatar.jac_source, self.adapt_scale, self.lip_gain, self.lips)
         if neutral is not None and neutral.neutral is not None:
             jac = torch.inverse(neutral.neutral_jac_inv) if neutral.neutral_jac_inv is not None else None
             self.motion.set_neutral(neutral.neutral, jac)

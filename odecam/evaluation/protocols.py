@@ -93,10 +93,11 @@ def reference_indices(num_frames: int, num_refs: int) -> list[int]:
 Method = Callable[[torch.Tensor, Iterator[torch.Tensor], bool], Iterator[torch.Tensor]]
 
 
-def model_method(model, backend="torch", precision: str = "fp32") -> Method:
+def model_method(model, backend="torch", precision: str = "fp32", lip_gain: float | None = None) -> Method:
     """Views (1, V, 3, S, S) and driving frames -> predictions, through the engine's avatar cache and the
     given inference backend: a name (``auto`` included, see :func:`odecam.engine.threads.choose_backend`)
-    or a built :class:`~odecam.engine.backends.Backend` (see :func:`odecam.engine.backends.get_backend`)."""
+    or a built :class:`~odecam.engine.backends.Backend` (see :func:`odecam.engine.backends.get_backend`).
+    ``lip_gain``: the engine's lip retargeting in relative mode (None = its default for the model)."""
     from odecam.engine import Animator, Avatar
 
     if isinstance(backend, str) and backend.strip().lower() == "auto":
@@ -107,7 +108,8 @@ def model_method(model, backend="torch", precision: str = "fp32") -> Method:
     def run(views: torch.Tensor, driving: Iterator[torch.Tensor], relative: bool) -> Iterator[torch.Tensor]:
         images = [to_image(v) for v in views[0]]
         avatar = Avatar(model, images[0], images[1:])
-        animator = Animator(model, avatar, relative=relative, backend=backend, precision=precision)
+        animator = Animator(model, avatar, relative=relative, backend=backend, precision=precision,
+                            lip_gain=lip_gain)
         for d in driving:
             frame, roll = d if isinstance(d, tuple) else (d, 0.0)  # (levelled frame, roll): turned back by F_K's caller
             value, jac = animator.keypoints(to_image(frame), roll)

@@ -41,6 +41,9 @@ class MotionTransferModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        #: what keypoint m was trained to sit on (landmark-guided F_K, e.g. "inner_upper_lip"); () when F_K is
+        #: unsupervised. Saved in the checkpoint's metadata; the engine's lip retargeting reads it.
+        self.keypoint_roles: tuple[str, ...] = ()
         self.kp_detector = KeypointDetector(cfg.keypoints, cfg.num_channels)
         self.generator = Generator(cfg)
 

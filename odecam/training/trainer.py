@@ -286,6 +286,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model_cfg = cfg.model_config()
         self.model = MotionTransferModel(self.model_cfg).to(self.device)
+        if cfg.loss.landmarks > 0:  # landmark-guided F_K: checkpoints say which keypoint sits on what
+            from odecam.training.landmark_loss import LANDMARK_GROUPS
+
+            self.model.keypoint_roles = tuple(name for name, _ in LANDMARK_GROUPS)  # the first M of K keypoints
         if cfg.init_checkpoint:
             from odecam.checkpoint import check_state_dict, read_checkpoint
 
