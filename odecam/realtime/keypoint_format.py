@@ -63,7 +63,7 @@ DROP_REASONS: tuple[str, ...] = (
     "mismatch",          # delta frame disagrees with its key frame (K, jacobians)
     "internal_error",    # a bug: should never be counted
 )
-"""Reasons a packet is dropped, the keys of :attr:`DecoderStats.dropped`."""
+"""Reasons a packet is dropped, the keys of :attr:`odecam.realtime.keypoint_decoder.DecoderStats.dropped`."""
 
 
 def _levels(bits: int) -> int:
