@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from reconstruction_ceiling import video_path
 
-    torch.set_grad_enabled(False)
     model = load_model(args.checkpoint).model
     videos = load_videos(str(video_path(args.data)), model.cfg.image_size, args.max_frames)
-    result = {"checkpoint": args.checkpoint or "default", "data": args.data, **measure(model, videos)}
+    with torch.no_grad():
+        result = {"checkpoint": args.checkpoint or "default", "data": args.data, **measure(model, videos)}
     for name in ("coarse", "refined"):
         r = result[name]
         print(f"{name:8s} gain {r['gain']:.3f}  residual {r['residual_px']:.1f} px  (|Delta| {r['delta_px']:.1f} px)")
