@@ -18,17 +18,16 @@ import time
 import numpy as np
 import torch
 
+from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE
 from odecam.engine.avatar import Avatar
 from odecam.engine.backends import Backend, get_backend
 from odecam.engine.images import check_frame, to_image, to_tensor
 from odecam.engine.relative_motion import LIP_ROLES, RelativeMotion
-from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE
-from odecam.errors import OdecamError
 from odecam.engine.timing import StageTimes
+from odecam.errors import OdecamError
 from odecam.model import MotionTransferModel
 
 log = logging.getLogger(__name__)
-
 
 
 def lip_retargeting(model: MotionTransferModel, lip_gain: float | None) -> tuple[tuple[int, int] | None, float]:

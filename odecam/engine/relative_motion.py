@@ -66,8 +66,7 @@ class RelativeMotion:
             u, lo = self.lips
             gap = ((kp[:, lo] - kp[:, u]) - (self.neutral[:, lo] - self.neutral[:, u])) * self.scale  # (1, 2)
             extra = (self.lip_gain - 1.0) / 2 * gap * (gap[:, 1:] > 0)  # only an opening beyond neutral
-            value = value.clone()
-            value[:, u] -= extra
+            value[:, u] -= extra  # value is this call's own tensor: changed in place
             value[:, lo] += extra
         new_jac = None
         if jac is not None and self.jac_source is not None and self.neutral_jac_inv is not None:
