@@ -9,6 +9,8 @@ Nothing in a checkpoint is trusted:
 
 * its config (metadata or ``.json``) is validated field by field (:func:`odecam.config.validate_config`)
   before the model is built, so a config asking for 10**9 ODE steps or 10**6 keypoints is refused;
+* its ``keypoint_roles`` (which keypoint a landmark-guided F_K put on which face part; what the engine's lip
+  retargeting reads) must be a short JSON list of short identifiers;
 * every weight must be floating point (float32, float16, bfloat16, float64: cast deliberately to the
   model's dtype) and finite; integer tensors, booleans and NaN/Inf values are refused, naming the tensor.
 
