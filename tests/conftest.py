@@ -44,3 +44,20 @@ def carphone_frames() -> list[np.ndarray]:
     from odecam.engine.video import read_frames
 
     return list(read_frames(carphone_path(), max_frames=30))
+
+
+def train_tiny(run_dir: Path, dataset, loss: dict, steps: int = 2, **config) -> list[dict]:
+    """Train the tiny preset on ``dataset`` (N=0, batch 2, plain L1 plus ``loss``) for ``steps`` steps, logging
+    every step; returns the rows of the run's losses.csv. ``config``: more TrainConfig fields."""
+    import csv
+
+    from odecam.training.trainer import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    base_loss = {"perceptual": 0.0, "l1": 1.0, "equivariance_value": 0.0, "equivariance_jacobian": 0.0}
+    cfg = TrainConfig.from_dict({"model": "tiny", "num_refs": 0, "batch_size": 2, "steps": steps,
+                                 "checkpoint_every": 1000, "log_every": 1, **config,
+                                 "loss": {**base_loss, **loss}})
+    Trainer(cfg, run_dir, dataset=dataset, progress=False).train()
+    with open(run_dir / "losses.csv", newline="") as f:
+        return list(csv.DictReader(f))

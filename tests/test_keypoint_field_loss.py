@@ -4,15 +4,14 @@ training step reports it."""
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 from odecam.model.geometry import make_coordinate_grid
 from odecam.training.keypoint_field_loss import field_at, keypoint_field_loss
-from odecam.training.trainer import TrainConfig, Trainer
+
+from conftest import train_tiny
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -67,14 +66,7 @@ class _Pairs(Dataset):
 
 
 def test_training_step_logs_the_keypoint_field_loss(tmp_path):
-    torch.manual_seed(0)
-    cfg = TrainConfig.from_dict({
-        "model": "tiny", "num_refs": 0, "batch_size": 2, "steps": 2, "checkpoint_every": 1000, "log_every": 1,
-        "loss": {"perceptual": 0.0, "l1": 1.0, "equivariance_value": 0.0, "equivariance_jacobian": 0.0,
-                 "kp_field": 5.0},
-    })
-    Trainer(cfg, tmp_path / "run", dataset=_Pairs(), progress=False).train()
-    rows = list(csv.DictReader(open(tmp_path / "run" / "losses.csv")))
+    rows = train_tiny(tmp_path / "run", _Pairs(), {"kp_field": 5.0})
     assert len(rows) == 2
     for r in rows:
         value = float(r["kp_field"])

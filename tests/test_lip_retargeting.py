@@ -112,7 +112,7 @@ def test_hostile_roles_are_refused_in_one_sentence(text):
 def test_training_with_landmarks_writes_the_roles(tmp_path):
     from torch.utils.data import Dataset
 
-    from odecam.training.trainer import TrainConfig, Trainer
+    from conftest import train_tiny
 
     class Faces(Dataset):
         def __len__(self):
@@ -124,8 +124,6 @@ def test_training_with_landmarks_writes_the_roles(tmp_path):
             return {"source": img, "driving": img.flip(-1).clone(), "refs": torch.zeros(0, 3, 64, 64),
                     "source_landmarks": lm, "driving_landmarks": lm}
 
-    cfg = TrainConfig.from_dict({"model": "tiny", "model_overrides": {"keypoints.num_kp": 10}, "num_refs": 0, "batch_size": 2, "steps": 1, "checkpoint_every": 1,
-                                 "loss": {"perceptual": 0.0, "l1": 1.0, "equivariance_value": 0.0,
-                                          "equivariance_jacobian": 0.0, "landmarks": 1.0}})
-    Trainer(cfg, tmp_path / "run", dataset=Faces(), progress=False).train()
+    train_tiny(tmp_path / "run", Faces(), {"landmarks": 1.0}, steps=1, checkpoint_every=1,
+               model_overrides={"keypoints.num_kp": 10})
     assert load_checkpoint(tmp_path / "run" / "last.safetensors").keypoint_roles == TIED

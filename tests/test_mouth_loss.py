@@ -3,14 +3,13 @@ frame losses on the crop, and a training step reports it."""
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 from odecam.training.mouth_loss import MOUTH_LANDMARKS, crop, mouth_boxes, mouth_loss
-from odecam.training.trainer import TrainConfig, Trainer
+
+from conftest import train_tiny
 
 
 def _landmarks(cx: float, cy: float, half_width: float, dtype=torch.float32) -> torch.Tensor:
@@ -66,14 +65,7 @@ class _FacesWithMouths(Dataset):
 
 
 def test_training_step_logs_the_mouth_loss(tmp_path):
-    torch.manual_seed(0)
-    cfg = TrainConfig.from_dict({
-        "model": "tiny", "num_refs": 0, "batch_size": 2, "steps": 2, "checkpoint_every": 1000, "log_every": 1,
-        "loss": {"perceptual": 0.0, "l1": 1.0, "equivariance_value": 0.0, "equivariance_jacobian": 0.0,
-                 "mouth": 3.0},
-    })
-    Trainer(cfg, tmp_path / "run", dataset=_FacesWithMouths(), progress=False).train()
-    rows = list(csv.DictReader(open(tmp_path / "run" / "losses.csv")))
+    rows = train_tiny(tmp_path / "run", _FacesWithMouths(), {"mouth": 3.0})
     assert len(rows) == 2
     for r in rows:
         assert 3.0 * 0.1 < float(r["mouth"]) < 3.0 * 0.6  # 3 x L1 of uniform noise crops (about 1/3)
