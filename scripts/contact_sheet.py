@@ -85,6 +85,9 @@ def main() -> None:
                     help="column label of each --checkpoint, in the same order (default: the run folder's name)")
     ap.add_argument("--lip-gain", action="append", type=float, default=None,
                     help="lip retargeting of each --checkpoint, in the same order (default: the engine's)")
+    ap.add_argument("--keep-tilt", action="append", choices=["yes", "no"], default=None,
+                    help="per --checkpoint, in the same order: keep a tilted --source photo's tilt (yes) or turn "
+                         "it upright as the commands do (no, the default)")
     ap.add_argument("--source", default="astronaut")
     ap.add_argument("--driving", nargs="+", default=["carphone"])
     ap.add_argument("--frames", type=int, default=8)
@@ -100,6 +103,9 @@ def main() -> None:
     gains = args.lip_gain or [None] * len(checkpoints)
     if len(gains) != len(checkpoints):
         ap.error(f"{len(gains)} --lip-gain for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
+    tilts = args.keep_tilt or ["no"] * len(checkpoints)
+    if len(tilts) != len(checkpoints):
+        ap.error(f"{len(tilts)} --keep-tilt for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
 
     from odecam.engine import Animator, Avatar
     from odecam.engine.images import to_image
@@ -113,16 +119,18 @@ def main() -> None:
         ap.error("the checkpoints run at different image sizes "
                  f"({', '.join(str(m.cfg.image_size) for m in models)}); convert them to one size first "
                  "(scripts/ship_default.py --image-size)")
-    photo = load_source_photo(args.source, size)
-    print(photo.description)
+    photos = {keep: load_source_photo(args.source, size, level=keep == "no") for keep in sorted(set(tilts))}
+    for photo in photos.values():
+        print(photo.description)
     blocks = []
     for spec in args.driving:
         path = _carphone() if spec == "carphone" else spec
         video = load_framed_videos(path, size, max_frames=args.max_frames)[0]
         frames = [to_image(video.frames[i:i + 1]) for i in range(len(video.frames))]
         outs = []
-        for model, gain in zip(models, gains):
-            animator = Animator(model, Avatar(model, to_image(photo.tensor)), backend="torch", lip_gain=gain)
+        for model, gain, keep in zip(models, gains, tilts):
+            avatar = Avatar(model, to_image(photos[keep].tensor))
+            animator = Animator(model, avatar, backend="torch", lip_gain=gain)
             # the first frame is the neutral pose; F_K sees the face levelled where live levels it
             outs.append([animator(to_image(lv[0][None]), lv[1]) if (lv := video.levelled.get(i)) else animator(f)
                          for i, f in enumerate(frames)])

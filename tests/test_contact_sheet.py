@@ -54,3 +54,26 @@ def test_labels_must_match_checkpoints(monkeypatch, capsys):
         _run(monkeypatch, "--checkpoint", str(DEFAULT_WEIGHTS), "--label", "a", "--label", "b", "-o", "x.png")
     assert e.value.code == 2
     assert "one label per checkpoint" in capsys.readouterr().err
+
+
+def test_a_tilted_photo_gets_a_kept_and_an_upright_column(tmp_path, monkeypatch):
+    from PIL import Image
+    from skimage import data
+
+    from odecam.rotation import rotate_image
+
+    tilted = tmp_path / "tilted.png"
+    Image.fromarray(rotate_image(data.astronaut(), 20)).save(tilted)
+    out = tmp_path / "tilt.png"
+    _run(monkeypatch, "--source", str(tilted), "--checkpoint", str(DEFAULT_WEIGHTS), "--keep-tilt", "yes",
+         "--checkpoint", str(DEFAULT_WEIGHTS), "--keep-tilt", "no", "-o", str(out))
+    grid = cv2.imread(str(out))[36:].astype(np.int16)
+    kept, upright = grid[:, T:2 * T], grid[:, 2 * T:3 * T]
+    assert np.abs(kept - upright).mean() > 5  # the same weights on two framings of the photo
+
+
+def test_keep_tilt_must_match_checkpoints(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as e:
+        _run(monkeypatch, "--keep-tilt", "yes", "--keep-tilt", "no", "-o", "x.png")
+    assert e.value.code == 2
+    assert "give one per checkpoint" in capsys.readouterr().err

@@ -141,3 +141,44 @@ def test_send_frames_the_avatar_before_sending(astronaut, capsys):
     assert "face found at" in capsys.readouterr().out
     same_image, same_bytes = _frame_avatar(wide, png.tobytes(), "wide.png", crop=False)
     assert same_bytes == png.tobytes() and same_image is wide
+
+
+@pytest.mark.parametrize("degrees", [20.0, -20.0])
+def test_a_tilted_photo_is_turned_upright(astronaut, degrees):
+    from odecam.realtime.framing import face_roll
+    from odecam.rotation import rotate_image
+
+    own_roll = face_roll(astronaut, find_portrait(astronaut).face)  # about -2.7 degrees: upright enough
+    tilted = rotate_image(astronaut, degrees)
+    found = find_portrait(tilted)
+    assert found.roll == pytest.approx(degrees + own_roll, abs=3)
+    # the crop's eye line is level now, and it holds the same face as the upright photo's crop
+    from odecam.realtime.framing import detect_faces
+
+    face = detect_faces(found.image, detect_height=found.image.shape[0])[0]
+    assert abs(face_roll(found.image, face)) < 4
+    upright = find_portrait(astronaut)
+    assert abs(found.box.size - upright.box.size) <= 8
+    line = describe_portrait(found, "source image tilted.png")
+    assert f"tilted {abs(found.roll):.0f} degrees, turned upright (--keep-tilt keeps it)" in line
+    # level=False (--keep-tilt) takes the tilt as it is
+    kept = find_portrait(tilted, level=False)
+    assert kept.roll == 0.0 and "turned upright" not in describe_portrait(kept)
+    assert abs(face_roll(kept.image, detect_faces(kept.image, detect_height=kept.image.shape[0])[0])) > 12
+
+
+def test_an_upright_photo_is_not_turned(astronaut):
+    found = find_portrait(astronaut)
+    assert found.roll == 0.0
+    assert np.array_equal(found.image, find_portrait(astronaut, level=False).image)
+
+
+@pytest.mark.parametrize("command", ["demo", "live", "serve", "receive", "send", "eval"])
+def test_every_command_taking_an_avatar_photo_has_keep_tilt(command):
+    from odecam.cli import build_parser
+
+    parser = build_parser()
+    required = {"eval": ["--data", "x.mp4"], "send": ["--to", "127.0.0.1:9000"]}.get(command, [])
+    args = parser.parse_args([command, *required, "--keep-tilt"])
+    assert args.keep_tilt is True
+    assert parser.parse_args([command, *required]).keep_tilt is False

@@ -100,6 +100,14 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             pass
 
 
+def add_keep_tilt_argument(p, what: str = "avatar photo") -> None:
+    """``--keep-tilt``: take a tilted avatar photo as it is instead of turning its face upright
+    (:func:`odecam.engine.portrait.find_portrait`'s ``level``)."""
+    p.add_argument("--keep-tilt", action="store_true",
+                   help=f"keep a tilted {what}'s tilt (default: a face rolled more than 5 degrees is turned upright "
+                        "before cropping, which is how the model follows head roll best)")
+
+
 def add_lip_gain_argument(p) -> None:
     """``--lip-gain G``: lip retargeting (:func:`odecam.engine.animator.lip_retargeting`); default: the engine's."""
     from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE

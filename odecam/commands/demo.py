@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from odecam.commands._common import add_lip_gain_argument, ode_steps, positive_int
+from odecam.commands._common import add_keep_tilt_argument, add_lip_gain_argument, ode_steps, positive_int
 from odecam.export.options import add_backend_arguments
 
 NAME = "demo"
@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref", action="append", default=[], help="extra reference view of the avatar (repeatable)")
     p.add_argument("--no-crop", action="store_true",
                    help="take --source and --ref images as they are (no face detection and crop)")
+    add_keep_tilt_argument(p, "--source / --ref photo")
     p.add_argument("--driving", help="driving video (default: the built-in 'carphone' talking head); its face "
                                      "is followed and cropped like odecam live crops the webcam")
     p.add_argument("--checkpoint", help="model weights (.safetensors); default: the best installed")
@@ -61,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
     crop = not args.no_crop
     say = lambda text: print(f"odecam demo: {text}")  # noqa: E731
     if args.source:
-        source = load_portrait(args.source, "source image", crop, log=say)
+        source = load_portrait(args.source, "source image", crop, log=say, level=not args.keep_tilt)
     else:
         source = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
-    refs = [load_portrait(r, f"reference image {i + 1}", crop, log=say) for i, r in enumerate(args.ref)]
+    refs = [load_portrait(r, f"reference image {i + 1}", crop, log=say, level=not args.keep_tilt)
+            for i, r in enumerate(args.ref)]
     avatar = Avatar(model, source, refs, name=Path(args.source).stem if args.source else "astronaut")
     driving_path = Path(args.driving) if args.driving else assets.default_driving_path()
     if name != "torch":

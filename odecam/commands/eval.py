@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import add_lip_gain_argument, num_refs, positive_int
+from odecam.commands._common import add_keep_tilt_argument, add_lip_gain_argument, num_refs, positive_int
 from odecam.export.options import add_backend_arguments
 
 NAME = "eval"
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="animation: animate this photo (framed to its face; 'astronaut' is the built-in one) "
                         "with every --data video, framed like live, N=0, relative motion")
     p.add_argument("--no-crop", action="store_true", help="take the --source photo as it is (no face framing)")
+    add_keep_tilt_argument(p, "--source photo")
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="with --source: do not level a tilted driving face for the keypoint detector "
                         "(as live --no-level)")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.source:
         from odecam.evaluation.animation import load_framed_videos, load_source_photo
 
-        photo = load_source_photo(args.source, size, crop=not args.no_crop)
+        photo = load_source_photo(args.source, size, crop=not args.no_crop, level=not args.keep_tilt)
         print(f"odecam eval: {photo.description}")
         source = photo.tensor
         videos = load_framed_videos(args.data, size, args.max_frames, level=args.level)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import (add_lip_gain_argument, finite_float, fps, non_negative_float, ode_steps,
-                                     positive_float, positive_int)
+from odecam.commands._common import (add_keep_tilt_argument, add_lip_gain_argument, finite_float, fps,
+                                     non_negative_float, ode_steps, positive_float, positive_int)
 
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
@@ -67,6 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
     g.add_argument("--no-crop", action="store_true",
                    help="take the --source/--ref images as they are (default: crop the largest face square)")
+    add_keep_tilt_argument(g, "--source / --ref photo")
     g.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="inference backend (default: auto = onnxruntime on a CPU, torch on CUDA)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
@@ -201,9 +202,9 @@ def run(args: argparse.Namespace) -> int:
             image = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
             name = "astronaut"
         else:
-            image = load_portrait(source, "source image", crop, log=say)
+            image = load_portrait(source, "source image", crop, log=say, level=not args.keep_tilt)
             name = Path(source).stem
-        ref_images = [load_portrait(r, "reference image", crop, log=say) for r in refs]
+        ref_images = [load_portrait(r, "reference image", crop, log=say, level=not args.keep_tilt) for r in refs]
         avatars.append(Avatar(model, image, ref_images, name=name))
     animator = _animator(model, avatars[0], args)
     print(f"odecam live: weights: {loaded.description}")

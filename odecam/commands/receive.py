@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import fps, ode_steps, port, positive_float, stop_on_signals, threads
+from odecam.commands._common import add_keep_tilt_argument, fps, ode_steps, port, positive_float, stop_on_signals, threads
 from odecam.commands.serve import TOKEN_ENV
 from odecam.export.options import add_backend_arguments
 
@@ -57,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model threads (default: one per core that other programs do not keep busy)")
     p.add_argument("--no-crop", action="store_true",
                    help="take the --source image as it is (default: crop its largest face square)")
+    add_keep_tilt_argument(p, "--source photo")
     add_backend_arguments(p)
 
 
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_model(args.checkpoint, args.preset)
         avatar = load_avatars(loaded.model, [args.source] if args.source else [], not args.no_crop,
-                              log=lambda t: print(f"odecam receive: {t}"))[0]
+                              log=lambda t: print(f"odecam receive: {t}"), level=not args.keep_tilt)[0]
         factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
         described = factory(avatar).backend.describe()  # builds (and caches) the graphs before a sender calls
     except BaseException:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import non_negative_float, positive_float, positive_int, stop_on_signals, threads
+from odecam.commands._common import add_keep_tilt_argument, non_negative_float, positive_float, positive_int, stop_on_signals, threads
 from odecam.commands.serve import TOKEN_ENV
 
 NAME = "send"
@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a JPEG or PNG portrait for the receiver to show (default: the receiver's own avatar); "
                         "framed to its largest face before it is sent")
     p.add_argument("--no-crop", action="store_true", help="send the --avatar photo as it is (no face framing)")
+    add_keep_tilt_argument(p, "--avatar photo")
     p.add_argument("--framing", choices=["face", "center"], default=None,
                    help="crop: follow the face, or the centre square (default: face for a camera, "
                         "center for a video file)")
@@ -100,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
             portrait = decode_avatar_image(avatar_bytes)
         except AvatarRefused as exc:
             raise OdecamError(f"--avatar {args.avatar!r}: {exc}.") from None
-        portrait, avatar_bytes = _frame_avatar(portrait, avatar_bytes, args.avatar, crop=not args.no_crop)
+        portrait, avatar_bytes = _frame_avatar(portrait, avatar_bytes, args.avatar, crop=not args.no_crop,
+                                                 level=not args.keep_tilt)
     else:
         portrait = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
     if args.video:
@@ -187,7 +189,7 @@ async def _progress(sender, every: float) -> None:
         last_n, last_t = n, t
 
 
-def _frame_avatar(portrait, data: bytes, name: str, crop: bool):
+def _frame_avatar(portrait, data: bytes, name: str, crop: bool, level: bool = True):
     """Frame the --avatar photo to its largest face here, so the receiver gets the face crop (and face
     detection never runs on its render thread). Returns (RGB image, bytes to send: a JPEG of the crop,
     or the file as it is when no face was found or ``crop`` is False)."""
@@ -195,7 +197,7 @@ def _frame_avatar(portrait, data: bytes, name: str, crop: bool):
 
     from odecam.engine.portrait import describe_portrait, find_portrait
 
-    found = find_portrait(portrait, crop)
+    found = find_portrait(portrait, crop, level=level)
     print(describe_portrait(found, f"avatar {os.path.basename(name)}", crop), flush=True)
     if found.box is None:
         return portrait, data

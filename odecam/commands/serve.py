@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import ode_steps, port, positive_int, stop_on_signals
+from odecam.commands._common import add_keep_tilt_argument, ode_steps, port, positive_int, stop_on_signals
 from odecam.export.options import add_backend_arguments
 import os
 from pathlib import Path
@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
     p.add_argument("--no-crop", action="store_true",
                    help="take the --source images as they are (default: crop the largest face square)")
+    add_keep_tilt_argument(p, "--source photo")
     add_backend_arguments(p)
 
 
@@ -87,10 +88,10 @@ def animator_factory(model, backend: str, precision: str = "fp32", relative: boo
     return make
 
 
-def load_avatars(model, sources: list[str], crop: bool = True, log=None):
+def load_avatars(model, sources: list[str], crop: bool = True, log=None, level: bool = True):
     """The avatars for ``--source`` images (default: the built-in astronaut); names are unique. Each
-    photo's largest face is cropped square (``crop``; see :mod:`odecam.engine.portrait`) and ``log``
-    gets one line saying so."""
+    photo's largest face is cropped square (``crop``; see :mod:`odecam.engine.portrait`), turned upright
+    first when tilted (``level``), and ``log`` gets one line saying so."""
     from odecam import assets
     from odecam.engine import Avatar
     from odecam.engine.images import load_image
@@ -101,7 +102,7 @@ def load_avatars(model, sources: list[str], crop: bool = True, log=None):
         return [Avatar(model, image, name="astronaut")]
     avatars, seen = [], set()
     for path in sources:
-        image = load_portrait(path, "source image", crop, log=log)
+        image = load_portrait(path, "source image", crop, log=log, level=level)
         name = Path(path).stem or "avatar"
         base, n = name, 2
         while name in seen:
@@ -131,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     backend = choose_backend(args.backend)  # 'auto' -> onnxruntime on a CPU
     plan = apply_thread_policy(backend)
     loaded = load_model(args.checkpoint, args.preset)
-    avatars = load_avatars(loaded.model, args.source, not args.no_crop, log=lambda t: print(f"odecam serve: {t}"))
+    avatars = load_avatars(loaded.model, args.source, not args.no_crop, log=lambda t: print(f"odecam serve: {t}"),
+                           level=not args.keep_tilt)
     loopback = is_loopback_host(args.host)
     factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
     described = factory(avatars[0]).backend.describe()  # builds (and caches) the graphs before any peer

@@ -41,8 +41,9 @@ class SourcePhoto:
     description: str
 
 
-def load_source_photo(spec: str, size: int, crop: bool = True) -> SourcePhoto:
-    """``spec``: an image file, or ``astronaut`` for the built-in portrait; framed to its face."""
+def load_source_photo(spec: str, size: int, crop: bool = True, level: bool = True) -> SourcePhoto:
+    """``spec``: an image file, or ``astronaut`` for the built-in portrait; framed to its face (turned upright
+    first when tilted, unless ``level`` is False)."""
     from odecam import assets
     from odecam.engine.images import load_image
     from odecam.engine.portrait import describe_portrait, find_portrait
@@ -51,7 +52,7 @@ def load_source_photo(spec: str, size: int, crop: bool = True) -> SourcePhoto:
         rgb, name = load_image(assets.default_avatar_path(), "built-in avatar"), BUILTIN_SOURCE
     else:
         rgb, name = load_image(spec, "source image"), Path(spec).stem
-    found = find_portrait(rgb, crop)
+    found = find_portrait(rgb, crop, level=level)
     box = None if found.box is None else (found.box.x, found.box.y, found.box.size)
     return SourcePhoto(name, found.image, to_tensor(found.image, size), box,
                        describe_portrait(found, f"source {name}", crop))
