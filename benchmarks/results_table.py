@@ -209,7 +209,14 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   N=1: even a model with half the decoder and F_A would miss 150 / 100 fps on these 2 cores, so no weights
   were trained for one. The same session measured that onnxruntime gains nothing from the second core on this
   graph (frame graph 10.2 ms with 1 thread, 10.6 with 2 without spinning, 18.5 with spinning while another
-  process ran): the 2-core targets would need a decoder that does less work at 256 px, not more threads."""
+  process ran): the 2-core targets would need a decoder that does less work at 256 px, not more threads.
+* Sixth session: OpenVINO 2026.4.1 (pip wheel, 59 MB; not a dependency) on the same frame_tail ONNX graph
+  of the shipped default, carphone -> astronaut, 1 thread, loaded machine, interleaved with onnxruntime
+  (scratch script): fp32 12.4 ms p50 against onnxruntime's 10.3 (0.83x), outputs equal to 89 dB PSNR;
+  bf16 (`INFERENCE_PRECISION_HINT`, this CPU's avx512_bf16) 9.7 ms (1.06x) but **22 dB** PSNR on the
+  rendered uint8 frames, far under the 40 dB floor (it runs the sampling grids in bf16 too). Not adopted;
+  onnxruntime stays the CPU backend.
+"""
 
 
 def speed_section() -> list[str]:
