@@ -95,7 +95,7 @@ def find_portrait(rgb: np.ndarray, crop: bool = True, config: FramingConfig | No
     else:
         face = max(scored, key=lambda bs: bs[1])[0]
     faces = max(1, len(confident))
-    roll = _tilt(rgb, face) if level else 0.0
+    roll = float(np.clip(_tilt(rgb, face), -cfg.max_roll, cfg.max_roll)) if level else 0.0  # live's limit
     if roll:  # turn the photo about the face's centre: the face box stays where it is, now upright
         centre = ((face[0] + face[2]) / 2.0, (face[1] + face[3]) / 2.0)
         rgb = warp_reflected(rgb, cv2.getRotationMatrix2D(centre, -roll, 1.0))
