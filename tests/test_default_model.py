@@ -35,24 +35,24 @@ def test_default_beats_no_motion_on_held_out_clip(num_refs):
         assert ours.metrics["l1"] < base.metrics["l1"] * 1.3
 
 
-def test_avatar_rolls_the_way_a_turned_driver_rolls():
-    """A driving face turned by known angles turns the avatar the same way (issue 9: roll once transferred
-    with the wrong sign). The driver is carphone's first frame framed as `live` frames a webcam; the avatar
-    is the built-in photo, N=0, relative motion, as `demo` runs it."""
+def _avatar_roll_response(photo: str) -> tuple:
+    """The avatar's roll change (degrees) for a driver turned by -15, -8, 8 and 15 degrees, and the driver's.
+    The driver is carphone's first frame framed as `live` frames a webcam; the avatar is ``photo`` framed as
+    every command frames it (a tilted photo turned upright), N=0, relative motion, as `demo` runs it."""
     import cv2
     import numpy as np
 
     from odecam.engine.animator import Animator
     from odecam.engine.avatar import Avatar
     from odecam.evaluation.animation import load_framed_videos, load_source_photo
-    from odecam.evaluation.expression import face_signals, pearson
+    from odecam.evaluation.expression import face_signals
 
     torch.set_num_threads(1)
     model = load_model().model
     s = model.cfg.image_size
     face = (load_framed_videos(carphone_path(), s, max_frames=2)[0].frames[0].permute(1, 2, 0).numpy() * 255)
     face = face.round().astype(np.uint8)
-    anim = Animator(model, Avatar(model, load_source_photo("astronaut", s).image))
+    anim = Animator(model, Avatar(model, load_source_photo(photo, s).image))
     driver, avatar = [], []
     for angle in (0, -15, -8, 8, 15):  # the first frame is the neutral pose
         m = cv2.getRotationMatrix2D(((s - 1) / 2, (s - 1) / 2), angle, 1.0)
@@ -60,6 +60,35 @@ def test_avatar_rolls_the_way_a_turned_driver_rolls():
         out = anim(turned)
         driver.append(face_signals(turned)["roll"])
         avatar.append(face_signals(out)["roll"])
-    d, a = np.array(driver[1:]) - driver[0], np.array(avatar[1:]) - avatar[0]
+    return np.array(driver[1:]) - driver[0], np.array(avatar[1:]) - avatar[0]
+
+
+def test_avatar_rolls_the_way_a_turned_driver_rolls():
+    """A driving face turned by known angles turns the avatar the same way (issue 9: roll once transferred
+    with the wrong sign)."""
+    import numpy as np
+
+    from odecam.evaluation.expression import pearson
+
+    d, a = _avatar_roll_response("astronaut")
     assert np.all(np.sign(a) == np.sign(d)), (d, a)  # default: driver -15 -8 8 15, avatar -15 -5 3 8 degrees
+    assert np.all(np.abs(a) >= 0.2 * np.abs(d)) and pearson(d, a) > 0.9
+
+
+@pytest.mark.parametrize("tilt", [20, -20])
+def test_a_tilted_avatar_photo_still_rolls_the_way_the_driver_rolls(tmp_path, tilt):
+    """The same from the astronaut photo tilted by 20 degrees either way: it is turned upright first
+    (odecam.engine.portrait), so the avatar follows roll as the upright photo does. Kept tilted, the -20 degree
+    photo turned the avatar +20 degrees for the driver's -15 (the wrong way)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from odecam.evaluation.expression import pearson
+    from odecam.rotation import rotate_image
+
+    path = tmp_path / "tilted.png"
+    Image.fromarray(rotate_image(data.astronaut(), tilt)).save(path)
+    d, a = _avatar_roll_response(str(path))
+    assert np.all(np.sign(a) == np.sign(d)), (d, a)
     assert np.all(np.abs(a) >= 0.2 * np.abs(d)) and pearson(d, a) > 0.9
