@@ -223,6 +223,11 @@ RULES: dict[str, dict[str, tuple]] = {
 #: the ODE step counts a config or ``--ode-steps`` may ask for
 MAX_ODE_STEPS = RULES["evolution"]["steps"][2]
 
+#: degrees of roll beyond which an avatar photo's face is turned upright before cropping
+#: (:func:`odecam.engine.portrait.find_portrait`; the built-in astronaut rolls 2.7 degrees; 42 of the 99
+#: portraits of ../shared/data/faces/stills roll more than 5, 19 more than 8)
+LEVEL_MIN_ROLL = 5.0
+
 #: lip retargeting (:func:`odecam.engine.animator.lip_retargeting`): the avatar's mouth opens this many times
 #: the driver's opening beyond neutral, for a model with inner-lip keypoints. The shipped default opened it
 #: 0.55x as far as the driver on carphone -> astronaut, 0.61x with 1.5 (benchmarks/results/EVALUATION.md)

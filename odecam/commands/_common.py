@@ -103,9 +103,11 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 def add_keep_tilt_argument(p, what: str = "avatar photo") -> None:
     """``--keep-tilt``: take a tilted avatar photo as it is instead of turning its face upright
     (:func:`odecam.engine.portrait.find_portrait`'s ``level``)."""
+    from odecam.config import LEVEL_MIN_ROLL
+
     p.add_argument("--keep-tilt", action="store_true",
-                   help=f"keep a tilted {what}'s tilt (default: a face rolled more than 5 degrees is turned upright "
-                        "before cropping, which is how the model follows head roll best)")
+                   help=f"keep a tilted {what}'s tilt (default: a face rolled more than {LEVEL_MIN_ROLL:g} degrees "
+                        "is turned upright before cropping, which is how the model follows head roll best)")
 
 
 def add_lip_gain_argument(p) -> None:

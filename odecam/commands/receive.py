@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import add_keep_tilt_argument, fps, ode_steps, port, positive_float, stop_on_signals, threads
+from odecam.commands._common import (add_keep_tilt_argument, fps, ode_steps, port, positive_float, stop_on_signals,
+                                     threads)
 from odecam.commands.serve import TOKEN_ENV
 from odecam.export.options import add_backend_arguments
 

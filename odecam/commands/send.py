@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import add_keep_tilt_argument, non_negative_float, positive_float, positive_int, stop_on_signals, threads
+from odecam.commands._common import (add_keep_tilt_argument, non_negative_float, positive_float, positive_int,
+                                     stop_on_signals, threads)
 from odecam.commands.serve import TOKEN_ENV
 
 NAME = "send"

@@ -29,6 +29,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from odecam.config import LEVEL_MIN_ROLL
 from odecam.realtime.framing import CropBox, FramingConfig, detect_faces_scored, face_crop_box, face_roll
 from odecam.rotation import warp_reflected
 
@@ -41,9 +42,6 @@ DETECT_MAX_ROWS = 1024
 #: dlib detection score a face needs to compete on size (clear frontal faces score about 1-2; a
 #: false hit on clothing or texture scores near 0)
 MIN_SCORE = 0.3
-#: degrees of roll below which a photo is taken as upright (the built-in astronaut rolls 2.7 degrees; 42 of
-#: the 99 portraits of ../shared/data/faces/stills roll more than 5, 19 more than 8)
-LEVEL_MIN_ROLL = 5.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ def find_portrait(rgb: np.ndarray, crop: bool = True, config: FramingConfig | No
     else:
         face = max(scored, key=lambda bs: bs[1])[0]
     faces = max(1, len(confident))
-    roll = float(np.clip(_tilt(rgb, face), -cfg.max_roll, cfg.max_roll)) if level else 0.0  # live's limit
+    roll = _tilt(rgb, face, cfg.max_roll) if level else 0.0
     if roll:  # turn the photo about the face's centre: the face box stays where it is, now upright
         centre = ((face[0] + face[2]) / 2.0, (face[1] + face[3]) / 2.0)
         rgb = warp_reflected(rgb, cv2.getRotationMatrix2D(centre, -roll, 1.0))
@@ -104,11 +102,11 @@ def find_portrait(rgb: np.ndarray, crop: bool = True, config: FramingConfig | No
     return PortraitFraming(image=image, box=box, face=face, shape=(h, w), faces=faces, roll=roll)
 
 
-def _tilt(rgb: np.ndarray, face: tuple[float, float, float, float]) -> float:
-    """The roll of ``face`` in degrees when it exceeds :data:`LEVEL_MIN_ROLL`, else 0.0 (also without dlib's
-    5-point model)."""
+def _tilt(rgb: np.ndarray, face: tuple[float, float, float, float], max_roll: float) -> float:
+    """The roll of ``face`` in degrees, within +-``max_roll`` (live's limit), when it exceeds
+    :data:`LEVEL_MIN_ROLL`; else 0.0 (also without dlib's 5-point model)."""
     roll = face_roll(rgb, face)
-    return float(roll) if roll is not None and abs(roll) > LEVEL_MIN_ROLL else 0.0
+    return float(np.clip(roll, -max_roll, max_roll)) if roll is not None and abs(roll) > LEVEL_MIN_ROLL else 0.0
 
 
 def frame_portrait(rgb: np.ndarray, crop: bool = True, level: bool = True) -> tuple[np.ndarray, CropBox | None]:
