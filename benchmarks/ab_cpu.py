@@ -50,6 +50,8 @@ for g in ("keypoints", "frame_tail" if tail else "frame"):
     open(f"{out}/{g.split('_')[0]}.onnx", "wb").write(to_onnx_bytes(module, args, inputs, outputs))
 if tail:
     open(f"{out}/tail", "w").write("frame_tail: decoded, skip_mask, displacement, weights, ode_ok; features NHWC")
+    if getattr(mods["frame_tail"][0], "nhwc_tail", False):
+        open(f"{out}/nhwc_tail", "w").write("frame_tail's decoded and skip_mask are channels-last")
     import odecam.export.graphs as graphs
     if hasattr(graphs, "finish_tail"):
         open(f"{out}/finish_tail", "w").write("the backend finishes the frame with graphs.finish_tail")
@@ -95,6 +97,7 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     # the old backend's torch tail: graphs.finish_tail where that checkout has it (this checkout's copy of it:
     # parameter-free code), else generator.warp_images + blend_skip
     old_finish = old_tail and (old_dir / "finish_tail").exists()
+    old_nhwc = old_tail and (old_dir / "nhwc_tail").exists()
     if old_tail:
         old_feed["features"] = np.ascontiguousarray(old_feed["features"].transpose(0, 2, 3, 1))
         view_images = state["image"].detach().float().contiguous()
@@ -105,6 +108,8 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
         outs = old_fr.run(None, {**old_feed, "kp_driving": kp})
         if old_tail:  # as that checkout's OnnxRuntimeBackend.run_frame finishes the frame (same torch code)
             decoded, mask, disp, weights = (torch.from_numpy(o) for o in outs[:4])
+            if old_nhwc:
+                decoded, mask = decoded.permute(0, 3, 1, 2), mask.permute(0, 3, 1, 2)
             with torch.no_grad():
                 out = (finish_tail(view_images, decoded, mask, disp, weights) if old_finish
                        else blend_skip(decoded, mask, warp_images(view_images, disp, weights)))

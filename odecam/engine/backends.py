@@ -38,7 +38,6 @@ import torch
 
 from odecam.errors import OdecamError
 from odecam.export import exporter as _exporter, graphs as _graphs, onnx as _onnx  # noqa: F401  (code digest)
-from odecam.export.graphs import finish_tail
 from odecam.export.options import ALIASES, BACKENDS, PRECISIONS, add_backend_arguments  # noqa: F401
 from odecam.model import MotionTransferModel
 
@@ -303,7 +302,7 @@ class OnnxRuntimeBackend(_GraphBackend):
         # FRAME_TAIL_OUTPUTS): onnxruntime's CPU GridSample is its slowest op at 256 px. In-process exports only.
         self.skip_tail = bool(skip_tail and model is not None and self.device.type == "cpu"
                               and getattr(self.cfg.generator, "image_skip", False))
-        self._view_images: torch.Tensor | None = None
+        self._tail: Any = None  # odecam.engine.image_skip.ImageSkipTail of the avatar (skip_tail)
         self._frame_inputs: set[str] = set()
         self._feed: dict[str, np.ndarray] = {}
 
@@ -372,7 +371,9 @@ class OnnxRuntimeBackend(_GraphBackend):
         if self.skip_tail:  # the in-process frame_tail graph reads the features channels-last (exporter.graph_modules)
             self._feed["features"] = np.ascontiguousarray(self._feed["features"].transpose(0, 2, 3, 1))
         if self.skip_tail:
-            self._view_images = state["image"].detach().float().cpu().contiguous()
+            from odecam.engine.image_skip import ImageSkipTail
+
+            self._tail = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]))
         self.num_views = v
 
     def run_keypoints(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -393,9 +394,7 @@ class OnnxRuntimeBackend(_GraphBackend):
             outs = self._frame_graph(self.num_views).run(None, feed)
             if self.skip_tail:
                 decoded, mask, disp, weights, ok = (torch.from_numpy(o) for o in outs)
-                with torch.no_grad():
-                    image = finish_tail(self._view_images, decoded, mask, disp, weights)
-                return image, bool(ok)
+                return self._tail(decoded, mask, disp, weights), bool(ok)
             image, ok = outs
         return torch.from_numpy(image), bool(ok)
 

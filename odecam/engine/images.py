@@ -242,7 +242,13 @@ def to_tensor(img: np.ndarray, size: int, out: torch.Tensor | None = None) -> to
 
 
 def to_image(t: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W, 3) uint8 RGB."""
+    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W, 3) uint8 RGB (rounded, clamped to [0, 255]).
+
+    A float32 CPU image held channels-last (the onnxruntime backend's frames) is converted by OpenCV in two
+    passes (clamp below at 0, then scale, round and saturate) instead of torch's five."""
     if t.dim() == 4:
         t = t[0]
+    hwc = t.detach().permute(1, 2, 0)
+    if hwc.dtype == torch.float32 and hwc.device.type == "cpu" and hwc.is_contiguous() and not hwc.requires_grad:
+        return cv2.convertScaleAbs(np.maximum(hwc.numpy(), 0.0), alpha=255.0)
     return (t.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy())

@@ -38,7 +38,7 @@ def graph_modules(model: MotionTransferModel, num_views: int, ode_steps: int) ->
         "keypoints": (KeypointGraph(model), ex["keypoints"], ["image"], keypoint_names(model)),
         "frame": (FrameGraph(model, num_views, ode_steps), ex["frame"], frame_input_names(model), list(FRAME_OUTPUTS)),
         # in-process onnxruntime only (never written by export_model): the frame graph without the image-skip tail
-        "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True, nhwc_features=True),
+        "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True, nhwc_features=True, nhwc_tail=True),
                        _nhwc_features(model, ex["frame"]), frame_input_names(model),
                        list(FRAME_TAIL_OUTPUTS if model.cfg.generator.image_skip else FRAME_OUTPUTS)),
     }

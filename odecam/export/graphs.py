@@ -107,14 +107,17 @@ class FrameGraph(nn.Module):
     warps and blends the view images itself (``MotionTransferModel.animate(skip_tail=True)``).
     ``nhwc_features``: the avatar's ``features`` input is channels-last (V, h, w, C), the layout the ONNX
     gather warp reads, so no per-frame transpose of a constant (in-process onnxruntime only).
+    ``nhwc_tail`` (with ``skip_tail``): 'decoded' and 'skip_mask' come out channels-last, (1, S, S, 3) and
+    (1, S, S, 1), the layout :class:`odecam.engine.image_skip.ImageSkipTail` blends in (in-process onnxruntime only).
     """
 
     def __init__(self, model: MotionTransferModel, num_views: int | None = None, ode_steps: int | None = None,
-                 skip_tail: bool = False, nhwc_features: bool = False) -> None:
+                 skip_tail: bool = False, nhwc_features: bool = False, nhwc_tail: bool = False) -> None:
         super().__init__()
         self.model = model
         self.skip_tail = bool(skip_tail and model.cfg.generator.image_skip)
         self.nhwc_features = bool(nhwc_features)  # 'features' given as (V, h, w, C): the gather warp's own layout
+        self.nhwc_tail = bool(nhwc_tail and self.skip_tail)
         self.num_views = int(num_views if num_views is not None else model.cfg.num_refs + 1)
         self.ode_steps = int(ode_steps if ode_steps is not None else model.cfg.evolution.steps)
         self.jacobian = has_jacobian(model)
@@ -133,7 +136,10 @@ class FrameGraph(nn.Module):
         out = self.model.animate(state, kp_driving, jac_driving, num_views=self.num_views,
                                  solver="unrolled", ode_steps=self.ode_steps, skip_tail=self.skip_tail)
         if self.skip_tail:
-            return out["prediction"], out["skip_mask"], out["displacement"], out["weights"], out["ode_ok"]
+            decoded, mask = out["prediction"], out["skip_mask"]
+            if self.nhwc_tail:
+                decoded, mask = decoded.permute(0, 2, 3, 1), mask.permute(0, 2, 3, 1)
+            return decoded, mask, out["displacement"], out["weights"], out["ode_ok"]
         return out["prediction"], out["ode_ok"]
 
 

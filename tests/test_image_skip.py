@@ -1,0 +1,82 @@
+"""The onnxruntime backend's image-skip tail (OpenCV remap, channels-last) against the model's own torch tail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from odecam.engine.image_skip import ImageSkipTail, interpolation_matrix
+from odecam.engine.images import to_image
+from odecam.export.graphs import finish_tail
+
+
+def _inputs(v: int, s: int, hm: int, hw: int, seed: int, reach: float = 0.2):
+    """Smooth view images (V, 3, S, S), fields (V, 2, h_m, h_m), view weights (1, V, 1, hw, hw), decoded and mask."""
+    g = torch.Generator().manual_seed(seed)
+    images = F.interpolate(torch.rand(v, 3, 8, 8, generator=g), size=(s, s), mode="bicubic",
+                           align_corners=False).clamp(0, 1)
+    disp = F.interpolate(torch.randn(v, 2, 4, 4, generator=g) * reach, size=(hm, hm), mode="bilinear")
+    weights = torch.softmax(torch.randn(1, v, 1, hw, hw, generator=g), dim=1)
+    decoded, mask = torch.rand(1, 3, s, s, generator=g), torch.rand(1, 1, s, s, generator=g)
+    return images, disp, weights, decoded, mask
+
+
+@pytest.mark.parametrize("n", [8, 32])
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_interpolation_matrix_is_torch_bilinear_resize(n, align_corners):
+    x = torch.randn(2, 3, n, n)
+    rows, cols = interpolation_matrix(4 * n, n, align_corners), interpolation_matrix(4 * n, n, align_corners)
+    want = F.interpolate(x, size=(4 * n, 4 * n), mode="bilinear", align_corners=align_corners)
+    assert rows.shape == (4 * n, n)
+    assert float((rows @ x @ cols.t() - want).abs().max()) <= 1e-6
+
+
+@pytest.mark.parametrize("views", [1, 2, 3])
+@pytest.mark.parametrize("size", [64, 256])
+def test_tail_equals_the_models_torch_tail(views, size):
+    """decoded + M (sum_j C~_j T_j o image_j - decoded), as finish_tail (grid_sample) computes it, to float
+    rounding; fields large enough to carry points out of the view (zero border) included."""
+    images, disp, weights, decoded, mask = _inputs(views, size, size // 8, size // 4, seed=views * 7 + size,
+                                                   reach=0.4)
+    want = finish_tail(images, decoded, mask, disp, weights)
+    tail = ImageSkipTail(images, (size // 8, size // 8))
+    got = tail(decoded.permute(0, 2, 3, 1).contiguous(), mask.permute(0, 2, 3, 1).contiguous(), disp, weights)
+    assert got.shape == (1, 3, size, size) and got.dtype == torch.float32
+    assert got.permute(0, 2, 3, 1).is_contiguous()  # channels-last underneath: to_image's fast layout
+    assert float((got - want).abs().max()) <= 3e-5
+    assert float((got - want).abs().mean()) <= 1e-6
+
+
+def test_each_frame_is_a_new_array():
+    """Working buffers are reused; a returned frame is not overwritten by the next call."""
+    images, disp, weights, decoded, mask = _inputs(2, 64, 8, 16, seed=3)
+    tail = ImageSkipTail(images, (8, 8))
+    d, m = decoded.permute(0, 2, 3, 1).contiguous(), mask.permute(0, 2, 3, 1).contiguous()
+    first = tail(d, m, disp, weights)
+    kept = first.clone()
+    second = tail(d, m, disp * -1.0, weights)
+    assert torch.equal(first, kept)
+    assert float((second - first).abs().max()) > 1e-2
+
+
+def test_views_must_be_rgb():
+    with pytest.raises(ValueError, match=r"\(V, 3, H, W\)"):
+        ImageSkipTail(torch.rand(1, 4, 32, 32), (8, 8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_to_image_is_the_same_for_either_layout(dtype):
+    """Channels-last float32 frames take OpenCV's conversion; the uint8 image is the same: rounded half to
+    even, clamped to [0, 255], below-zero values to 0 (not mirrored)."""
+    g = torch.Generator().manual_seed(0)
+    hwc = torch.rand(1, 32, 48, 3, generator=g, dtype=dtype) * 1.6 - 0.3  # values below 0 and above 1
+    hwc[0, 0, :4, 0] = torch.tensor([0.5, 1.5, 2.5, 254.5], dtype=dtype) / 255  # rounding ties
+    nchw_view = hwc.permute(0, 3, 1, 2)
+    planar = nchw_view.contiguous()
+    fast, slow = to_image(nchw_view), to_image(planar)
+    assert fast.dtype == np.uint8 and fast.shape == (32, 48, 3)
+    assert np.array_equal(fast, slow)
+    assert fast[0, :4, 0].tolist() == [0, 2, 2, 254]
+    assert fast.min() == 0 and fast.max() == 255
