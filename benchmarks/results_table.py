@@ -216,6 +216,34 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   bf16 (`INFERENCE_PRECISION_HINT`, this CPU's avx512_bf16) 9.7 ms (1.06x) but **22 dB** PSNR on the
   rendered uint8 frames, far under the 40 dB floor (it runs the sampling grids in bf16 too). Not adopted;
   onnxruntime stays the CPU backend.
+* Seventh session (idle machine; the VM's timings still move by 10-20% between runs, so the A/B alternates
+  old and new frame by frame):
+  * The image-skip tail beside the graph cost **1.8 ms (N=0) and 3.9 ms (N=1)** of a frame measured inside
+    the per-frame path, 2-4x what it costs alone (0.8 / 2.6 ms: the graph run before it leaves the view images
+    out of cache), and torch's elementwise ops on mixed layouts were 5x slower than on one layout. Now
+    (`odecam.engine.image_skip.ImageSkipTail`): the view images are kept channels-last, warped by
+    `cv2.remap` with float maps (bilinear, zero border: the same values as `grid_sample` to 1e-7, one read of
+    a pixel for its three channels), the field upsampled to pixel maps by two small matrix products, fusion
+    and blend in OpenCV on channels-last buffers; `frame_tail` returns `decoded` and `skip_mask` channels-last
+    (`FrameGraph(nhwc_tail=True)`), and `to_image` converts a channels-last float frame with OpenCV (clamp,
+    then `convertScaleAbs`: 0.17 -> 0.02 ms, the same bytes). Frames equal the torch tail's to 3e-5
+    (`tests/test_image_skip.py`). A/B against 44245af (`python benchmarks/ab_cpu.py --old <44245af> --refs 0 1
+    --frames 400`, 2 threads, keypoints + frame + uint8; `results/ab_cpu_speed_tail.json`): **1.09x N=0**
+    (11.51 -> 10.60 ms p50), **1.12x N=1** (18.30 -> 16.35 ms). `odecam bench` of the default right after
+    (`results/cpu_default256_speed_tail.json`): N=0 10.9 ms p50 (90.5 fps over wall time), N=1 14.8 ms
+    (65.2 fps); a run a minute earlier on the same idle machine gave 19.9 / 25.3 ms (a noisy neighbour on the
+    VM host). Targets (150 / 100 fps, 3x floor): **NOT met**.
+  * Tried, not adopted: the frame cut into two row bands run side by side on the two cores (two onnxruntime
+    sessions of one intra-op thread each; stage 1: F_C and F_E repeated per band plus the band's motion warp
+    and F_A's hourglass with a 12-row halo, stage 2: F_A's warp reading the whole warped frame, fusion and
+    decoder with a 4-row halo; outputs equal to the whole graph's to float rounding, 1.7e-4 against eager
+    like the whole graph). Two one-thread sessions do run in parallel here (1.71-2.1x throughput), but the
+    repeated F_C / F_E, the halos and ~0.1 ms per hand-over left **1.00-1.06x** against onnxruntime's own two
+    threads (which, unlike the fourth session's loaded measurement, give 1.2x over one thread on the idle
+    machine: 10.1 -> 8.0 ms for the frame graph). A 4-row halo for F_A's hourglass too was 1.12x but off by
+    up to 1.1e-2 on noise views (the hourglass pools to a quarter of the rows: 12 rows are needed). Also
+    measured and dropped: ONNX io_binding into preallocated outputs (1%), spin-waiting threads (no gain
+    idle), glibc malloc thresholds (no page faults on the per-frame path).
 """
 
 
