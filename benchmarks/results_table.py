@@ -233,6 +233,13 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     (`results/cpu_default256_speed_tail.json`): N=0 10.9 ms p50 (90.5 fps over wall time), N=1 14.8 ms
     (65.2 fps); a run a minute earlier on the same idle machine gave 19.9 / 25.3 ms (a noisy neighbour on the
     VM host). Targets (150 / 100 fps, 3x floor): **NOT met**.
+  * Glass to glass (`python benchmarks/latency_live.py --runs 2 --breakdown`, `results/latency_live.json`): the
+    framing stage of `live` measured the face's roll (dlib's 5 landmarks, ~0.4-1 ms) on every frame; it now
+    measures it with the detector, every `detect_every`-th frame, each measurement weighted
+    1 - (1 - w)^N so the levelling angle moves as fast (`tests/test_framing.py`). Framing p50 2.0-2.5 ->
+    0.75-0.8 ms. Capture-to-sink p50 14.8 / 14.2 ms against the model's 11.6 / 11.2 (**+3.1 / +3.0 ms**, target
+    <= 5; the two runs just before this change gave +6.2 and +4.0), p95 +9.7 / +10.3 ms (target <= 15): met,
+    on the idle machine (load 0.5).
   * Tried, not adopted: the frame cut into two row bands run side by side on the two cores (two onnxruntime
     sessions of one intra-op thread each; stage 1: F_C and F_E repeated per band plus the band's motion warp
     and F_A's hourglass with a 12-row halo, stage 2: F_A's warp reading the whole warped frame, fusion and

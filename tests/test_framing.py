@@ -218,6 +218,37 @@ def test_tilted_face_is_levelled_for_fk_and_shown_unturned(degrees: float) -> No
     assert rolls[-1] == 0.0 and any(r != 0.0 for r in rolls)
 
 
+@pytest.mark.parametrize("every", [1, 3])
+def test_roll_is_measured_with_the_detector_and_follows_as_fast(monkeypatch, every: int) -> None:
+    """dlib's 5 landmarks run on the detector's frames only (every ``detect_every``-th), each measurement
+    weighted 1 - (1 - w)^N, so the levelling angle settles where the face's roll is."""
+    import odecam.realtime.framing as framing
+
+    calls = []
+    real = framing.face_roll
+    monkeypatch.setattr(framing, "face_roll", lambda frame, face: calls.append(1) or real(frame, face))
+    framer = FaceFramer(FramingConfig(detect_every=every))
+    first = [framer.process(_astronaut_frame(25.0)).roll for _ in range(6)]
+    later = [framer.process(_astronaut_frame(0.0)).roll for _ in range(30)]
+    assert len(calls) == 36 // every  # one measurement per detection
+    assert first[-1] == pytest.approx(first[0]) and abs(first[0] - 22.0) < 3.0  # starts levelled in place
+    assert abs(later[-1] + 3.0) < 3.0  # the astronaut's own lean, about -3 degrees
+
+
+def test_roll_pace_does_not_depend_on_detect_every() -> None:
+    def run(every: int) -> list[float]:
+        framer = FaceFramer(FramingConfig(detect_every=every))
+        for _ in range(6):
+            framer.process(_astronaut_frame(25.0))
+        upright = _astronaut_frame(0.0)
+        return [framer.process(upright).roll for _ in range(24)]
+
+    a, b = run(1), run(3)
+    # same frames to reach the new angle within 2 degrees (give or take the 3-frame measuring step)
+    reach = [next(i for i, r in enumerate(x) if abs(r - x[-1]) < 2.0) for x in (a, b)]
+    assert abs(reach[0] - reach[1]) <= 3, (a, b)
+
+
 @pytest.fixture(scope="module")
 def default_animator():
     import torch
