@@ -80,3 +80,17 @@ def test_to_image_is_the_same_for_either_layout(dtype):
     assert np.array_equal(fast, slow)
     assert fast[0, :4, 0].tolist() == [0, 2, 2, 254]
     assert fast.min() == 0 and fast.max() == 255
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (300, 420), (120, 90)])
+def test_to_tensor_into_a_buffer_is_bit_identical(shape):
+    """The per-frame input conversion into the animator's reused buffer (OpenCV planes, float32 x / 255) gives
+    the same bits as the allocating torch path, for crops that are resized and for ones that are not."""
+    from odecam.engine.images import to_tensor
+
+    frame = np.random.default_rng(1).integers(0, 256, size=shape + (3,), dtype=np.uint8)
+    buf = torch.full((1, 3, 256, 256), -1.0)
+    got = to_tensor(frame, 256, out=buf)
+    assert got is buf
+    assert torch.equal(got, to_tensor(frame, 256))
+    assert float(got.min()) >= 0.0 and float(got.max()) <= 1.0

@@ -234,6 +234,11 @@ def to_tensor(img: np.ndarray, size: int, out: torch.Tensor | None = None) -> to
     if sq.shape[0] != size:
         interp = cv2.INTER_AREA if sq.shape[0] > size else cv2.INTER_LINEAR
         sq = cv2.resize(sq, (size, size), interpolation=interp)
+    if out is not None and out.dtype == torch.float32 and out.device.type == "cpu" and out.is_contiguous():
+        planes = out.numpy()[0]  # per channel plane: a cast of a strided (H, W, 3) view is 2x slower
+        for c, plane in enumerate(cv2.split(np.ascontiguousarray(sq))):
+            np.divide(plane, np.float32(255.0), out=planes[c])  # float32 x / 255, as div_ computes it
+        return out
     t = torch.from_numpy(np.ascontiguousarray(sq)).permute(2, 0, 1).unsqueeze(0)
     if out is None:
         return t.float().div_(255.0)
