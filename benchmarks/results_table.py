@@ -50,7 +50,7 @@ def cpu_section(name: str, data: dict) -> list[str]:
     lines.append("")
     for k, v in s.get("targets", {}).items():
         extra = f" ({v['backend']})" if "backend" in v else ""
-        lines.append(f"* target `{k}` >= {v['target']:g}: measured **{v['value']:.1f}**{extra} -> "
+        lines.append(f"* target `{k}` {'<=' if v.get('at_most') else '>='} {v['target']:g}: measured **{v['value']:.1f}**{extra} -> "
                      f"{'met' if v['met'] else 'NOT met'}")
     for n in (1, 0):
         k = f"lite_N1_over_vox256_N{n}"
@@ -233,6 +233,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     (`results/cpu_default256_speed_tail.json`): N=0 10.9 ms p50 (90.5 fps over wall time), N=1 14.8 ms
     (65.2 fps); a run a minute earlier on the same idle machine gave 19.9 / 25.3 ms (a noisy neighbour on the
     VM host). Targets (150 / 100 fps, 3x floor): **NOT met**.
+  * `odecam bench` now prints and records issue 12's targets itself (`lite256_N{0,1}_fps_p50` >= 150 / 100,
+    `lite256_N{0,1}_over_floor` <= 3, from the fastest CPU run of lite at 256 px). The session's last run
+    (`results/cpu_default256_speed_final.json`, all of this session's changes, idle machine): N=0 11.0 ms p50
+    (90.7 fps, 4.0x the floor), N=1 15.4 ms (64.8 fps, 4.8x): **NOT met**.
   * Glass to glass (`python benchmarks/latency_live.py --runs 2 --breakdown`, `results/latency_live.json`): the
     framing stage of `live` measured the face's roll (dlib's 5 landmarks, ~0.4-1 ms) on every frame; it now
     measures it with the detector, every `detect_every`-th frame, each measurement weighted

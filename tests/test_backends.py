@@ -235,3 +235,25 @@ def test_bench_command_writes_json_table_and_plots(tmp_path, capsys):
         assert (tmp_path / png).stat().st_size > 1000
     rc = main(["bench", "--backend", "coreml", "-o", str(tmp_path)])
     assert rc == 2 and "unknown backend" in capsys.readouterr().err
+
+
+def test_bench_reports_the_per_frame_speed_targets():
+    """lite at 256 px on the CPU: fps p50 against 150 (N=0) and 100 (N=1), and p50 over the run's floor
+    against 3, from the fastest CPU backend per N; other sizes and CUDA runs do not count."""
+    from odecam.commands.bench import speed_targets, summarize
+
+    def run(n, backend, p50, floor, size=256, device="cpu"):
+        return {"preset": "lite", "image_size": size, "num_refs": n, "ode_steps": 4, "backend": backend,
+                "device": device, "fps_p50": 1000.0 / p50, "total": {"p50": p50}, "floor_ms": floor}
+
+    runs = [run(0, "torch", 40.0, 3.0), run(0, "onnxruntime", 10.0, 3.0), run(1, "onnxruntime", 15.0, 3.5),
+            run(0, "onnxruntime", 5.0, 3.0, size=128), run(1, "cuda-graph", 1.0, 3.5, device="CUDA H200")]
+    t = speed_targets(runs)
+    assert t["lite256_N0_fps_p50"] == {"value": 100.0, "backend": "onnxruntime", "target": 150.0, "met": False}
+    assert t["lite256_N1_fps_p50"]["value"] == pytest.approx(1000 / 15) and not t["lite256_N1_fps_p50"]["met"]
+    assert t["lite256_N0_over_floor"]["value"] == pytest.approx(10 / 3) and t["lite256_N0_over_floor"]["at_most"]
+    assert not t["lite256_N0_over_floor"]["met"]
+    fast = speed_targets([run(0, "onnxruntime", 6.0, 3.0)])
+    assert fast["lite256_N0_fps_p50"]["met"] and fast["lite256_N0_over_floor"]["met"]
+    assert "lite256_N0_fps_p50" in summarize(runs)["targets"]
+    assert speed_targets([run(0, "onnxruntime", 6.0, 3.0, size=128)]) == {}

@@ -291,6 +291,34 @@ def run_cases(cases: list[Case], log=print, **kwargs: Any) -> list[dict[str, Any
     return runs
 
 
+#: issue 12's CPU targets for lite at 256 px, its default ODE steps: fps p50 at N=0 and N=1; within 3x of the floor
+SPEED_FPS = {0: 150.0, 1: 100.0}
+SPEED_FLOOR_RATIO = 3.0
+
+
+def speed_targets(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The per-frame speed targets, from the fastest CPU run of lite at 256 px per N: ``lite256_N{n}_fps_p50``
+    (at least ``SPEED_FPS[n]``) and ``lite256_N{n}_over_floor`` (p50 over the floor measured in the same run,
+    at most 3; ``at_most`` marks a ceiling)."""
+    from odecam.config import preset as make_preset
+
+    steps = make_preset("lite").evolution.steps
+    out: dict[str, dict[str, Any]] = {}
+    for n, fps in SPEED_FPS.items():
+        cands = [r for r in runs if r["preset"] == "lite" and r.get("image_size") == 256 and r["num_refs"] == n
+                 and r["ode_steps"] == steps and "CUDA" not in str(r.get("device", ""))]
+        if not cands:
+            continue
+        r = max(cands, key=lambda r: r["fps_p50"])
+        out[f"lite256_N{n}_fps_p50"] = {"value": r["fps_p50"], "backend": r["backend"], "target": fps,
+                                        "met": r["fps_p50"] >= fps}
+        if r.get("floor_ms"):
+            ratio = r["total"]["p50"] / r["floor_ms"]
+            out[f"lite256_N{n}_over_floor"] = {"value": ratio, "backend": r["backend"], "target": SPEED_FLOOR_RATIO,
+                                               "at_most": True, "met": ratio <= SPEED_FLOOR_RATIO}
+    return out
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Best CPU backend per preset (at N=1 and each preset's default steps) and the lite / vox256 ratio."""
     ok = [r for r in runs if "error" not in r]
@@ -315,6 +343,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if "lite_N1_over_vox256_N1" in out:
         targets["lite_over_vox256"] = {"value": out["lite_N1_over_vox256_N1"], "target": 20.0,
                                        "met": out["lite_N1_over_vox256_N1"] >= 20.0}
+    targets.update(speed_targets(ok))
     out["targets"] = targets
     return out
 
@@ -456,6 +485,10 @@ def run(args: argparse.Namespace) -> int:
     for k, v in result["summary"].items():
         if k.startswith("lite_N1_over"):
             print(f"{k}: {v:.1f}x")
+    for k, v in result["summary"].get("targets", {}).items():
+        sign = "<=" if v.get("at_most") else ">="
+        print(f"target {k} {sign} {v['target']:g}: {v['value']:.1f} ({v.get('backend', '')}) -> "
+              f"{'met' if v['met'] else 'NOT met'}")
     print(f"wrote {Path(args.output) / 'results.json'}" + ("" if args.no_plots else " and plots"))
     sys.stdout.flush()
     return 0
