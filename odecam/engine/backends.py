@@ -298,8 +298,9 @@ class OnnxRuntimeBackend(_GraphBackend):
         self.spin = spin
         self.cache = cache and model is not None
         self._digest: str | None = None
-        # image skip (lite): warp and blend the view images in torch beside the graph (odecam.export.graphs
-        # FRAME_TAIL_OUTPUTS): onnxruntime's CPU GridSample is its slowest op at 256 px. In-process exports only.
+        # image skip (lite): warp and blend the view images beside the graph, channels-last in OpenCV
+        # (odecam.engine.image_skip; odecam.export.graphs FRAME_TAIL_OUTPUTS): onnxruntime's CPU GridSample is its
+        # slowest op at 256 px. In-process exports only.
         self.skip_tail = bool(skip_tail and model is not None and self.device.type == "cpu"
                               and getattr(self.cfg.generator, "image_skip", False))
         self._tail: Any = None  # odecam.engine.image_skip.ImageSkipTail of the avatar (skip_tail)
