@@ -370,9 +370,9 @@ class OnnxRuntimeBackend(_GraphBackend):
         self._feed = {n: tensors[n].detach().float().cpu().contiguous().numpy() for n in names
                       if n in self._frame_inputs}
         if self.skip_tail:  # the in-process frame_tail graph reads the features channels-last (exporter.graph_modules)
-            self._feed["features"] = np.ascontiguousarray(self._feed["features"].transpose(0, 2, 3, 1))
-        if self.skip_tail:
             from odecam.engine.image_skip import ImageSkipTail
+
+            self._feed["features"] = np.ascontiguousarray(self._feed["features"].transpose(0, 2, 3, 1))
 
             self._tail = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]))
         self.num_views = v

@@ -56,6 +56,7 @@ class ImageSkipTail:
         self._warped = np.empty((v, h, w, 3), np.float32)
         self._fused = np.empty((h, w, 3), np.float32)
         self._term = np.empty((h, w, 3), np.float32)
+        self._per_pixel = np.empty((h, w, 3), np.float32)  # a (S, S) factor repeated over the 3 channels
 
     def warp(self, displacement: torch.Tensor) -> np.ndarray:
         """Every view image warped by its field: (V, 2, h_m, w_m) -> (V, S, S, 3) channels-last (a reused buffer)."""
@@ -76,11 +77,15 @@ class ImageSkipTail:
         b, v, _, hw, ww = weights.shape
         wts = F.interpolate(weights.reshape(b, v, hw, ww).float(), size=self.size, mode="bilinear",
                             align_corners=False)[0].numpy()  # (V, S, S)
-        cv2.multiply(warped[0], cv2.merge((wts[0], wts[0], wts[0])), dst=self._fused)
+        cv2.multiply(warped[0], self._repeat(wts[0]), dst=self._fused)
         for j in range(1, v):
-            cv2.multiply(warped[j], cv2.merge((wts[j], wts[j], wts[j])), dst=self._term)
+            cv2.multiply(warped[j], self._repeat(wts[j]), dst=self._term)
             cv2.add(self._fused, self._term, dst=self._fused)
         return self._fused
+
+    def _repeat(self, plane: np.ndarray) -> np.ndarray:
+        """(S, S) -> (S, S, 3) in the reused buffer (OpenCV multiplies channel by channel)."""
+        return cv2.merge((plane, plane, plane), dst=self._per_pixel)
 
     def __call__(self, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
                  weights: torch.Tensor) -> torch.Tensor:
@@ -89,6 +94,6 @@ class ImageSkipTail:
         m = mask.detach().float().numpy()[0, :, :, 0]  # (S, S)
         out = np.empty((1,) + d.shape, np.float32)  # decoded + M (fused - decoded): blend_skip's, channels-last
         cv2.subtract(fused, d, dst=out[0])
-        cv2.multiply(out[0], cv2.merge((m, m, m)), dst=out[0])
+        cv2.multiply(out[0], self._repeat(m), dst=out[0])
         cv2.add(out[0], d, dst=out[0])
         return torch.from_numpy(out).permute(0, 3, 1, 2)

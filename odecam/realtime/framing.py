@@ -364,7 +364,7 @@ class FaceFramer:
             elif self._roll_est is None:
                 self._roll_est = measured
             else:
-                weight = 1.0 - (1.0 - cfg.roll_smoothing) ** (cfg.detect_every if cfg.follow_face else 1)
+                weight = 1.0 - (1.0 - cfg.roll_smoothing) ** cfg.detect_every
                 self._roll_est += weight * (measured - self._roll_est)
         goal = 0.0 if self._roll_est is None else float(np.clip(self._roll_est, -cfg.max_roll, cfg.max_roll))
         off = abs(goal - self._roll)
