@@ -64,6 +64,36 @@ def test_weight_average_follows_its_formula_and_resumes(tmp_path):
     assert model.cfg == resumed.model_cfg
 
 
+def test_train_only_changes_just_the_named_parts_and_keeps_keypoint_roles(tmp_path):
+    """train_only: the named parts move, every other weight and batch-norm statistic stays bit for bit, and a
+    fine-tune of a checkpoint with keypoint roles keeps them (lip retargeting needs them)."""
+    from odecam.checkpoint import load_checkpoint, save_checkpoint
+    from odecam.config import preset
+    from odecam.model import MotionTransferModel
+
+    start = MotionTransferModel(preset("tiny"))
+    start.keypoint_roles = ("upper_eyelid_right", "upper_eyelid_left")
+    save_checkpoint(start, tmp_path / "start.safetensors")
+    parts = ["generator.up_blocks", "generator.final"]
+    cfg = TrainConfig.from_dict(TINY | {"steps": 3, "init_checkpoint": str(tmp_path / "start.safetensors"),
+                                        "train_only": parts})
+    t = Trainer(cfg, tmp_path / "run", progress=False)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.train()
+    after = t.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(tuple(parts)) for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("generator.final") for k in moved)
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").keypoint_roles == start.keypoint_roles
+
+
+def test_train_only_with_an_unknown_part_is_refused(tmp_path):
+    from odecam.errors import OdecamError
+
+    with pytest.raises(OdecamError, match="train_only names \\['generator.decoder'\\]"):
+        Trainer(TrainConfig.from_dict(TINY | {"train_only": "generator.decoder"}), tmp_path / "run", progress=False)
+
+
 def test_bad_ema_decay_is_refused(tmp_path):
     from odecam.errors import OdecamError
 

@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -98,6 +98,9 @@ class TrainConfig:
     #: about the last 1,000 steps), written beside ``last.safetensors`` as ``RUN_DIR/ema.safetensors``; a
     #: checkpoint to evaluate and ship, steadier than the last step's weights. 0 = off
     ema_decay: float = 0.0
+    #: fine-tune only these parts: parameter-name prefixes of the model (``["generator.up_blocks",
+    #: "generator.final"]``); everything else is frozen (no gradient, batch-norm statistics kept). Empty = all
+    train_only: tuple[str, ...] = ()
     loss: LossConfig = field(default_factory=LossConfig)
 
     @classmethod
@@ -121,6 +124,8 @@ class TrainConfig:
             data["lr_decay_steps"] = tuple(data["lr_decay_steps"])
         if isinstance(data.get("data"), str):
             data["data"] = [data["data"]]
+        if "train_only" in data:
+            data["train_only"] = (data["train_only"],) if isinstance(data["train_only"], str) else tuple(data["train_only"])
         return cls(**data)
 
     @classmethod
@@ -268,6 +273,26 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def freeze_except(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Module]:
+    """Freeze every parameter of ``model`` whose name starts with none of ``prefixes`` (nothing when empty)
+    -> the frozen submodules that own parameters (to run in eval mode: their batch-norm statistics stay)."""
+    if not prefixes:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise OdecamError(f"train_only names {unknown}, which match no parameter of the model; use prefixes such "
+                          f"as 'generator.up_blocks' or 'generator.appearance'.")
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name.startswith(p) for p in prefixes))
+    frozen = []
+    for name, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if own and not any(p.requires_grad for p in own):
+            frozen.append(module)
+    return frozen
+
+
 class Trainer:
     """Builds the model, data and optimiser from a :class:`TrainConfig` and runs (or resumes) a run."""
 
@@ -291,16 +316,21 @@ class Trainer:
 
             self.model.keypoint_roles = tuple(name for name, _ in LANDMARK_GROUPS)  # the first M of K keypoints
         if cfg.init_checkpoint:
-            from odecam.checkpoint import check_state_dict, read_checkpoint
+            from odecam.checkpoint import check_state_dict, keypoint_roles, read_checkpoint
 
-            _, tensors, _ = read_checkpoint(cfg.init_checkpoint)
+            _, tensors, meta = read_checkpoint(cfg.init_checkpoint)
             check_state_dict(self.model, tensors, f"init checkpoint {cfg.init_checkpoint!r}")
             self.model.load_state_dict(tensors)
+            if not self.model.keypoint_roles:  # a fine-tune keeps what its start's keypoints sit on
+                self.model.keypoint_roles = keypoint_roles(meta, self.model_cfg.keypoints.num_kp,
+                                                           cfg.init_checkpoint)
+        self.frozen = freeze_except(self.model, cfg.train_only)
         self.step_module = TrainingStep(self.model, cfg.loss).to(self.device)
         self.dataset = dataset if dataset is not None else self._build_dataset()
         if len(self.dataset) == 0:  # type: ignore[arg-type]
             raise OdecamError("the training dataset is empty; pass --data with videos, 'procedural' or 'stills'.")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
+                                          betas=(0.5, 0.999))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(cfg.lr_decay_steps), gamma=0.1)
         self.step = 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -385,6 +415,8 @@ class Trainer:
         if self.is_main:
             _open_loss_log(csv_path, fields)
         self.model.train()
+        for module in self.frozen:  # frozen parts keep their batch-norm statistics
+            module.eval()
         bar = tqdm(total=end, initial=self.step, desc="training", unit="step", disable=not self.progress)
         last: dict[str, float] = {}
         t0 = time.perf_counter()
