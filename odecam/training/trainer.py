@@ -285,12 +285,8 @@ def freeze_except(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Module]:
                           f"as 'generator.up_blocks' or 'generator.appearance'.")
     for name, param in model.named_parameters():
         param.requires_grad_(any(name.startswith(p) for p in prefixes))
-    frozen = []
-    for name, module in model.named_modules():
-        own = list(module.parameters(recurse=False))
-        if own and not any(p.requires_grad for p in own):
-            frozen.append(module)
-    return frozen
+    owners = ([p.requires_grad for p in m.parameters(recurse=False)] for m in model.modules())
+    return [m for m, grads in zip(model.modules(), owners) if grads and not any(grads)]
 
 
 class Trainer:
