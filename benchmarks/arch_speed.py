@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,40 +33,58 @@ VARIANTS: dict[str, dict] = {
     "no_appearance": {"appearance.enabled": False},
     "ode2": {"evolution.steps": 2},
     "be8_app8": {"generator.block_expansion": 8, "appearance.hidden": 8},
+    "shuffle_head": {"generator.pixel_shuffle_head": True},
     "be8_app8_kp8": {"generator.block_expansion": 8, "appearance.hidden": 8, "keypoints.block_expansion": 8},
 }
 
 
-def time_session(onnx_bytes: bytes, feed: dict, threads: int, frames: int) -> float:
-    """p50 wall ms of ``session.run`` after 8 warm-up runs."""
-    import numpy as np
+def make_session(onnx_bytes: bytes, threads: int):
     import onnxruntime as ort
-    from profile_ort import wall_times
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
-    return float(np.percentile(wall_times(sess, feed, frames, warmup=8), 50))
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the backend runs it (no spinning)
+    return ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def measure(name: str, overrides: dict, refs: list[int], threads: int, frames: int) -> dict:
+def build(name: str, overrides: dict, n: int, threads: int) -> tuple[float, list]:
+    """(parameters in millions, [(keypoints session, feed), (frame_tail session, feed)]) of one variant at N = n."""
     import torch
 
     from odecam.config import preset
     from odecam.model import MotionTransferModel
     from profile_ort import graph_feeds
 
-    row: dict = {"variant": name, "overrides": overrides}
+    torch.manual_seed(0)
+    model = MotionTransferModel(preset("lite").replace(num_refs=n, **overrides)).eval()
+    graphs = graph_feeds(model, n + 1)
+    runs = [(make_session(graphs[g][0], threads), graphs[g][1]) for g in ("keypoints", "frame_tail")]
+    return sum(p.numel() for p in model.parameters()) / 1e6, runs
+
+
+def measure_interleaved(variants: list[str], refs: list[int], threads: int, frames: int) -> list[dict]:
+    """p50 ms of keypoints + frame_tail per variant and N, the variants run in turn frame by frame (a noisy
+    machine's drift falls on all of them alike)."""
+    import numpy as np
+
+    rows = [{"variant": v, "overrides": VARIANTS[v]} for v in variants]
     for n in refs:
-        torch.manual_seed(0)
-        model = MotionTransferModel(preset("lite").replace(num_refs=n, **overrides)).eval()
-        row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
-        graphs = graph_feeds(model, n + 1)
-        kp = time_session(*graphs["keypoints"], threads, frames)
-        frame = time_session(*graphs["frame_tail"], threads, frames)
-        row[f"N{n}"] = {"keypoints_ms": kp, "frame_ms": frame, "total_ms": kp + frame}
-    return row
+        built = [build(v, VARIANTS[v], n, threads) for v in variants]
+        times: list[dict[str, list[float]]] = [{"keypoints": [], "frame": []} for _ in variants]
+        for i in range(frames + 8):
+            for (params, runs), t in zip(built, times):
+                for (sess, feed), key in zip(runs, ("keypoints", "frame")):
+                    t0 = time.perf_counter()
+                    sess.run(None, feed)
+                    if i >= 8:  # warm-up
+                        t[key].append((time.perf_counter() - t0) * 1000.0)
+        for row, (params, _), t in zip(rows, built, times):
+            kp, fr = (float(np.percentile(t[k], 50)) for k in ("keypoints", "frame"))
+            total = kp + fr
+            row["params_m"] = params
+            row[f"N{n}"] = {"keypoints_ms": kp, "frame_ms": fr, "total_ms": total}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,11 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=80)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    rows = []
+    rows = measure_interleaved(args.variants, args.refs, args.threads, args.frames)
     print(f"{'variant':16} {'params':>8} " + " ".join(f"{'N=' + str(n) + ' ms':>9}" for n in args.refs))
-    for name in args.variants:
-        row = measure(name, VARIANTS[name], args.refs, args.threads, args.frames)
-        rows.append(row)
+    for name, row in zip(args.variants, rows):
         print(f"{name:16} {row['params_m']:7.3f}M " + " ".join(f"{row[f'N{n}']['total_ms']:9.2f}" for n in args.refs),
               flush=True)
     if args.json is not None:

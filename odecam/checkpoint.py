@@ -54,7 +54,8 @@ def save_checkpoint(model: MotionTransferModel, path: str | Path, extra: dict[st
         path = path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in (tensors or model.state_dict()).items()}
-    meta = {_META_CONFIG: model.cfg.to_json(), _META_VERSION: str(FORMAT_VERSION)} | (extra or {})
+    # the model's own config and format always win over an ``extra`` copied from another checkpoint's metadata
+    meta = (extra or {}) | {_META_CONFIG: model.cfg.to_json(), _META_VERSION: str(FORMAT_VERSION)}
     if model.keypoint_roles:
         meta[_META_ROLES] = json.dumps(list(model.keypoint_roles))
     tmp = path.with_suffix(".safetensors.tmp")

@@ -99,6 +99,9 @@ class GeneratorConfig:
     first_kernel: int = 7
     final_kernel: int = 7
     image_skip: bool = False  # odecam addition: blend the fused motion-warped view images into the output
+    #: odecam addition (speed): the last up-block is dropped and the output convolutions (RGB, and M with the image
+    #: skip) run at half resolution with 4x the channels, put at full resolution by ``pixel_shuffle`` (ESPCN)
+    pixel_shuffle_head: bool = False
 
 
 @dataclass
@@ -218,7 +221,8 @@ RULES: dict[str, dict[str, tuple]] = {
     "appearance": {"enabled": _BOOL, "hidden": ("int", 1, 128), "num_blocks": ("int", 1, 5), "depthwise": _BOOL},
     "generator": {"block_expansion": ("int", 1, 128), "max_features": ("int", 1, 512),
                   "num_down_blocks": ("int", 0, 5), "num_bottleneck_blocks": ("int", 0, 12), "depthwise": _BOOL,
-                  "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL},
+                  "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL,
+                  "pixel_shuffle_head": _BOOL},
 }
 #: the ODE step counts a config or ``--ode-steps`` may ask for
 MAX_ODE_STEPS = RULES["evolution"]["steps"][2]
@@ -320,6 +324,9 @@ def validate_config(cfg: ModelConfig) -> None:
         if sub.max_features < sub.block_expansion:
             raise ConfigError(f"{section}.max_features = {sub.max_features} is below {section}.block_expansion = "
                               f"{sub.block_expansion}; use at least {sub.block_expansion}")
+    if cfg.generator.pixel_shuffle_head and cfg.generator.num_down_blocks < 1:
+        raise ConfigError("generator.pixel_shuffle_head = true replaces the last up-block, but "
+                          "generator.num_down_blocks = 0 leaves none; use num_down_blocks >= 1 or pixel_shuffle_head false")
     size = cfg.image_size
     for section, what in (("keypoints", "keypoint input"), ("motion", "motion input")):
         sub = getattr(cfg, section)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from odecam.checkpoint import check_state_dict, convert_fomm, load_checkpoint, save_checkpoint
+from odecam.checkpoint import check_state_dict, convert_fomm, load_checkpoint, read_checkpoint, save_checkpoint
 from odecam.config import preset
 from odecam.errors import CheckpointError
 from odecam.model import MotionTransferModel
@@ -191,3 +191,13 @@ def test_convert_fomm_refuses_non_finite_and_integer_weights(tmp_path):
     with pytest.raises(CheckpointError, match="generator.final.bias is int16"):
         convert_fomm(src, tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_extra_metadata_never_replaces_the_models_own_config(tmp_path, tiny_model):
+    """Metadata copied from another checkpoint (``extra``) keeps its notes but not its config."""
+    other = MotionTransferModel(preset("tiny").replace(**{"generator.pixel_shuffle_head": True}))
+    _, _, meta = read_checkpoint(save_checkpoint(other, tmp_path / "other.safetensors", extra={"trained_on": "x"}))
+    path = save_checkpoint(tiny_model, tmp_path / "m.safetensors", extra=meta)
+    cfg, _, got = read_checkpoint(path)
+    assert cfg == tiny_model.cfg and got["trained_on"] == "x"
+    load_checkpoint(path)

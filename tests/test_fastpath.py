@@ -13,15 +13,16 @@ from odecam.model.geometry import gather_warp, kp2gaussian, make_coordinate_grid
 from conftest import randomize_new_parts
 
 
-@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize("depthwise,shuffle", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("num_refs", [0, 2])
-def test_frame_graph_on_the_fast_path_matches_eager(depthwise, num_refs):
+def test_frame_graph_on_the_fast_path_matches_eager(depthwise, shuffle, num_refs):
     """Every rewrite is on (fused heads, tap-decomposed F_A head, F_A's split input conv, view sums, gather
     warps, the half-resolution output head, F_C's separable translations), with depthwise-separable nets like
-    lite's and without."""
+    lite's and without, and with the pixel-shuffle head in place of the last up-block."""
     cfg = preset("tiny").replace(num_refs=num_refs, **{"appearance.depthwise": depthwise,
                                                        "generator.depthwise": depthwise,
                                                        "generator.final_kernel": 3,  # lite's: the phase head
+                                                       "generator.pixel_shuffle_head": shuffle,
                                                        "motion.depthwise": depthwise})
     torch.manual_seed(0)
     model = MotionTransferModel(cfg).eval()

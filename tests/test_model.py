@@ -115,6 +115,34 @@ def test_lite_costs_at_most_one_gflop_with_one_reference():
     assert 0.2 < gflop <= 1.0, gflop
 
 
+@pytest.mark.parametrize("image_skip", [True, False])
+def test_pixel_shuffle_head_replaces_the_last_up_block(image_skip):
+    """generator.pixel_shuffle_head: one up-block fewer; the output convolutions run at half resolution with
+    4 outputs per channel, and pixel (2i + a, 2j + b) of channel c is their output c * 4 + 2a + b at (i, j)."""
+    base = preset("tiny").replace(**{"generator.image_skip": image_skip})
+    torch.manual_seed(0)
+    model = MotionTransferModel(base.replace(**{"generator.pixel_shuffle_head": True})).eval()
+    g = model.generator
+    assert len(g.up_blocks) == len(MotionTransferModel(base).generator.up_blocks) - 1
+    assert g.final.out_channels == 12 and (g.skip_mask is None or g.skip_mask.out_channels == 4)
+    with torch.no_grad():
+        out = _run(model, 1, b=1)
+        assert out["prediction"].shape == (1, 3, 64, 64)
+        x = torch.rand(1, g.feature_channels, 16, 16)
+        half = g._up(x)
+        assert half.shape[2:] == (32, 32)
+        rgb = g.decode(x) if not image_skip else g.decode_parts(x)[0]
+        logits = g.final(half)
+    for c, a, b in ((0, 0, 1), (2, 1, 0), (1, 1, 1)):
+        want = torch.sigmoid(logits[0, c * 4 + 2 * a + b, 5, 7])
+        assert torch.allclose(rgb[0, c, 10 + a, 14 + b], want, atol=1e-6)
+
+
+def test_pixel_shuffle_head_needs_an_up_block():
+    with pytest.raises(ValueError, match="pixel_shuffle_head = true replaces the last up-block"):
+        preset("tiny").replace(**{"generator.pixel_shuffle_head": True, "generator.num_down_blocks": 0})
+
+
 def test_config_roundtrip_and_unknown_keys():
     cfg = preset("lite")
     assert ModelConfig.from_json(cfg.to_json()) == cfg

@@ -55,18 +55,22 @@ class Generator(nn.Module):
                         min(g.max_features, g.block_expansion * 2 ** (i + 1)), depthwise=g.depthwise)
             for i in range(g.num_down_blocks)
         ])
+        self.shuffle = 2 if g.pixel_shuffle_head else 1  # the output convolutions' up-scaling (pixel_shuffle)
+        num_up = g.num_down_blocks - (1 if g.pixel_shuffle_head else 0)
         self.up_blocks = nn.ModuleList([
             UpBlock2d(min(g.max_features, g.block_expansion * 2 ** (g.num_down_blocks - i)),
                       min(g.max_features, g.block_expansion * 2 ** (g.num_down_blocks - i - 1)), depthwise=g.depthwise)
-            for i in range(g.num_down_blocks)
+            for i in range(num_up)
         ])
+        head = min(g.max_features, g.block_expansion * 2 ** (g.num_down_blocks - num_up))  # the head's input channels
+        phases = self.shuffle ** 2
         ch = min(g.max_features, g.block_expansion * 2 ** g.num_down_blocks)
         self.feature_channels = ch
         self.bottleneck = nn.Sequential()
         for i in range(g.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(ch, depthwise=g.depthwise))
-        self.final = nn.Conv2d(g.block_expansion, cfg.num_channels, g.final_kernel, padding=g.final_kernel // 2)
-        self.skip_mask = (nn.Conv2d(g.block_expansion, 1, g.final_kernel, padding=g.final_kernel // 2)
+        self.final = nn.Conv2d(head, cfg.num_channels * phases, g.final_kernel, padding=g.final_kernel // 2)
+        self.skip_mask = (nn.Conv2d(head, phases, g.final_kernel, padding=g.final_kernel // 2)
                           if g.image_skip else None)
         if self.skip_mask is not None:  # start by trusting the warped views (mask ~0.88): a sharp first output
             nn.init.constant_(self.skip_mask.bias, 2.0)
@@ -88,7 +92,7 @@ class Generator(nn.Module):
         """Fused features (B, C, h, w) [+ fused warped image (B, 3, H, W)] -> image (B, 3, H, W) in [0, 1]."""
         if self.skip_mask is None or warped_image is None:
             out = self._up(features)
-            return torch.sigmoid(self.final(out))
+            return torch.sigmoid(self._full_resolution(self.final(out)))
         image, mask = self.decode_parts(features)
         return blend_skip(image, mask, warped_image)
 
@@ -101,7 +105,18 @@ class Generator(nn.Module):
     def decode_parts(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """With the image skip: fused features -> (decoded image (B, 3, H, W), skip mask M (B, 1, H, W)), both
         in [0, 1] and not yet blended (:func:`blend_skip`). The two output convolutions run as one on the
-        export fast path (:func:`odecam.model.fastpath.fused_convs`)."""
+        export fast path (:func:`odecam.model.fastpath.fused_convs`).
+
+        ``pixel_shuffle_head``: the output convolutions read the last up-block's output at half resolution and
+        give each of their channels for the 4 phases of a 2x2 pixel block: ``pixel_shuffle`` of the RGB and mask
+        channels together (3 + 1 outputs x 4 phases, one 16-channel convolution: one vector block on a CPU)."""
+        if self.shuffle > 1:
+            x = self._up(features)
+            weight = torch.cat([self.final.weight, self.skip_mask.weight], dim=0)  # (16, C, k, k)
+            bias = torch.cat([self.final.bias, self.skip_mask.bias], dim=0)
+            y = torch.sigmoid(F.conv2d(x, weight, bias, padding=self.final.padding))
+            rgb, mask = F.pixel_shuffle(y, self.shuffle).split([self.cfg.num_channels, 1], dim=1)
+            return rgb, mask
         if fastpath.enabled() and len(self.up_blocks) > 0:  # last up-block + output convs at half resolution (export)
             out = self.bottleneck(features)
             for block in self.up_blocks[:-1]:
@@ -111,6 +126,11 @@ class Generator(nn.Module):
                 return parts[0], parts[1]
         rgb, mask = fused_convs(self._up(features), [self.final, self.skip_mask], act=torch.sigmoid)
         return rgb, mask
+
+    def _full_resolution(self, y: torch.Tensor) -> torch.Tensor:
+        """The output convolutions' channels -> full resolution: ``pixel_shuffle`` with the head (B, C * 4, h, w)
+        -> (B, C, 2h, 2w); the identity without it."""
+        return F.pixel_shuffle(y, self.shuffle) if self.shuffle > 1 else y
 
     def warp_images(self, images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The image skip: view images (B*V, 3, H, W) warped by their fields (B*V, 2, h_m, w_m) and fused with

@@ -1,0 +1,41 @@
+"""scripts/distill_head.py: a trained model gets the pixel-shuffle head, fitted to its own output."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from odecam.checkpoint import load_checkpoint, save_checkpoint
+
+from conftest import randomize_new_parts
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill_head.py"
+
+
+def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model):
+    randomize_new_parts(tiny_model)
+    with torch.no_grad():  # a mask that leaves some pixels to the decoder
+        tiny_model.generator.skip_mask.bias.fill_(0.0)
+    tiny_model.keypoint_roles = ("mouth_top", "mouth_bottom")
+    teacher = save_checkpoint(tiny_model, tmp_path / "teacher.safetensors", extra={"trained_on": "noise"})
+    out = tmp_path / "student" / "student.safetensors"
+    mod = runpy.run_path(str(SCRIPT))
+    assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
+                        "--steps", "40", "--out", str(out)]) == 0
+    student = load_checkpoint(out)
+    assert student.cfg.generator.pixel_shuffle_head and student.keypoint_roles == tiny_model.keypoint_roles
+    assert len(student.generator.up_blocks) == len(tiny_model.generator.up_blocks) - 1
+    a, b = load_file(str(teacher)), load_file(str(out))
+    head = ("generator.final", "generator.skip_mask", f"generator.up_blocks.{len(tiny_model.generator.up_blocks) - 1}")
+    for k, v in a.items():
+        if not k.startswith(head):
+            assert torch.equal(v, b[k]), k
+    report = json.loads((out.parent / "distill.json").read_text())
+    # the least-squares start is already close to the teacher's frames; training keeps it there
+    assert report["psnr_before"]["frame"] > 30 and report["psnr_after"]["frame"] > 30
+    assert 0 < report["psnr_before"]["painted_share"] < 1
+    assert len(report["loss_curve"]) == 1 and report["loss_curve"][0][1] > 0
