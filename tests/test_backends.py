@@ -237,6 +237,25 @@ def test_bench_command_writes_json_table_and_plots(tmp_path, capsys):
     assert rc == 2 and "unknown backend" in capsys.readouterr().err
 
 
+def test_bench_spin_option_reaches_onnxruntime(tmp_path, capsys):
+    """--spin: onnxruntime's threads spin-wait while a graph runs (recorded and named); off by default."""
+    import json
+
+    pytest.importorskip("onnxruntime")
+    threads = torch.get_num_threads()
+    try:
+        for flag, want in (([], False), (["--spin"], True)):
+            out = tmp_path / str(want)
+            rc = main(["bench", "--preset", "tiny", "--backend", "onnxruntime", "--refs", "0", "--frames", "2",
+                       "--warmup", "0", "--threads", "2", "--no-plots", "-o", str(out)] + flag)
+            assert rc == 0, capsys.readouterr().err
+            run = json.loads((out / "results.json").read_text())["runs"][0]
+            assert run["spin"] is want and ("spin-waiting" in run["device"]) is want
+            assert run["max_abs_err_vs_eager"] <= TOL
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_bench_reports_the_per_frame_speed_targets():
     """lite at 256 px on the CPU: fps p50 against 150 (N=0) and 100 (N=1), and p50 over the run's floor
     against 3, from the fastest CPU backend per N; other sizes and CUDA runs do not count."""

@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="device for the backends (default: each backend's)")
     p.add_argument("-o", "--output", default="odecam-bench", help="output folder (default: odecam-bench)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--spin", action="store_true",
+                   help="onnxruntime's threads spin-wait during a run (faster on an idle machine, much slower "
+                        "beside a busy program: see benchmarks/RESULTS.md); off by default, as in demo and live")
 
 
 # -- machine -----------------------------------------------------------------------------------------
@@ -203,7 +206,7 @@ def _model_for(preset: str, checkpoint: str | None):
 
 def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float = 60.0, checkpoint: str | None = None,
               precision: str = "fp32", device: str | None = None, threads: int | None = None,
-              floor_gflops: float | None = None, model=None) -> dict[str, Any]:
+              floor_gflops: float | None = None, model=None, spin: bool = False) -> dict[str, Any]:
     """Time one case through an Animator; returns its record (see the module docstring)."""
     import numpy as np
     import torch
@@ -229,7 +232,9 @@ def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float 
     refs_img = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for _ in range(refs)]
     driving = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for _ in range(8)]
     t0 = time.perf_counter()
-    options = {"threads": threads} if rec["backend"] == "onnxruntime" else {}
+    options = {"threads": threads, "spin": spin} if rec["backend"] == "onnxruntime" else {}
+    if options:
+        rec["spin"] = spin
     backend = get_backend(case.backend, model, device=device, precision=precision, ode_steps=steps, **options)
     avatar = Avatar(model, source, refs_img)
     animator = Animator(model, avatar, ode_steps=steps, backend=backend)
@@ -477,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"odecam bench: {len(cases)} cases, {args.frames} frames each (after {args.warmup} warm-up)")
     result = bench(cases, args.output, plots=not args.no_plots, threads=args.threads, frames=args.frames,
                    warmup=args.warmup, max_seconds=args.max_seconds, checkpoint=args.checkpoint,
-                   precision=args.precision, device=args.device)
+                   precision=args.precision, device=args.device, spin=args.spin)
     print()
     print(f"machine: {result['machine'].get('gpu') or result['machine']['cpu']}, {result['machine']['threads']} threads; "
           f"3x3 conv {result['conv_throughput']['best']:.1f} GFLOP/s (floor = GFLOP / that)")

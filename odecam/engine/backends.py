@@ -317,6 +317,8 @@ class OnnxRuntimeBackend(_GraphBackend):
         # idle intra-op threads spin by default; beside a capture thread, torch's own threads or any other
         # load, that spinning steals the cores the next run needs (measured here: 4x slower under load)
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
+        if self.spin:  # spin only while a graph runs: the keypoint and frame sessions' pools would fight otherwise
+            so.add_session_config_entry("session.force_spinning_stop", "1")
         return so
 
     def _onnx_bytes(self, graph: str, num_views: int) -> bytes:
@@ -408,7 +410,8 @@ class OnnxRuntimeBackend(_GraphBackend):
         return _state_from_outputs(self.avatar_inputs, [torch.from_numpy(o) for o in outs])
 
     def describe(self) -> str:
-        return f"onnxruntime {self.ort.__version__} ({self.providers[0]}, {self.threads} threads)"
+        spin = ", spin-waiting" if self.spin and self.device.type == "cpu" else ""
+        return f"onnxruntime {self.ort.__version__} ({self.providers[0]}, {self.threads} threads{spin})"
 
 
 def _state_from_outputs(names: list[str], outs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
