@@ -33,7 +33,8 @@ VARIANTS: dict[str, dict] = {
     "no_appearance": {"appearance.enabled": False},
     "ode2": {"evolution.steps": 2},
     "be8_app8": {"generator.block_expansion": 8, "appearance.hidden": 8},
-    "shuffle_head": {"generator.pixel_shuffle_head": True},
+    "shuffle2": {"generator.pixel_shuffle": 2},
+    "shuffle4": {"generator.pixel_shuffle": 4},
     "be8_app8_kp8": {"generator.block_expansion": 8, "appearance.hidden": 8, "keypoints.block_expansion": 8},
 }
 

@@ -99,9 +99,10 @@ class GeneratorConfig:
     first_kernel: int = 7
     final_kernel: int = 7
     image_skip: bool = False  # odecam addition: blend the fused motion-warped view images into the output
-    #: odecam addition (speed): the last up-block is dropped and the output convolutions (RGB, and M with the image
-    #: skip) run at half resolution with 4x the channels, put at full resolution by ``pixel_shuffle`` (ESPCN)
-    pixel_shuffle_head: bool = False
+    #: odecam addition (speed): 2 or 4 drops the last one or two up-blocks; the output convolutions (RGB, and M
+    #: with the image skip) then run at 1/2 or 1/4 resolution with 4 or 16 outputs per channel, put at full
+    #: resolution by ``pixel_shuffle`` (ESPCN). 1: the up-blocks go all the way (the paper's decoder)
+    pixel_shuffle: int = 1
 
 
 @dataclass
@@ -222,7 +223,7 @@ RULES: dict[str, dict[str, tuple]] = {
     "generator": {"block_expansion": ("int", 1, 128), "max_features": ("int", 1, 512),
                   "num_down_blocks": ("int", 0, 5), "num_bottleneck_blocks": ("int", 0, 12), "depthwise": _BOOL,
                   "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL,
-                  "pixel_shuffle_head": _BOOL},
+                  "pixel_shuffle": ("int", 1, 4)},
 }
 #: the ODE step counts a config or ``--ode-steps`` may ask for
 MAX_ODE_STEPS = RULES["evolution"]["steps"][2]
@@ -324,9 +325,11 @@ def validate_config(cfg: ModelConfig) -> None:
         if sub.max_features < sub.block_expansion:
             raise ConfigError(f"{section}.max_features = {sub.max_features} is below {section}.block_expansion = "
                               f"{sub.block_expansion}; use at least {sub.block_expansion}")
-    if cfg.generator.pixel_shuffle_head and cfg.generator.num_down_blocks < 1:
-        raise ConfigError("generator.pixel_shuffle_head = true replaces the last up-block, but "
-                          "generator.num_down_blocks = 0 leaves none; use num_down_blocks >= 1 or pixel_shuffle_head false")
+    shuffle, downs = cfg.generator.pixel_shuffle, cfg.generator.num_down_blocks
+    if shuffle not in (1, 2, 4) or shuffle > 2 ** downs:
+        most = ", ".join(str(f) for f in (1, 2, 4) if f <= 2 ** downs)
+        raise ConfigError(f"generator.pixel_shuffle = {shuffle} must be 1, 2 or 4 and replace at most the "
+                          f"generator.num_down_blocks = {downs} up-blocks; use {most}")
     size = cfg.image_size
     for section, what in (("keypoints", "keypoint input"), ("motion", "motion input")):
         sub = getattr(cfg, section)

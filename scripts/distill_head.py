@@ -1,4 +1,4 @@
-"""Give a trained model F_G's pixel-shuffle head (``generator.pixel_shuffle_head``), distilled from its own last
+"""Give a trained model F_G's pixel-shuffle head (``generator.pixel_shuffle`` 2), distilled from its own last
 up-block and output convolutions.
 
     python scripts/distill_head.py --teacher odecam/assets/default.safetensors --data faces:runs/faces256 \\
@@ -15,8 +15,9 @@ models share, so the head is fitted on recorded tensors without running the rest
    (4, S, S), its fused warped view image W (3, S, S) and the driving frame;
 2. start from the least-squares fit of the teacher's logits (pixel_unshuffled to (16, S/2, S/2)) on X's
    3x3 neighbourhoods;
-3. train the head (Adam) so that the blended frame M W + (1 - M) decoded equals the teacher's, with a smaller
-   weight on M itself and on the driving frame (``--real``).
+3. train the head (Adam) so that the blended frame M W + (1 - M) decoded equals the teacher's (weighted up
+   where the teacher's decoder paints, ``--painted-weight``), with a smaller weight on M itself and on the
+   driving frame (``--real``).
 
 Writes the student checkpoint (with the teacher's metadata and keypoint roles) and ``distill.json`` beside it:
 the held-out pairs' PSNR of the student's frame against the teacher's, before and after training.
@@ -46,7 +47,7 @@ from odecam.model.generator import warp_images  # noqa: E402
 
 def student_of(teacher: MotionTransferModel) -> MotionTransferModel:
     """The teacher's architecture with the pixel-shuffle head; every weight but the head's copied."""
-    student = MotionTransferModel(teacher.cfg.replace(**{"generator.pixel_shuffle_head": True})).eval()
+    student = MotionTransferModel(teacher.cfg.replace(**{"generator.pixel_shuffle": 2})).eval()
     own = student.state_dict()
     shared = {k: v for k, v in teacher.state_dict().items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(own) - set(shared))
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--mask-weight", type=float, default=0.5)
     ap.add_argument("--real", type=float, default=0.1, help="weight of L1 to the driving frame")
+    ap.add_argument("--painted-weight", type=float, default=0.0,
+                    help="extra weight of the frame L1 where the teacher's decoder paints: 1 + this x (1 - M)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
     teacher = load_checkpoint(args.teacher).eval()
-    if teacher.cfg.generator.pixel_shuffle_head or not teacher.cfg.generator.image_skip:
+    if teacher.cfg.generator.pixel_shuffle != 1 or not teacher.cfg.generator.image_skip:
         raise SystemExit("the teacher must have the image skip and the up-sampling head")
     _, _, meta = read_checkpoint(args.teacher)
     student = student_of(teacher)
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         batch = {k: v[idx].float() for k, v in fit.items()}
         frame_s, mask_s = head_frame(g, batch)
         frame_t, mask_t = teacher_frame(batch)
-        loss = ((frame_s - frame_t).abs().mean() + args.mask_weight * (mask_s - mask_t).abs().mean()
+        weight = 1.0 + args.painted_weight * (1.0 - mask_t)
+        loss = ((weight * (frame_s - frame_t).abs()).mean() + args.mask_weight * (mask_s - mask_t).abs().mean()
                 + args.real * (frame_s - batch["driving"]).abs().mean())
         opt.zero_grad()
         loss.backward()

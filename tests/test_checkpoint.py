@@ -195,7 +195,7 @@ def test_convert_fomm_refuses_non_finite_and_integer_weights(tmp_path):
 
 def test_extra_metadata_never_replaces_the_models_own_config(tmp_path, tiny_model):
     """Metadata copied from another checkpoint (``extra``) keeps its notes but not its config."""
-    other = MotionTransferModel(preset("tiny").replace(**{"generator.pixel_shuffle_head": True}))
+    other = MotionTransferModel(preset("tiny").replace(**{"generator.pixel_shuffle": 2}))
     _, _, meta = read_checkpoint(save_checkpoint(other, tmp_path / "other.safetensors", extra={"trained_on": "x"}))
     path = save_checkpoint(tiny_model, tmp_path / "m.safetensors", extra=meta)
     cfg, _, got = read_checkpoint(path)

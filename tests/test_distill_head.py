@@ -27,7 +27,7 @@ def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, 
     assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
                         "--steps", "40", "--out", str(out)]) == 0
     student = load_checkpoint(out)
-    assert student.cfg.generator.pixel_shuffle_head and student.keypoint_roles == tiny_model.keypoint_roles
+    assert student.cfg.generator.pixel_shuffle == 2 and student.keypoint_roles == tiny_model.keypoint_roles
     assert len(student.generator.up_blocks) == len(tiny_model.generator.up_blocks) - 1
     a, b = load_file(str(teacher)), load_file(str(out))
     head = ("generator.final", "generator.skip_mask", f"generator.up_blocks.{len(tiny_model.generator.up_blocks) - 1}")

@@ -13,7 +13,7 @@ from odecam.model.geometry import gather_warp, kp2gaussian, make_coordinate_grid
 from conftest import randomize_new_parts
 
 
-@pytest.mark.parametrize("depthwise,shuffle", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("depthwise,shuffle", [(False, 1), (True, 1), (True, 2), (True, 4)])
 @pytest.mark.parametrize("num_refs", [0, 2])
 def test_frame_graph_on_the_fast_path_matches_eager(depthwise, shuffle, num_refs):
     """Every rewrite is on (fused heads, tap-decomposed F_A head, F_A's split input conv, view sums, gather
@@ -22,7 +22,7 @@ def test_frame_graph_on_the_fast_path_matches_eager(depthwise, shuffle, num_refs
     cfg = preset("tiny").replace(num_refs=num_refs, **{"appearance.depthwise": depthwise,
                                                        "generator.depthwise": depthwise,
                                                        "generator.final_kernel": 3,  # lite's: the phase head
-                                                       "generator.pixel_shuffle_head": shuffle,
+                                                       "generator.pixel_shuffle": shuffle,
                                                        "motion.depthwise": depthwise})
     torch.manual_seed(0)
     model = MotionTransferModel(cfg).eval()

@@ -117,11 +117,11 @@ def test_lite_costs_at_most_one_gflop_with_one_reference():
 
 @pytest.mark.parametrize("image_skip", [True, False])
 def test_pixel_shuffle_head_replaces_the_last_up_block(image_skip):
-    """generator.pixel_shuffle_head: one up-block fewer; the output convolutions run at half resolution with
+    """generator.pixel_shuffle 2: one up-block fewer; the output convolutions run at half resolution with
     4 outputs per channel, and pixel (2i + a, 2j + b) of channel c is their output c * 4 + 2a + b at (i, j)."""
     base = preset("tiny").replace(**{"generator.image_skip": image_skip})
     torch.manual_seed(0)
-    model = MotionTransferModel(base.replace(**{"generator.pixel_shuffle_head": True})).eval()
+    model = MotionTransferModel(base.replace(**{"generator.pixel_shuffle": 2})).eval()
     g = model.generator
     assert len(g.up_blocks) == len(MotionTransferModel(base).generator.up_blocks) - 1
     assert g.final.out_channels == 12 and (g.skip_mask is None or g.skip_mask.out_channels == 4)
@@ -138,9 +138,10 @@ def test_pixel_shuffle_head_replaces_the_last_up_block(image_skip):
         assert torch.allclose(rgb[0, c, 10 + a, 14 + b], want, atol=1e-6)
 
 
-def test_pixel_shuffle_head_needs_an_up_block():
-    with pytest.raises(ValueError, match="pixel_shuffle_head = true replaces the last up-block"):
-        preset("tiny").replace(**{"generator.pixel_shuffle_head": True, "generator.num_down_blocks": 0})
+@pytest.mark.parametrize("shuffle,downs", [(2, 0), (4, 1), (3, 2)])
+def test_pixel_shuffle_needs_as_many_up_blocks(shuffle, downs):
+    with pytest.raises(ValueError, match=rf"generator.pixel_shuffle = {shuffle} must be 1, 2 or 4"):
+        preset("tiny").replace(**{"generator.pixel_shuffle": shuffle, "generator.num_down_blocks": downs})
 
 
 def test_config_roundtrip_and_unknown_keys():

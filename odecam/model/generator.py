@@ -55,8 +55,8 @@ class Generator(nn.Module):
                         min(g.max_features, g.block_expansion * 2 ** (i + 1)), depthwise=g.depthwise)
             for i in range(g.num_down_blocks)
         ])
-        self.shuffle = 2 if g.pixel_shuffle_head else 1  # the output convolutions' up-scaling (pixel_shuffle)
-        num_up = g.num_down_blocks - (1 if g.pixel_shuffle_head else 0)
+        self.shuffle = g.pixel_shuffle  # the output convolutions' up-scaling (pixel_shuffle)
+        num_up = g.num_down_blocks - {1: 0, 2: 1, 4: 2}[g.pixel_shuffle]
         self.up_blocks = nn.ModuleList([
             UpBlock2d(min(g.max_features, g.block_expansion * 2 ** (g.num_down_blocks - i)),
                       min(g.max_features, g.block_expansion * 2 ** (g.num_down_blocks - i - 1)), depthwise=g.depthwise)
@@ -107,9 +107,10 @@ class Generator(nn.Module):
         in [0, 1] and not yet blended (:func:`blend_skip`). The two output convolutions run as one on the
         export fast path (:func:`odecam.model.fastpath.fused_convs`).
 
-        ``pixel_shuffle_head``: the output convolutions read the last up-block's output at half resolution and
-        give each of their channels for the 4 phases of a 2x2 pixel block: ``pixel_shuffle`` of the RGB and mask
-        channels together (3 + 1 outputs x 4 phases, one 16-channel convolution: one vector block on a CPU)."""
+        ``pixel_shuffle`` r = 2 or 4: the output convolutions read the last up-block's output at 1/r resolution
+        and give each of their channels for the r * r phases of an r x r pixel block: ``pixel_shuffle`` of the
+        RGB and mask channels together (r = 2: 3 + 1 outputs x 4 phases, one 16-channel convolution, one vector
+        block on a CPU)."""
         if self.shuffle > 1:
             x = self._up(features)
             weight = torch.cat([self.final.weight, self.skip_mask.weight], dim=0)  # (16, C, k, k)
