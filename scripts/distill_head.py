@@ -13,8 +13,8 @@ models share, so the head is fitted on recorded tensors without running the rest
 1. record, for ``--pairs`` (source, driving) pairs of the training data (N = 0 or 1 reference views, as the
    model runs), the first up-block's output X (32, S/2, S/2), the teacher's decoded image and mask logits
    (4, S, S), its fused warped view image W (3, S, S) and the driving frame;
-2. start from the least-squares fit of the teacher's logits (pixel_unshuffled to (16, S/2, S/2)) on X's
-   3x3 neighbourhoods;
+2. start from the least-squares fit of the teacher's logits (pixel_unshuffled to (16, S/2, S/2); with
+   ``--factor 4`` the head replaces the last two up-blocks: (64, S/4, S/4)) on X's 3x3 neighbourhoods;
 3. train the head (Adam) so that the blended frame M W + (1 - M) decoded equals the teacher's (weighted up
    where the teacher's decoder paints, ``--painted-weight``), with a smaller weight on M itself and on the
    driving frame (``--real``).
@@ -45,9 +45,10 @@ from odecam.model import MotionTransferModel  # noqa: E402
 from odecam.model.generator import warp_images  # noqa: E402
 
 
-def student_of(teacher: MotionTransferModel) -> MotionTransferModel:
-    """The teacher's architecture with the pixel-shuffle head; every weight but the head's copied."""
-    student = MotionTransferModel(teacher.cfg.replace(**{"generator.pixel_shuffle": 2})).eval()
+def student_of(teacher: MotionTransferModel, factor: int = 2) -> MotionTransferModel:
+    """The teacher's architecture with the pixel-shuffle head (``factor`` 2 or 4); every weight but the head's
+    copied."""
+    student = MotionTransferModel(teacher.cfg.replace(**{"generator.pixel_shuffle": factor})).eval()
     own = student.state_dict()
     shared = {k: v for k, v in teacher.state_dict().items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(own) - set(shared))
@@ -59,13 +60,14 @@ def student_of(teacher: MotionTransferModel) -> MotionTransferModel:
 
 
 @torch.no_grad()
-def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int) -> dict[str, torch.Tensor]:
+def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, factor: int = 2) -> dict[str, torch.Tensor]:
     """Run the teacher on ``pairs`` items (N = 0 or 1, alternately) and keep what the head needs (float16):
     'x' the head's input (the output of the up-block before the last), 'logits' the teacher's RGB and M
     logits (4, S, S), 'warped' its fused warped view image, 'driving' the driving frame."""
     g = teacher.generator
     seen: dict[str, torch.Tensor] = {}
-    hooks = [g.up_blocks[-2].register_forward_hook(lambda m, i, o: seen.__setitem__("x", o)),
+    dropped = {2: 1, 4: 2}[factor]  # the up-blocks the head replaces; it reads the first one's input
+    hooks = [g.up_blocks[-dropped].register_forward_pre_hook(lambda m, i: seen.__setitem__("x", i[0])),
              g.final.register_forward_hook(lambda m, i, o: seen.__setitem__("rgb", o)),
              g.skip_mask.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", o))]
     rng = random.Random(seed)
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--painted-weight", type=float, default=0.0,
                     help="extra weight of the frame L1 where the teacher's decoder paints: 1 + this x (1 - M)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--factor", type=int, default=2, choices=[2, 4], help="generator.pixel_shuffle of the student")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -111,18 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     if teacher.cfg.generator.pixel_shuffle != 1 or not teacher.cfg.generator.image_skip:
         raise SystemExit("the teacher must have the image skip and the up-sampling head")
     _, _, meta = read_checkpoint(args.teacher)
-    student = student_of(teacher)
+    student = student_of(teacher, args.factor)
     from odecam.training.datasets import build_dataset
 
     dataset = build_dataset(args.data, image_size=teacher.cfg.image_size, num_refs=1, seed=args.seed)
     t0 = time.time()
-    rec = record(teacher, dataset, args.pairs + args.held_out, args.seed)
+    rec = record(teacher, dataset, args.pairs + args.held_out, args.seed, args.factor)
     print(f"recorded {args.pairs + args.held_out} pairs in {time.time() - t0:.0f} s")
     fit = {k: v[: args.pairs] for k, v in rec.items()}
     test = {k: v[args.pairs:] for k, v in rec.items()}
 
     g = student.generator
-    weight, bias = least_squares_head(fit["x"], fit["logits"], g.final.kernel_size[0])
+    weight, bias = least_squares_head(fit["x"], fit["logits"], g.final.kernel_size[0], args.factor)
     load_head(g, weight, bias)
     report = {"teacher": args.teacher, "pairs": args.pairs, "held_out": args.held_out,
               "psnr_before": psnr_vs_teacher(g, test)}
@@ -150,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     report["psnr_after"] = psnr_vs_teacher(g, test)
     report["loss_curve"] = curve
     print(f"trained head: held-out PSNR against the teacher's frames {report['psnr_after']}")
-    note = (f"{meta.get('trained_on', '')}; F_G's pixel-shuffle head distilled from that model's last up-block "
-            f"and output convolutions (scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps)")
+    note = (f"{meta.get('trained_on', '')}; F_G's pixel-shuffle head (x{args.factor}) distilled from that model's "
+            f"up-blocks and output convolutions (scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps)")
     extra = {k: v for k, v in meta.items() if not k.startswith("odecam_") and k not in ("keypoint_roles", "step")}
     extra["trained_on"] = note.lstrip("; ")
     save_checkpoint(student, out_path, extra=extra)
@@ -160,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def least_squares_head(x: torch.Tensor, logits: torch.Tensor, k: int, samples: int = 200_000,
+def least_squares_head(x: torch.Tensor, logits: torch.Tensor, k: int, factor: int = 2, samples: int = 200_000,
                        ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """The k x k convolution (16, C, k, k) + bias that best maps X (P, C, h, w) to the teacher's logits
-    pixel_unshuffled to (P, 16, h, w), in least squares over ``samples`` random pixels."""
+    pixel_unshuffled to (P, 4 * factor^2, h, w), in least squares over ``samples`` random pixels."""
     p, c, h, w = x.shape
-    target = F.pixel_unshuffle(logits.float(), 2)  # (P, 4 * 4, h, w): channel c * 4 + phase, as pixel_shuffle reads it
+    target = F.pixel_unshuffle(logits.float(), factor)  # (P, 4 r^2, h, w): channel c r^2 + phase, as pixel_shuffle reads
     gen = torch.Generator().manual_seed(0)
     rows, ys = [], []
     per = max(1, samples // p)
@@ -198,7 +201,7 @@ def head_frame(g, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.T
     weight = torch.cat([g.final.weight, g.skip_mask.weight])
     bias = torch.cat([g.final.bias, g.skip_mask.bias])
     y = torch.sigmoid(F.conv2d(batch["x"], weight, bias, padding=g.final.padding))
-    rgb, mask = F.pixel_shuffle(y, 2).split([3, 1], dim=1)
+    rgb, mask = F.pixel_shuffle(y, g.shuffle).split([3, 1], dim=1)
     return mask * batch["warped"] + (1 - mask) * rgb, mask
 
 
@@ -222,7 +225,7 @@ def psnr_vs_teacher(g, test: dict[str, torch.Tensor]) -> dict[str, float]:
         err, count = err + float(sq[painted].sum()), count + int(painted.sum())
     return {"frame": sum(vals) / max(len(vals), 1),
             "painted": 10 * math.log10(count / max(err, 1e-12)) if count else float("nan"),
-            "painted_share": count / (3 * test["x"].shape[0] * 4 * test["x"].shape[2] * test["x"].shape[3])}
+            "painted_share": count / (3 * test["x"].shape[0] * g.shuffle ** 2 * test["x"].shape[2] * test["x"].shape[3])}
 
 
 if __name__ == "__main__":

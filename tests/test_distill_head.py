@@ -6,6 +6,7 @@ import json
 import runpy
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -16,7 +17,8 @@ from conftest import randomize_new_parts
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill_head.py"
 
 
-def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model):
+@pytest.mark.parametrize("factor", [2, 4])
+def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model, factor):
     randomize_new_parts(tiny_model)
     with torch.no_grad():  # a mask that leaves some pixels to the decoder
         tiny_model.generator.skip_mask.bias.fill_(0.0)
@@ -25,12 +27,13 @@ def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, 
     out = tmp_path / "student" / "student.safetensors"
     mod = runpy.run_path(str(SCRIPT))
     assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
-                        "--steps", "40", "--out", str(out)]) == 0
+                        "--steps", "40", "--factor", str(factor), "--out", str(out)]) == 0
     student = load_checkpoint(out)
-    assert student.cfg.generator.pixel_shuffle == 2 and student.keypoint_roles == tiny_model.keypoint_roles
-    assert len(student.generator.up_blocks) == len(tiny_model.generator.up_blocks) - 1
+    assert student.cfg.generator.pixel_shuffle == factor and student.keypoint_roles == tiny_model.keypoint_roles
+    ups = len(tiny_model.generator.up_blocks)
+    assert len(student.generator.up_blocks) == ups - factor // 2
     a, b = load_file(str(teacher)), load_file(str(out))
-    head = ("generator.final", "generator.skip_mask", f"generator.up_blocks.{len(tiny_model.generator.up_blocks) - 1}")
+    head = ("generator.final", "generator.skip_mask") + tuple(f"generator.up_blocks.{i}" for i in range(ups - factor // 2, ups))
     for k, v in a.items():
         if not k.startswith(head):
             assert torch.equal(v, b[k]), k
