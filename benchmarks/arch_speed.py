@@ -35,6 +35,8 @@ VARIANTS: dict[str, dict] = {
     "be8_app8": {"generator.block_expansion": 8, "appearance.hidden": 8},
     "shuffle2": {"generator.pixel_shuffle": 2},
     "shuffle4": {"generator.pixel_shuffle": 4},
+    "shuffle2_k1": {"generator.pixel_shuffle": 2, "generator.final_kernel": 1},
+    "shuffle4_k1": {"generator.pixel_shuffle": 4, "generator.final_kernel": 1},
     "be8_app8_kp8": {"generator.block_expansion": 8, "appearance.hidden": 8, "keypoints.block_expansion": 8},
 }
 

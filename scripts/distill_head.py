@@ -45,10 +45,12 @@ from odecam.model import MotionTransferModel  # noqa: E402
 from odecam.model.generator import warp_images  # noqa: E402
 
 
-def student_of(teacher: MotionTransferModel, factor: int = 2) -> MotionTransferModel:
-    """The teacher's architecture with the pixel-shuffle head (``factor`` 2 or 4); every weight but the head's
-    copied."""
-    student = MotionTransferModel(teacher.cfg.replace(**{"generator.pixel_shuffle": factor})).eval()
+def student_of(teacher: MotionTransferModel, factor: int = 2, kernel: int | None = None) -> MotionTransferModel:
+    """The teacher's architecture with the pixel-shuffle head (``factor`` 2 or 4, its convolution ``kernel`` x
+    ``kernel``, default the teacher's ``final_kernel``); every weight but the head's copied."""
+    kernel = kernel or teacher.cfg.generator.final_kernel
+    student = MotionTransferModel(teacher.cfg.replace(**{"generator.pixel_shuffle": factor,
+                                                         "generator.final_kernel": kernel})).eval()
     own = student.state_dict()
     shared = {k: v for k, v in teacher.state_dict().items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(own) - set(shared))
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra weight of the frame L1 where the teacher's decoder paints: 1 + this x (1 - M)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--factor", type=int, default=2, choices=[2, 4], help="generator.pixel_shuffle of the student")
+    ap.add_argument("--kernel", type=int, default=None, choices=[1, 3],
+                    help="the head's kernel size (generator.final_kernel; default the teacher's)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if teacher.cfg.generator.pixel_shuffle != 1 or not teacher.cfg.generator.image_skip:
         raise SystemExit("the teacher must have the image skip and the up-sampling head")
     _, _, meta = read_checkpoint(args.teacher)
-    student = student_of(teacher, args.factor)
+    student = student_of(teacher, args.factor, args.kernel)
     from odecam.training.datasets import build_dataset
 
     dataset = build_dataset(args.data, image_size=teacher.cfg.image_size, num_refs=1, seed=args.seed)
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     report["psnr_after"] = psnr_vs_teacher(g, test)
     report["loss_curve"] = curve
     print(f"trained head: held-out PSNR against the teacher's frames {report['psnr_after']}")
-    note = (f"{meta.get('trained_on', '')}; F_G's pixel-shuffle head (x{args.factor}) distilled from that model's "
+    note = (f"{meta.get('trained_on', '')}; F_G's pixel-shuffle head (x{args.factor}, {student.cfg.generator.final_kernel}x{student.cfg.generator.final_kernel}) distilled from that model's "
             f"up-blocks and output convolutions (scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps)")
     extra = {k: v for k, v in meta.items() if not k.startswith("odecam_") and k not in ("keypoint_roles", "step")}
     extra["trained_on"] = note.lstrip("; ")

@@ -17,8 +17,8 @@ from conftest import randomize_new_parts
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill_head.py"
 
 
-@pytest.mark.parametrize("factor", [2, 4])
-def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model, factor):
+@pytest.mark.parametrize("factor,kernel", [(2, 3), (4, 1)])
+def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model, factor, kernel):
     randomize_new_parts(tiny_model)
     with torch.no_grad():  # a mask that leaves some pixels to the decoder
         tiny_model.generator.skip_mask.bias.fill_(0.0)
@@ -27,8 +27,9 @@ def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, 
     out = tmp_path / "student" / "student.safetensors"
     mod = runpy.run_path(str(SCRIPT))
     assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
-                        "--steps", "40", "--factor", str(factor), "--out", str(out)]) == 0
+                        "--steps", "40", "--factor", str(factor), "--kernel", str(kernel), "--out", str(out)]) == 0
     student = load_checkpoint(out)
+    assert student.cfg.generator.final_kernel == kernel and student.generator.final.kernel_size == (kernel, kernel)
     assert student.cfg.generator.pixel_shuffle == factor and student.keypoint_roles == tiny_model.keypoint_roles
     ups = len(tiny_model.generator.up_blocks)
     assert len(student.generator.up_blocks) == ups - factor // 2

@@ -266,8 +266,11 @@ def _model_digest(model: MotionTransferModel) -> str:
 
 
 class OnnxRuntimeBackend(_GraphBackend):
-    """ONNX graphs in onnxruntime: all graph optimisations, one intra-op thread per core, no spin-waiting
-    (``spin=True`` turns it back on: a little lower latency on an otherwise idle machine), CUDA where present."""
+    """ONNX graphs in onnxruntime: all graph optimisations, one intra-op thread per core, no spin-waiting, CUDA
+    where present. ``spin=True`` (``odecam bench --spin``): the threads spin-wait while a graph runs and stop when
+    it returns (``session.force_spinning_stop``), so the keypoint and frame sessions never spin against each
+    other: about 1.15x faster per frame on an idle 2-core machine, 1.7x slower beside one CPU-bound program
+    (benchmarks/RESULTS.md), so the rendering commands keep it off."""
 
     name = "onnxruntime"
 
