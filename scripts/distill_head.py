@@ -15,7 +15,7 @@ models share, so the head is fitted on recorded tensors without running the rest
    (4, S, S), its fused warped view image W (3, S, S) and the driving frame;
 2. start from the least-squares fit of the teacher's logits (pixel_unshuffled to (16, S/2, S/2); with
    ``--factor 4`` the head replaces the last two up-blocks: (64, S/4, S/4)) on X's 3x3 neighbourhoods;
-3. train the head (Adam) so that the blended frame M W + (1 - M) decoded equals the teacher's (weighted up
+3. train the head (Adam; with ``--train-up-block`` also the up-block that feeds it) so that the blended frame M W + (1 - M) decoded equals the teacher's (weighted up
    where the teacher's decoder paints, ``--painted-weight``), with a smaller weight on M itself and on the
    driving frame (``--real``).
 
@@ -62,18 +62,24 @@ def student_of(teacher: MotionTransferModel, factor: int = 2, kernel: int | None
 
 
 @torch.no_grad()
-def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, factor: int = 2) -> dict[str, torch.Tensor]:
+def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, factor: int = 2,
+           block_input: bool = False) -> dict[str, torch.Tensor]:
     """Run the teacher on ``pairs`` items (N = 0 or 1, alternately) and keep what the head needs (float16):
     'x' the head's input (the output of the up-block before the last), 'logits' the teacher's RGB and M
-    logits (4, S, S), 'warped' its fused warped view image, 'driving' the driving frame."""
+    logits (4, S, S), 'warped' its fused warped view image, 'driving' the driving frame; with ``block_input``
+    also 'x0', the input of the up-block that feeds the head (trained with it: ``--train-up-block``)."""
     g = teacher.generator
     seen: dict[str, torch.Tensor] = {}
     dropped = {2: 1, 4: 2}[factor]  # the up-blocks the head replaces; it reads the first one's input
     hooks = [g.up_blocks[-dropped].register_forward_pre_hook(lambda m, i: seen.__setitem__("x", i[0])),
              g.final.register_forward_hook(lambda m, i, o: seen.__setitem__("rgb", o)),
              g.skip_mask.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", o))]
+    if block_input:
+        hooks.append(g.up_blocks[-dropped - 1].register_forward_pre_hook(lambda m, i: seen.__setitem__("x0", i[0])))
     rng = random.Random(seed)
     keep: dict[str, list[torch.Tensor]] = {"x": [], "logits": [], "warped": [], "driving": []}
+    if block_input:
+        keep["x0"] = []
     for n in tqdm(range(pairs), desc="recording the teacher", unit="pair"):
         item = dataset[rng.randrange(len(dataset))]
         views = item["source"][None, None]
@@ -86,6 +92,8 @@ def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, factor:
         keep["logits"].append(torch.cat([seen["rgb"], seen["mask"]], 1).half())
         keep["warped"].append(warp_images(state["image"], out["displacement"], out["weights"]).half())
         keep["driving"].append(item["driving"][None].half())
+        if block_input:
+            keep["x0"].append(seen["x0"].half())
     for h in hooks:
         h.remove()
     return {k: torch.cat(v) for k, v in keep.items()}
@@ -106,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra weight of the frame L1 where the teacher's decoder paints: 1 + this x (1 - M)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--factor", type=int, default=2, choices=[2, 4], help="generator.pixel_shuffle of the student")
+    ap.add_argument("--train-up-block", action="store_true",
+                    help="train the up-block that feeds the head too (from the teacher's weights)")
     ap.add_argument("--kernel", type=int, default=None, choices=[1, 3],
                     help="the head's kernel size (generator.final_kernel; default the teacher's)")
     ap.add_argument("--out", required=True)
@@ -123,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = build_dataset(args.data, image_size=teacher.cfg.image_size, num_refs=1, seed=args.seed)
     t0 = time.time()
-    rec = record(teacher, dataset, args.pairs + args.held_out, args.seed, args.factor)
+    rec = record(teacher, dataset, args.pairs + args.held_out, args.seed, args.factor, args.train_up_block)
     print(f"recorded {args.pairs + args.held_out} pairs in {time.time() - t0:.0f} s")
     fit = {k: v[: args.pairs] for k, v in rec.items()}
     test = {k: v[args.pairs:] for k, v in rec.items()}
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"least-squares head: held-out PSNR against the teacher's frames {report['psnr_before']}")
 
     params = [g.final.weight, g.final.bias, g.skip_mask.weight, g.skip_mask.bias]
+    if args.train_up_block:  # the up-block feeding the head learns with it (batch-norm statistics kept)
+        params += list(g.up_blocks[-1].parameters())
     opt = torch.optim.Adam(params, lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     n = fit["x"].shape[0]
@@ -201,10 +213,11 @@ def load_head(g, weight: torch.Tensor, bias: torch.Tensor) -> None:
 
 
 def head_frame(g, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The student's blended frame and mask from recorded X and W."""
+    """The student's blended frame and mask from recorded X (or X0 through the student's last up-block) and W."""
     weight = torch.cat([g.final.weight, g.skip_mask.weight])
     bias = torch.cat([g.final.bias, g.skip_mask.bias])
-    y = torch.sigmoid(F.conv2d(batch["x"], weight, bias, padding=g.final.padding))
+    x = g.up_blocks[-1](batch["x0"]) if "x0" in batch else batch["x"]
+    y = torch.sigmoid(F.conv2d(x, weight, bias, padding=g.final.padding))
     rgb, mask = F.pixel_shuffle(y, g.shuffle).split([3, 1], dim=1)
     return mask * batch["warped"] + (1 - mask) * rgb, mask
 

@@ -17,8 +17,8 @@ from conftest import randomize_new_parts
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill_head.py"
 
 
-@pytest.mark.parametrize("factor,kernel", [(2, 3), (4, 1)])
-def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model, factor, kernel):
+@pytest.mark.parametrize("factor,kernel,up", [(2, 3, True), (4, 1, False)])
+def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model, factor, kernel, up):
     randomize_new_parts(tiny_model)
     with torch.no_grad():  # a mask that leaves some pixels to the decoder
         tiny_model.generator.skip_mask.bias.fill_(0.0)
@@ -27,17 +27,22 @@ def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, 
     out = tmp_path / "student" / "student.safetensors"
     mod = runpy.run_path(str(SCRIPT))
     assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
-                        "--steps", "40", "--factor", str(factor), "--kernel", str(kernel), "--out", str(out)]) == 0
+                        "--steps", "40", "--factor", str(factor), "--kernel", str(kernel), "--out", str(out)] + (["--train-up-block"] if up else [])) == 0
     student = load_checkpoint(out)
     assert student.cfg.generator.final_kernel == kernel and student.generator.final.kernel_size == (kernel, kernel)
     assert student.cfg.generator.pixel_shuffle == factor and student.keypoint_roles == tiny_model.keypoint_roles
     ups = len(tiny_model.generator.up_blocks)
     assert len(student.generator.up_blocks) == ups - factor // 2
     a, b = load_file(str(teacher)), load_file(str(out))
-    head = ("generator.final", "generator.skip_mask") + tuple(f"generator.up_blocks.{i}" for i in range(ups - factor // 2, ups))
+    trained = ups - factor // 2 - (1 if up else 0)  # the first up-block that may differ from the teacher's
+    head = ("generator.final", "generator.skip_mask") + tuple(f"generator.up_blocks.{i}" for i in range(trained, ups))
     for k, v in a.items():
         if not k.startswith(head):
             assert torch.equal(v, b[k]), k
+    if up:  # the feeding up-block learned; its batch-norm statistics did not move
+        key = f"generator.up_blocks.{trained}"
+        assert not torch.equal(a[f"{key}.conv.weight"], b[f"{key}.conv.weight"])
+        assert torch.equal(a[f"{key}.norm.running_mean"], b[f"{key}.norm.running_mean"])
     report = json.loads((out.parent / "distill.json").read_text())
     # the least-squares start is already close to the teacher's frames; training keeps it there
     assert report["psnr_before"]["frame"] > 30 and report["psnr_after"]["frame"] > 30
