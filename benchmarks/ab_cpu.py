@@ -35,6 +35,9 @@ from odecam.export.exporter import graph_modules
 from odecam.export.onnx import to_onnx_bytes
 size, refs, out, random = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 cfg = preset("lite").replace(image_size=size, num_refs=refs)
+if not random:  # the default's own architecture (its config travels in the checkpoint)
+    from odecam.checkpoint import read_checkpoint
+    cfg = read_checkpoint(DEFAULT_WEIGHTS)[0].replace(image_size=size, num_refs=refs)
 if random:
     from odecam.model import MotionTransferModel
     torch.manual_seed(0)
@@ -101,6 +104,10 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     if old_tail:
         old_feed["features"] = np.ascontiguousarray(old_feed["features"].transpose(0, 2, 3, 1))
         view_images = state["image"].detach().float().contiguous()
+    if old_nhwc:  # that checkout finishes the frame with odecam.engine.image_skip.ImageSkipTail (OpenCV), as this one
+        from odecam.engine.image_skip import ImageSkipTail
+
+        old_skip = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]))
     images = [torch.from_numpy(rng.random((1, 3, size, size), dtype=np.float32)) for _ in range(4)]
 
     def run_old(img):
@@ -109,7 +116,8 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
         if old_tail:  # as that checkout's OnnxRuntimeBackend.run_frame finishes the frame (same torch code)
             decoded, mask, disp, weights = (torch.from_numpy(o) for o in outs[:4])
             if old_nhwc:
-                decoded, mask = decoded.permute(0, 3, 1, 2), mask.permute(0, 3, 1, 2)
+                out = old_skip(decoded, mask, disp, weights)
+                return to_image(out), out
             with torch.no_grad():
                 out = (finish_tail(view_images, decoded, mask, disp, weights) if old_finish
                        else blend_skip(decoded, mask, warp_images(view_images, disp, weights)))

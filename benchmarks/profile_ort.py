@@ -31,18 +31,19 @@ sys.path.insert(0, str(ROOT))
 
 
 def lite_model(num_refs: int, size: int = 256, random: bool = False, **overrides):
-    """``lite`` at ``size`` px with N = num_refs; the shipped default weights unless ``random``."""
+    """``lite`` at ``size`` px with N = num_refs; the shipped default weights (and its architecture, e.g. its
+    ``generator.pixel_shuffle``) unless ``random``."""
     import torch
 
     from odecam.assets import DEFAULT_WEIGHTS
-    from odecam.checkpoint import load_checkpoint
+    from odecam.checkpoint import load_checkpoint, read_checkpoint
     from odecam.config import preset
     from odecam.model import MotionTransferModel
 
-    cfg = preset("lite").replace(image_size=size, num_refs=num_refs, **overrides)
     if random or not DEFAULT_WEIGHTS.exists():
         torch.manual_seed(0)
-        return MotionTransferModel(cfg).eval()
+        return MotionTransferModel(preset("lite").replace(image_size=size, num_refs=num_refs, **overrides)).eval()
+    cfg = read_checkpoint(DEFAULT_WEIGHTS)[0].replace(image_size=size, num_refs=num_refs, **overrides)
     return load_checkpoint(DEFAULT_WEIGHTS, cfg=cfg)
 
 

@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     report["loss_curve"] = curve
     print(f"trained head: held-out PSNR against the teacher's frames {report['psnr_after']}")
     note = (f"{meta.get('trained_on', '')}; F_G's pixel-shuffle head (x{args.factor}, {student.cfg.generator.final_kernel}x{student.cfg.generator.final_kernel}) distilled from that model's "
-            f"up-blocks and output convolutions (scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps)")
-    extra = {k: v for k, v in meta.items() if not k.startswith("odecam_") and k not in ("keypoint_roles", "step")}
+            f"up-blocks and output convolutions{' with the up-block feeding it' if args.train_up_block else ''} "
+            f"(scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps)")
+    extra = {k: v for k, v in meta.items() if not k.startswith("odecam_") and k != "keypoint_roles"}
     extra["trained_on"] = note.lstrip("; ")
     save_checkpoint(student, out_path, extra=extra)
     out_path.with_name("distill.json").write_text(json.dumps(report, indent=2) + "\n")
