@@ -257,6 +257,35 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     idle), glibc malloc thresholds (no page faults on the per-frame path), and the decoder head writing
     channels-last directly (its phases as one 6-D Transpose instead of DepthToSpace, the crop and a
     Transpose, which the op profile put at 1.7 ms together: 8.04 -> 8.43 ms for the N=0 graph, slower).
+* Ninth session (2026-12-01, idle machine; interleaved A/Bs again):
+  * **F_G's pixel-shuffle head, a new default.** The op profile of the shipped default put F_G's 256 px end
+    (the phase-layout last up-block, its output convolution and DepthToSpace) at about 3 ms of a 10 ms N=0 frame.
+    `generator.pixel_shuffle` 2 (new switch) drops the last up-block: one 3x3 convolution at 128 px gives RGB
+    and M for the 4 phases of each 2x2 block, `pixel_shuffle` puts them in place. Variants timed first with
+    random weights (`python benchmarks/arch_speed.py --variants lite shuffle2 shuffle4 shuffle2_k1 shuffle4_k1
+    --threads 2 --frames 400`, now interleaved frame by frame): keypoints + frame graph 11.1 / 10.2 / - / 9.5 /
+    8.5 ms at N=0 (lite / shuffle2 / shuffle4 / 1x1 head at 128 px / 1x1 head at 64 px); the 1x1 heads lost the
+    painted mouth (mouth r 0.697) or showed 4x4 blocks, so the 3x3 head at 128 px ships. Its weights are the
+    previous default's with the head distilled from that model (`scripts/distill_head.py`, EVALUATION.md);
+    issue 9's numbers did not move. A/B against the previous commit (`python benchmarks/ab_cpu.py --old
+    <3fdbac7~1> --refs 0 1 --frames 400`, `results/ab_cpu_speed_shuffle_head.json`, both sides finishing the frame
+    with the OpenCV tail): **1.08x N=0** (11.07 -> 10.25 ms p50), **1.07x N=1** (15.02 -> 14.09 ms).
+    `ab_cpu.py` now loads each checkout's default with that checkpoint's own architecture, and finishes the old
+    side with `ImageSkipTail` when the old checkout has it (it used torch's tail, which overstated a model
+    change: 1.18x in the first run).
+  * **Spin-waiting, measured again.** Timed alone, a graph runs faster when onnxruntime's idle threads spin
+    (keypoints 1.0 -> 0.69 ms, frame graph 7.7 -> 6.2 ms at N=0); with per-session pools that spin between
+    runs, the keypoint and frame sessions fight and the frame takes 2x longer (why the seventh session saw no
+    gain). With `session.force_spinning_stop` each pool spins only during its own run. `odecam bench --spin`
+    (new; the backend's `spin=True`) measures it; off by default everywhere, since beside a busy program it
+    loses: `python benchmarks/spin_ab.py --refs 0 1 --frames 400` (`results/spin_ab.json`, interleaved):
+    **1.17x N=0** (10.76 -> 9.17 ms p50), **1.16x N=1** (15.50 -> 13.40 ms) on the idle machine, and with one
+    CPU-bound process beside it (`--busy 1`, `results/spin_ab_busy.json`) **0.76x** (18.28 -> 24.12 ms).
+  * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
+    --frames 300` with the new default (`results/cpu_default256_speed_shuffle.json`): **N=0 10.0 ms p50
+    (99.7 fps, 4.0x the floor), N=1 14.6 ms (68.5 fps, 5.0x)**; with `--spin`
+    (`results/cpu_default256_speed_shuffle_spin.json`): **N=0 8.5 ms (117.6 fps, 3.2x), N=1 12.8 ms (78.0 fps,
+    4.1x)**. Targets (150 / 100 fps, within 3x of the floor): **NOT met**.
 """
 
 
@@ -283,6 +312,18 @@ def speed_section() -> list[str]:
             lines.append(f"| lite@{c['size']} | {c['refs']} | {c['weights']} | {c['old_p50_ms']:.2f} | "
                          f"{c['old_p95_ms']:.2f} | {c['new_p50_ms']:.2f} | {c['new_p95_ms']:.2f} | "
                          f"**{c['speedup_p50']:.2f}x** | {c['max_abs_diff']:.1e} |")
+        lines.append("")
+    for f in sorted(RESULTS.glob("spin_ab*.json")):
+        d = json.loads(f.read_text())
+        lines += [f"## onnxruntime with and without spin-waiting (`results/{f.name}`)", "",
+                  f"* `python benchmarks/spin_ab.py --busy {d['busy']}`: the default model, keypoints + frame + tail + "
+                  f"uint8, both settings alternating frame by frame, {d['frames']} frames, {d['busy']} CPU-bound "
+                  f"processes beside it; load average at the end {d.get('loadavg_end')}", "",
+                  "| case | no spin p50 ms | no spin p95 ms | spin p50 ms | spin p95 ms | speed-up (p50) |",
+                  "|---|---|---|---|---|---|"]
+        for case, c in d["cases"].items():
+            lines.append(f"| {case} | {c['no_spin']['p50_ms']:.2f} | {c['no_spin']['p95_ms']:.2f} | "
+                         f"{c['spin']['p50_ms']:.2f} | {c['spin']['p95_ms']:.2f} | **{c['speedup_p50']:.2f}x** |")
         lines.append("")
     if prof.is_file():
         d = json.loads(prof.read_text())

@@ -21,6 +21,10 @@ what First Order Motion Model's ``OcclusionAwareGenerator`` computes. Parameter 
 warped at full resolution with the same fields, fused with the same confidences, and blended into the
 decoded image through a predicted per-pixel mask M: out = M * warped + (1 - M) * decoded. The decoder then
 only has to paint what the motion cannot bring, which keeps a small network sharp.
+
+``pixel_shuffle`` r = 2 or 4 (an odecam addition for speed, 1 = off): the last log2(r) up-blocks are dropped;
+the output convolutions read the remaining decoder output at 1/r resolution and give r * r values per output
+channel, put at full resolution by ``F.pixel_shuffle`` (B, C r^2, H/r, W/r) -> (B, C, H, W).
 """
 
 from __future__ import annotations
