@@ -269,8 +269,8 @@ class OnnxRuntimeBackend(_GraphBackend):
     """ONNX graphs in onnxruntime: all graph optimisations, one intra-op thread per core, no spin-waiting, CUDA
     where present. ``spin=True`` (``odecam bench --spin``): the threads spin-wait while a graph runs and stop when
     it returns (``session.force_spinning_stop``), so the keypoint and frame sessions never spin against each
-    other: about 1.15x faster per frame on an idle 2-core machine, 1.7x slower beside one CPU-bound program
-    (benchmarks/RESULTS.md), so the rendering commands keep it off."""
+    other: 1.17x faster per frame on an idle 2-core machine, 1.3x to 1.7x slower beside one CPU-bound program
+    (benchmarks/RESULTS.md, ``benchmarks/spin_ab.py``), so the rendering commands keep it off."""
 
     name = "onnxruntime"
 
