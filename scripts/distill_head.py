@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from odecam.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from odecam.model import MotionTransferModel  # noqa: E402
-from odecam.model.generator import warp_images  # noqa: E402
+from odecam.model.generator import blend_skip, warp_images  # noqa: E402
 
 
 def student_of(teacher: MotionTransferModel, factor: int = 2, kernel: int | None = None) -> MotionTransferModel:
@@ -215,18 +215,14 @@ def load_head(g, weight: torch.Tensor, bias: torch.Tensor) -> None:
 
 def head_frame(g, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The student's blended frame and mask from recorded X (or X0 through the student's last up-block) and W."""
-    weight = torch.cat([g.final.weight, g.skip_mask.weight])
-    bias = torch.cat([g.final.bias, g.skip_mask.bias])
-    x = g.up_blocks[-1](batch["x0"]) if "x0" in batch else batch["x"]
-    y = torch.sigmoid(F.conv2d(x, weight, bias, padding=g.final.padding))
-    rgb, mask = F.pixel_shuffle(y, g.shuffle).split([3, 1], dim=1)
-    return mask * batch["warped"] + (1 - mask) * rgb, mask
+    rgb, mask = g.shuffle_head(g.up_blocks[-1](batch["x0"]) if "x0" in batch else batch["x"])
+    return blend_skip(rgb, mask, batch["warped"]), mask
 
 
 def teacher_frame(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's blended frame and mask from its recorded logits and W."""
     y = torch.sigmoid(batch["logits"])
-    rgb, mask = y[:, :3], y[:, 3:]
-    return mask * batch["warped"] + (1 - mask) * rgb, mask
+    return blend_skip(y[:, :3], y[:, 3:], batch["warped"]), y[:, 3:]
 
 
 @torch.no_grad()

@@ -116,12 +116,7 @@ class Generator(nn.Module):
         RGB and mask channels together (r = 2: 3 + 1 outputs x 4 phases, one 16-channel convolution, one vector
         block on a CPU)."""
         if self.shuffle > 1:
-            x = self._up(features)
-            weight = torch.cat([self.final.weight, self.skip_mask.weight], dim=0)  # (16, C, k, k)
-            bias = torch.cat([self.final.bias, self.skip_mask.bias], dim=0)
-            y = torch.sigmoid(F.conv2d(x, weight, bias, padding=self.final.padding))
-            rgb, mask = F.pixel_shuffle(y, self.shuffle).split([self.cfg.num_channels, 1], dim=1)
-            return rgb, mask
+            return self.shuffle_head(self._up(features))
         if fastpath.enabled() and len(self.up_blocks) > 0:  # last up-block + output convs at half resolution (export)
             out = self.bottleneck(features)
             for block in self.up_blocks[:-1]:
@@ -130,6 +125,15 @@ class Generator(nn.Module):
             if parts is not None:
                 return parts[0], parts[1]
         rgb, mask = fused_convs(self._up(features), [self.final, self.skip_mask], act=torch.sigmoid)
+        return rgb, mask
+
+    def shuffle_head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pixel_shuffle`` r > 1 with the image skip: the last up-block's output (B, C, H/r, W/r) -> (decoded image
+        (B, 3, H, W), M (B, 1, H, W)): the RGB and mask convolutions as one, then one ``pixel_shuffle``."""
+        weight = torch.cat([self.final.weight, self.skip_mask.weight], dim=0)  # (4 r^2, C, k, k)
+        bias = torch.cat([self.final.bias, self.skip_mask.bias], dim=0)
+        y = torch.sigmoid(F.conv2d(x, weight, bias, padding=self.final.padding))
+        rgb, mask = F.pixel_shuffle(y, self.shuffle).split([self.cfg.num_channels, 1], dim=1)
         return rgb, mask
 
     def _full_resolution(self, y: torch.Tensor) -> torch.Tensor:
