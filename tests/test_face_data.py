@@ -100,6 +100,17 @@ def test_prepare_faces_refuses_the_evaluation_clip(tmp_path, capsys):
     assert main(["prepare-faces", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o")]) == 2
 
 
+def test_prepare_faces_leaves_out_excluded_files(tmp_path):
+    from odecam.data.prepare import list_sources
+
+    for name in ("a__driving__d6.mp4", "a__driving__d60.mp4", "b.mp4", "d19.jpg", "d9.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    videos, stills = list_sources([tmp_path], exclude=["*driving__d6.mp4", "d19.jpg"])
+    assert [p.name for p in videos] == ["a__driving__d60.mp4", "b.mp4"] and [p.name for p in stills] == ["d9.jpg"]
+    # everything excluded: nothing to prepare, said in one line
+    assert main(["prepare-faces", str(tmp_path / "b.mp4"), "--exclude", "b.*", "--out", str(tmp_path / "o")]) == 2
+
+
 # -- landmark utilities -------------------------------------------------------------------------
 
 

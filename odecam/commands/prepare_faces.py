@@ -11,7 +11,7 @@ from odecam.commands._common import positive_int
 
 NAME = "prepare-faces"
 HELP = ("prepare face crops + landmarks for training: odecam prepare-faces SRC [SRC...] --out DIR "
-        "[--size 256] [--max-frames-per-clip 300] [--workers 1]")
+        "[--size 256] [--max-frames-per-clip 300] [--workers 1] [--exclude GLOB ...]")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames-per-clip", type=positive_int, default=300,
                    help="keep at most this many evenly spaced frames per video (default 300)")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="GLOB",
+                   help="leave out files whose name matches (e.g. clips held out for evaluation: '*driving__d6.mp4')")
     p.add_argument("--redo", action="store_true", help="prepare again the sources already listed in DIR/prepared.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = PrepareConfig(size=args.size, max_frames_per_clip=args.max_frames_per_clip)
-        videos, stills = list_sources(args.sources)
+        videos, stills = list_sources(args.sources, args.exclude)
     except (PrepareError, ValueError) as exc:
         raise OdecamError(str(exc).rstrip(".") + ".") from None
     print(f"odecam prepare-faces: {len(videos)} video(s), {len(stills)} still(s) -> {args.out} "

@@ -31,6 +31,7 @@ usable shots. Evaluation-only files (carphone) are refused.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import logging
@@ -143,8 +144,10 @@ def _check_not_eval_only(p: Path) -> None:
                            f"(list the other files instead of their folder).")
 
 
-def list_sources(paths: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
-    """Expand files and folders (searched recursively) into ``(videos, stills)``, sorted.
+def list_sources(paths: list[str | os.PathLike], exclude: tuple[str, ...] | list[str] = ()) -> tuple[list[Path], list[Path]]:
+    """Expand files and folders (searched recursively) into ``(videos, stills)``, sorted; files whose name
+    matches one of the ``exclude`` globs (``fnmatch``, e.g. ``"*driving__d6.mp4"``: clips held out for
+    evaluation) are left out.
 
     Raises :class:`PrepareError` for a missing path, an evaluation-only file (also inside a folder),
     a file that is neither video nor image, or when nothing usable is found.
@@ -164,6 +167,8 @@ def list_sources(paths: list[str | os.PathLike]) -> tuple[list[Path], list[Path]
                                        f"({', '.join(IMAGE_EXTS)}).")
                 continue
             _check_not_eval_only(q)
+            if any(fnmatch.fnmatch(q.name, pat) for pat in exclude):
+                continue
             (videos if ext in VIDEO_EXTS else stills).append(q)
     if not videos and not stills:
         raise PrepareError(f"no video or image found in {', '.join(map(str, paths))}.")
