@@ -38,6 +38,10 @@ VARIANTS: dict[str, dict] = {
     "shuffle2_k1": {"generator.pixel_shuffle": 2, "generator.final_kernel": 1},
     "shuffle4_k1": {"generator.pixel_shuffle": 4, "generator.final_kernel": 1},
     "be8_app8_kp8": {"generator.block_expansion": 8, "appearance.hidden": 8, "keypoints.block_expansion": 8},
+    "shuffle2_be8": {"generator.pixel_shuffle": 2, "generator.block_expansion": 8},
+    "shuffle2_be8_app8": {"generator.pixel_shuffle": 2, "generator.block_expansion": 8, "appearance.hidden": 8},
+    "shuffle2_mf32": {"generator.pixel_shuffle": 2, "generator.max_features": 32},
+    "shuffle2_app8": {"generator.pixel_shuffle": 2, "appearance.hidden": 8},
 }
 
 

@@ -39,6 +39,9 @@ if args.landmark_roles:
     from odecam.training.landmark_loss import LANDMARK_GROUPS
 
     model.keypoint_roles = tuple(name for name, _ in LANDMARK_GROUPS)
-info = f"{args.trained_on or meta.get('trained_on', '?')}, {meta.get('step', '?')} steps"
-path = save_checkpoint(model, args.out, extra={"trained_on": info, "step": meta.get("step", "?")})
+info = args.trained_on or meta.get("trained_on", "?")
+step = meta.get("step", "").strip("?")  # "" when the run did not record it
+if step and f"{step} steps" not in info:  # say the step count once
+    info += f", {step} steps"
+path = save_checkpoint(model, args.out, extra={"trained_on": info, **({"step": step} if step else {})})
 print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {model.cfg.name} at {model.cfg.image_size}px, trained on {info}")

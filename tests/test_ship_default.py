@@ -28,6 +28,8 @@ def test_ship_at_another_size_keeps_weights_and_map_sizes(tmp_path):
     assert cfg.keypoints.scale_factor * 128 == src_cfg.keypoints.scale_factor * src_cfg.image_size
     assert cfg.motion.scale_factor == src_cfg.motion.scale_factor * ratio
     assert meta["trained_on"].startswith("a test run")
+    step = read_checkpoint(DEFAULT_WEIGHTS)[2]["step"]
+    assert meta["trained_on"].count(f"{step} steps") == 1  # the step count said once
     a, b = load_file(str(DEFAULT_WEIGHTS)), load_file(str(out))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     model = load_checkpoint(out).eval()
@@ -50,3 +52,9 @@ def test_landmark_roles_flag_records_them_for_an_older_checkpoint(tmp_path):
                         "--landmark-roles", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert load_checkpoint(out).keypoint_roles == tuple(name for name, _ in LANDMARK_GROUPS)
+    # shipped again from its own metadata: no step was ever recorded, so the note says none
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_default.py"), str(out), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    note = read_checkpoint(out)[2]["trained_on"]
+    assert note == "a test run", note  # no step recorded: none invented

@@ -1,0 +1,65 @@
+"""scripts/distill_student.py: a narrower F_G / F_A learns its teacher's frames on the teacher's own motion."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from odecam.checkpoint import load_checkpoint, save_checkpoint
+
+from conftest import randomize_new_parts
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill_student.py"
+
+
+@pytest.fixture
+def teacher(tmp_path, tiny_model) -> Path:
+    randomize_new_parts(tiny_model)
+    with torch.no_grad():  # a mask that leaves some pixels to the decoder
+        tiny_model.generator.skip_mask.bias.fill_(0.0)
+    tiny_model.keypoint_roles = ("mouth_top", "mouth_bottom")
+    return save_checkpoint(tiny_model, tmp_path / "teacher.safetensors", extra={"trained_on": "noise"})
+
+
+def run(teacher: Path, out: Path, steps: int, *extra: str) -> int:
+    mod = runpy.run_path(str(SCRIPT))
+    return mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
+                        "--steps", str(steps), "--batch", "4", "--lr", "3e-3",
+                        "--set", "generator.block_expansion=4", "appearance.hidden=4", "--out", str(out), *extra])
+
+
+def test_the_student_is_narrower_keeps_the_motion_and_learns_the_teachers_frames(tmp_path, teacher):
+    out = tmp_path / "student" / "student.safetensors"
+    assert run(teacher, out, 60) == 0
+    student = load_checkpoint(out)
+    assert student.cfg.generator.block_expansion == 4 and student.cfg.appearance.hidden == 4
+    assert student.keypoint_roles == ("mouth_top", "mouth_bottom")
+    a, b = load_file(str(teacher)), load_file(str(out))
+    motion = [k for k in a if k.startswith(("kp_detector.", "generator.dense_motion_network.", "generator.evolution."))]
+    assert motion and all(torch.equal(a[k], b[k]) for k in motion)
+    assert b["generator.first.conv.weight"].shape[0] == a["generator.first.conv.weight"].shape[0] // 2
+    assert sum(v.numel() for v in b.values()) < sum(v.numel() for v in a.values())
+    report = json.loads((out.parent / "distill.json").read_text())
+    assert report["psnr"]["frame"] > report["psnr_before"]["frame"] + 1.0  # it learned the teacher's frames
+    assert 0 < report["psnr"]["painted_share"] < 1
+    assert [s for s, _ in report["loss_curve"]] == [0, 50]
+
+
+def test_a_stopped_run_resumes_from_its_partial_save(tmp_path, teacher):
+    out = tmp_path / "student.safetensors"
+    assert run(teacher, out, 4, "--save-every", "2") == 0
+    partial = tmp_path / "student.safetensors.partial.pt"
+    assert int(torch.load(partial, weights_only=True)["step"]) == 4
+    assert run(teacher, out, 6, "--save-every", "2") == 0  # continues at step 4, not from scratch
+    assert int(torch.load(partial, weights_only=True)["step"]) == 6
+    assert "psnr_before" not in json.loads((tmp_path / "distill.json").read_text())
+
+
+def test_only_f_g_and_f_a_sizes_may_change(tmp_path, teacher):
+    with pytest.raises(SystemExit, match="keypoints.num_kp"):
+        run(teacher, tmp_path / "s.safetensors", 1, "--set", "keypoints.num_kp=4")
