@@ -87,6 +87,22 @@ def test_train_only_changes_just_the_named_parts_and_keeps_keypoint_roles(tmp_pa
     assert load_checkpoint(tmp_path / "run" / "last.safetensors").keypoint_roles == start.keypoint_roles
 
 
+def test_model_init_takes_the_start_checkpoints_architecture(tmp_path):
+    from odecam.checkpoint import save_checkpoint
+    from odecam.config import preset
+    from odecam.errors import OdecamError
+    from odecam.model import MotionTransferModel
+
+    narrow = preset("tiny").replace(**{"generator.block_expansion": 4, "appearance.hidden": 4})
+    save_checkpoint(MotionTransferModel(narrow), tmp_path / "start.safetensors")
+    cfg = TrainConfig.from_dict(TINY | {"model": "init", "init_checkpoint": str(tmp_path / "start.safetensors"),
+                                        "model_overrides": {"evolution.steps": 2}})
+    got = cfg.model_config()
+    assert got.generator.block_expansion == 4 and got.appearance.hidden == 4 and got.evolution.steps == 2
+    with pytest.raises(OdecamError, match="set init_checkpoint too"):
+        TrainConfig.from_dict(TINY | {"model": "init"}).model_config()
+
+
 def test_train_only_with_an_unknown_part_is_refused(tmp_path):
     from odecam.errors import OdecamError
 

@@ -73,8 +73,9 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """What ``odecam train --config`` reads (JSON). ``model`` is a preset name or a full model config dict;
-    ``model_overrides`` sets dotted fields (``{"evolution.enabled": false}``: the ablations)."""
+    """What ``odecam train --config`` reads (JSON). ``model`` is a preset name, a full model config dict or
+    ``"init"`` (the architecture of ``init_checkpoint``, so a fine-tune of the shipped default follows it when it
+    changes); ``model_overrides`` sets dotted fields (``{"evolution.enabled": false}``: the ablations)."""
 
     model: str | dict[str, Any] = "lite"
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -145,7 +146,14 @@ class TrainConfig:
         return cls(model=spec)
 
     def model_config(self) -> ModelConfig:
-        cfg = preset(self.model) if isinstance(self.model, str) else ModelConfig.from_dict(self.model)
+        if self.model == "init":  # the architecture of the checkpoint the run starts from (e.g. the shipped default)
+            if not self.init_checkpoint:
+                raise OdecamError('model "init" takes the architecture of init_checkpoint; set init_checkpoint too.')
+            from odecam.checkpoint import read_checkpoint
+
+            cfg = read_checkpoint(self.init_checkpoint)[0]
+        else:
+            cfg = preset(self.model) if isinstance(self.model, str) else ModelConfig.from_dict(self.model)
         changes = dict(self.model_overrides)
         if self.image_size is not None:
             changes["image_size"] = self.image_size
