@@ -61,6 +61,20 @@ def student_of(teacher: MotionTransferModel, factor: int = 2, kernel: int | None
     return student
 
 
+def teacher_runs(teacher: MotionTransferModel, dataset, pairs: int, seed: int):
+    """Yield (item, views (1, V, 3, S, S), avatar state, ``animate``'s output with ``skip_tail``: decoded and M, not
+    blended) for ``pairs`` seeded random items of ``dataset``, N = 0 and 1 reference views alternately."""
+    rng = random.Random(seed)
+    for n in tqdm(range(pairs), desc="recording the teacher", unit="pair"):
+        item = dataset[rng.randrange(len(dataset))]
+        views = item["source"][None, None]
+        if n % 2 and item["refs"].shape[0] > 0:
+            views = torch.cat([views, item["refs"][None, :1]], 1)
+        state = teacher.prepare_views(views)
+        kp = teacher.kp_detector(item["driving"][None])["value"]
+        yield item, views, state, teacher.animate(state, kp, num_views=views.shape[1], skip_tail=True)
+
+
 @torch.no_grad()
 def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, factor: int = 2,
            block_input: bool = False) -> dict[str, torch.Tensor]:
@@ -76,18 +90,10 @@ def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, factor:
              g.skip_mask.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", o))]
     if block_input:
         hooks.append(g.up_blocks[-dropped - 1].register_forward_pre_hook(lambda m, i: seen.__setitem__("x0", i[0])))
-    rng = random.Random(seed)
     keep: dict[str, list[torch.Tensor]] = {"x": [], "logits": [], "warped": [], "driving": []}
     if block_input:
         keep["x0"] = []
-    for n in tqdm(range(pairs), desc="recording the teacher", unit="pair"):
-        item = dataset[rng.randrange(len(dataset))]
-        views = item["source"][None, None]
-        if n % 2 and item["refs"].shape[0] > 0:
-            views = torch.cat([views, item["refs"][None, :1]], 1)
-        state = teacher.prepare_views(views)
-        kp = teacher.kp_detector(item["driving"][None])["value"]
-        out = teacher.animate(state, kp, num_views=views.shape[1], skip_tail=True)  # decoded and M, not blended
+    for item, _, state, out in teacher_runs(teacher, dataset, pairs, seed):
         keep["x"].append(seen["x"].half())
         keep["logits"].append(torch.cat([seen["rgb"], seen["mask"]], 1).half())
         keep["warped"].append(warp_images(state["image"], out["displacement"], out["weights"]).half())
@@ -157,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = {k: v[idx].float() for k, v in fit.items()}
         frame_s, mask_s = head_frame(g, batch)
         frame_t, mask_t = teacher_frame(batch)
-        weight = 1.0 + args.painted_weight * (1.0 - mask_t)
-        loss = ((weight * (frame_s - frame_t).abs()).mean() + args.mask_weight * (mask_s - mask_t).abs().mean()
-                + args.real * (frame_s - batch["driving"]).abs().mean())
+        loss = distill_loss(frame_s, mask_s, frame_t, mask_t, batch["driving"], args)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -172,12 +176,26 @@ def main(argv: list[str] | None = None) -> int:
     note = (f"{meta.get('trained_on', '')}; F_G's pixel-shuffle head (x{args.factor}, {student.cfg.generator.final_kernel}x{student.cfg.generator.final_kernel}) distilled from that model's "
             f"up-blocks and output convolutions{' with the up-block feeding it' if args.train_up_block else ''} "
             f"(scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps)")
+    save_distilled(student, meta, note, report, out_path)
+    return 0
+
+
+def distill_loss(frame_s: torch.Tensor, mask_s: torch.Tensor, frame_t: torch.Tensor, mask_t: torch.Tensor,
+                 driving: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """L1 of the student's blended frame against the teacher's, weighted ``1 + painted_weight x (1 - M_teacher)``
+    (up where the teacher's decoder paints), + ``mask_weight`` x L1 of M + ``real`` x L1 to the driving frame."""
+    weight = 1.0 + args.painted_weight * (1.0 - mask_t)
+    return ((weight * (frame_s - frame_t).abs()).mean() + args.mask_weight * (mask_s - mask_t).abs().mean()
+            + args.real * (frame_s - driving).abs().mean())
+
+
+def save_distilled(student: MotionTransferModel, meta: dict[str, str], note: str, report: dict, out_path: Path) -> None:
+    """Write the student with the teacher's metadata (``trained_on`` = ``note``) and ``distill.json`` beside it."""
     extra = {k: v for k, v in meta.items() if not k.startswith("odecam_") and k != "keypoint_roles"}
     extra["trained_on"] = note.lstrip("; ")
     save_checkpoint(student, out_path, extra=extra)
     out_path.with_name("distill.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out_path}")
-    return 0
 
 
 def least_squares_head(x: torch.Tensor, logits: torch.Tensor, k: int, factor: int = 2, samples: int = 200_000,

@@ -28,7 +28,6 @@ optimiser state, written every ``--save-every`` steps; a plain state dict, loade
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys
@@ -40,10 +39,12 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-from odecam.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from odecam.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
 from odecam.model import MotionTransferModel  # noqa: E402
 from odecam.model.generator import blend_skip, warp_images  # noqa: E402
+from distill_head import distill_loss, save_distilled, teacher_runs  # noqa: E402  (shared with the head's distillation)
 
 #: config fields the student may change: sizes of F_G (encoder, decoder) and F_A only
 STUDENT_FIELDS = ("generator.block_expansion", "generator.max_features", "generator.num_bottleneck_blocks",
@@ -87,16 +88,8 @@ def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int) -> list
     """Run the teacher on ``pairs`` items (N = 0 and 1 alternately) and keep, per pair (float16, batch dim 1):
     'views' (V, 3, S, S), 'displacement' (V, 2, h_m, w_m), 'occlusion' (V, 1, h, w), 'weights' (1, V, 1, h, w),
     'warped' W (1, 3, S, S), 'decoded' and 'mask' (the teacher's, before the blend), 'driving' (1, 3, S, S)."""
-    rng = random.Random(seed)
     out_pairs = []
-    for n in tqdm(range(pairs), desc="recording the teacher", unit="pair"):
-        item = dataset[rng.randrange(len(dataset))]
-        views = item["source"][None, None]
-        if n % 2 and item["refs"].shape[0] > 0:
-            views = torch.cat([views, item["refs"][None, :1]], 1)
-        state = teacher.prepare_views(views)
-        kp = teacher.kp_detector(item["driving"][None])["value"]
-        out = teacher.animate(state, kp, num_views=views.shape[1], skip_tail=True)
+    for item, views, state, out in teacher_runs(teacher, dataset, pairs, seed):
         rec = {"views": views[0], "displacement": out["displacement"], "occlusion": out["occlusion"],
                "weights": out["weights"], "warped": warp_images(state["image"], out["displacement"], out["weights"]),
                "decoded": out["prediction"], "mask": out["skip_mask"], "driving": item["driving"][None]}
@@ -209,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = collate([group[rng.randrange(len(group))] for _ in range(args.batch)])
         frame_s, mask_s = student_frame(student, batch)
         frame_t = teacher_frame(batch)
-        weight = 1.0 + args.painted_weight * (1.0 - batch["mask"])
-        loss = ((weight * (frame_s - frame_t).abs()).mean() + args.mask_weight * (mask_s - batch["mask"]).abs().mean()
-                + args.real * (frame_s - batch["driving"]).abs().mean())
+        loss = distill_loss(frame_s, mask_s, frame_t, batch["mask"], batch["driving"], args)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -228,11 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = ", ".join(f"{k} {v}" for k, v in overrides.items())
     note = (f"{meta.get('trained_on', '')}; F_G and F_A narrowed ({sizes}) and distilled from that model "
             f"(scripts/distill_student.py, {args.pairs} pairs, {args.steps} steps)")
-    extra = {k: v for k, v in meta.items() if not k.startswith("odecam_") and k != "keypoint_roles"}
-    extra["trained_on"] = note.lstrip("; ")
-    save_checkpoint(student, out_path, extra=extra)
-    out_path.with_name("distill.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out_path}")
+    save_distilled(student, meta, note, report, out_path)
     return 0
 
 
