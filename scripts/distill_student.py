@@ -23,6 +23,11 @@ Writes the student checkpoint (the teacher's metadata and keypoint roles) and ``
 held-out pairs' PSNR of the student's frame against the teacher's, over the frame and over the pixels the
 teacher's decoder paints (M < 0.5), and the loss curve. Resumes from ``OUT`` + ``.partial.pt`` (weights and
 optimiser state, written every ``--save-every`` steps; a plain state dict, loaded with ``weights_only=True``).
+``--init`` starts a fine-tune stage from an earlier student of the same sizes (fresh optimiser and schedule), e.g.
+more weight on the pixels the teacher paints at a lower learning rate:
+
+    python scripts/distill_student.py --init runs/student-be8/student.safetensors --painted-weight 60 \\
+        --lr 3e-4 --steps 1000 --out runs/student-be8-p60/student.safetensors
 """
 
 from __future__ import annotations
@@ -153,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=float, default=0.1, help="weight of L1 to the driving frame")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=250, help="steps between resumable partial saves")
+    ap.add_argument("--init", default=None, metavar="STUDENT.safetensors",
+                    help="start from this student (a checkpoint written by this script with the same --set) with a "
+                         "fresh optimiser and schedule: a fine-tune stage, e.g. a higher --painted-weight at a lower --lr")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     overrides = parse_overrides(args.set)
@@ -165,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("the teacher must have the image skip (generator.image_skip)")
     _, _, meta = read_checkpoint(args.teacher)
     student = student_of(teacher, overrides, args.seed)
+    if args.init:
+        start_from = load_checkpoint(args.init)
+        if start_from.cfg != student.cfg:
+            raise SystemExit(f"--init {args.init}: its architecture is not the student's (same --set as that run?)")
+        own = {k: v for k, v in start_from.state_dict().items() if not k.startswith(MOTION_PREFIXES)}
+        student.load_state_dict(own, strict=False)  # F_K, F_C, F_E stay the teacher's
     from odecam.training.datasets import build_dataset
 
     dataset = build_dataset(args.data, image_size=teacher.cfg.image_size, num_refs=1, seed=args.seed)
@@ -187,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         start, curve = int(saved["step"]), [tuple(c) for c in saved["curve"].tolist()]
         print(f"resumed at step {start}")
     report = {"teacher": args.teacher, "student": overrides, "pairs": args.pairs, "held_out": args.held_out,
+              "init": args.init, "steps": args.steps, "lr": args.lr, "painted_weight": args.painted_weight,
               "params_m": {"teacher": sum(p.numel() for p in teacher.parameters()) / 1e6,
                            "student": sum(p.numel() for p in student.parameters()) / 1e6}}
     if start == 0:
@@ -218,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"student: held-out PSNR against the teacher's frames {report['psnr']}")
     sizes = ", ".join(f"{k} {v}" for k, v in overrides.items())
     note = (f"{meta.get('trained_on', '')}; F_G and F_A narrowed ({sizes}) and distilled from that model "
-            f"(scripts/distill_student.py, {args.pairs} pairs, {args.steps} steps)")
+            f"(scripts/distill_student.py, {args.pairs} pairs, {args.steps} steps"
+            + (f" from {Path(args.init).name}, painted weight {args.painted_weight:g}, lr {args.lr:g})" if args.init else ")"))
     save_distilled(student, meta, note, report, out_path)
     return 0
 

@@ -63,3 +63,18 @@ def test_a_stopped_run_resumes_from_its_partial_save(tmp_path, teacher):
 def test_only_f_g_and_f_a_sizes_may_change(tmp_path, teacher):
     with pytest.raises(SystemExit, match="keypoints.num_kp"):
         run(teacher, tmp_path / "s.safetensors", 1, "--set", "keypoints.num_kp=4")
+
+
+def test_a_fine_tune_stage_starts_from_the_earlier_student(tmp_path, teacher):
+    first = tmp_path / "a" / "student.safetensors"
+    assert run(teacher, first, 30) == 0
+    before = json.loads((first.parent / "distill.json").read_text())["psnr"]["frame"]
+    second = tmp_path / "b" / "student.safetensors"
+    assert run(teacher, second, 0, "--init", str(first)) == 0  # no steps: the earlier student, unchanged
+    report = json.loads((second.parent / "distill.json").read_text())
+    assert report["init"] == str(first)
+    assert report["psnr_before"]["frame"] == pytest.approx(before, abs=1e-6)
+    a, b = load_file(str(first)), load_file(str(second))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SystemExit, match="--init"):  # another student's sizes are refused
+        run(teacher, tmp_path / "c.safetensors", 1, "--init", str(first), "--set", "generator.block_expansion=8")
