@@ -286,6 +286,19 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     (99.7 fps, 4.0x the floor), N=1 14.6 ms (68.5 fps, 5.0x)**; with `--spin`
     (`results/cpu_default256_speed_shuffle_spin.json`): **N=0 8.5 ms (117.6 fps, 3.2x), N=1 12.8 ms (78.0 fps,
     4.1x)**. Targets (150 / 100 fps, within 3x of the floor): **NOT met**.
+* Tenth and eleventh sessions (2026-12-01): **a narrower student of the default, measured and not shipped.**
+  `python benchmarks/arch_speed.py --variants lite shuffle2 shuffle2_be8 shuffle2_app8 shuffle2_be8_app8` (1
+  thread, keypoints + frame graphs, random weights; `results/arch_speed_student.json`, this session's idle
+  machine): the default's architecture (`shuffle2`) 10.85 / 16.92 ms (N=0 / N=1), F_G's channel base 16 -> 8
+  7.68 / 12.05, F_A at 8 hidden channels alone 10.44 / 15.83, both 7.18 / 10.91 (1.51x / 1.55x; the previous
+  day's machine: 5.59 / 8.81 -> 3.88 / 6.07). That student (0.13 M parameters, 0.27 GFLOP) was distilled from
+  the default (`scripts/distill_student.py`; F_K, F_C, F_E unchanged) and measured by `odecam bench` back to
+  back with the default on this session's idle machine (`results/cpu_default256_speed_vs_student.json`,
+  `results/cpu_student256_speed.json`): **N=0 11.9 -> 9.3 ms p50 (84 -> 108 fps), N=1 16.1 -> 14.5 ms (62 ->
+  69 fps)**, floor ratios 4.8x / 5.5x -> 7.3x / 9.4x (the floor halves, the memory-bound rest does not). This
+  machine ran the default 1.4x slower than the previous day's (8.6 ms at N=0 then), so neither would meet 150 /
+  100 fps here. Not shipped: its open mouths are lighter, carphone mouth r 0.64-0.68 against issue 9's 0.7
+  (`EVALUATION.md`, "Candidate of 2026-12-01"). Targets: **NOT met**.
 """
 
 
