@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from odecam.checkpoint import load_checkpoint, save_checkpoint
+from odecam.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 from conftest import randomize_new_parts
 
@@ -76,5 +76,7 @@ def test_a_fine_tune_stage_starts_from_the_earlier_student(tmp_path, teacher):
     assert report["psnr_before"]["frame"] == pytest.approx(before, abs=1e-6)
     a, b = load_file(str(first)), load_file(str(second))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    trained_on = read_checkpoint(second)[2]["trained_on"]
+    assert trained_on.startswith(read_checkpoint(first)[2]["trained_on"]) and "--init" in trained_on
     with pytest.raises(SystemExit, match="--init"):  # another student's sizes are refused
         run(teacher, tmp_path / "c.safetensors", 1, "--init", str(first), "--set", "generator.block_expansion=8")
