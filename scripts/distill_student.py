@@ -231,11 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     report["psnr"] = psnr_vs_teacher(student, test)
     report["loss_curve"] = curve
     print(f"student: held-out PSNR against the teacher's frames {report['psnr']}")
-    sizes = ", ".join(f"{k} {v}" for k, v in overrides.items())
     if args.init:  # a fine-tune stage: the earlier student's history, then this stage
         note = (f"{read_checkpoint(args.init)[2].get('trained_on', '')}; then {args.steps} steps of "
                 f"scripts/distill_student.py --init (painted weight {args.painted_weight:g}, lr {args.lr:g})")
     else:
+        sizes = ", ".join(f"{k} {v}" for k, v in overrides.items())
         note = (f"{meta.get('trained_on', '')}; F_G and F_A narrowed ({sizes}) and distilled from that model "
                 f"(scripts/distill_student.py, {args.pairs} pairs, {args.steps} steps)")
     save_distilled(student, meta, note, report, out_path)
