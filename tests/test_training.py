@@ -10,6 +10,8 @@ import torch
 
 from odecam.training.trainer import TrainConfig, Trainer, plot_losses, weights_digest
 
+ROOT = Path(__file__).resolve().parents[1]
+
 TINY = {
     "model": "tiny", "num_refs": 1, "random_refs": True, "batch_size": 2, "steps": 4, "checkpoint_every": 2, "log_every": 1,
     "data": ["procedural:20"],
@@ -176,3 +178,18 @@ def test_shipped_training_configs_load_and_build_their_model(path):
     model_cfg = cfg.model_config()
     assert model_cfg.image_size in (64, 128, 256)
     assert cfg.steps > 0 and cfg.lr > 0
+
+
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "configs").glob("*.json"))
+                                  if (ROOT / (json.loads(p.read_text()).get("init_checkpoint") or "-")).is_file()],
+                         ids=lambda p: p.name)
+def test_shipped_configs_fit_the_checkpoint_they_start_from(path, monkeypatch):
+    """A recipe that fine-tunes a checkpoint in the repository (the shipped default) builds a model its weights
+    load into: ``odecam train --config`` would otherwise stop at its first line."""
+    from odecam.checkpoint import check_state_dict, read_checkpoint
+    from odecam.model import MotionTransferModel
+
+    monkeypatch.chdir(ROOT)
+    cfg = TrainConfig.load(str(path))
+    model = MotionTransferModel(cfg.model_config())
+    check_state_dict(model, read_checkpoint(cfg.init_checkpoint)[1], cfg.init_checkpoint)
