@@ -80,3 +80,20 @@ def test_a_fine_tune_stage_starts_from_the_earlier_student(tmp_path, teacher):
     assert trained_on.startswith(read_checkpoint(first)[2]["trained_on"]) and "--init" in trained_on
     with pytest.raises(SystemExit, match="--init"):  # another student's sizes are refused
         run(teacher, tmp_path / "c.safetensors", 1, "--init", str(first), "--set", "generator.block_expansion=8")
+
+
+def test_painting_share_records_pairs_where_the_teacher_paints(tmp_path, teacher):
+    mod = runpy.run_path(str(SCRIPT))
+    from odecam.training.datasets import build_dataset
+
+    model = load_checkpoint(teacher).eval()
+    data = build_dataset("procedural", image_size=model.cfg.image_size, num_refs=1, seed=0)
+    share = lambda pairs: sum(float((p["mask"].float() < 0.5).float().mean()) >= 0.003 for p in pairs) / len(pairs)
+    plain = mod["record"](model, data, 8, 0)
+    with torch.no_grad():  # a teacher that paints only where the field is large: few pairs paint on their own
+        model.generator.skip_mask.bias.fill_(4.0)
+    few = share(mod["record"](model, data, 8, 0))
+    biased = mod["record"](model, data, 8, 0, painting_share=0.5)
+    assert len(plain) == len(biased) == 8
+    assert share(biased) >= min(0.5, few)  # never fewer than asked for when the candidates have them
+    assert share(biased) >= few
