@@ -61,18 +61,29 @@ def student_of(teacher: MotionTransferModel, factor: int = 2, kernel: int | None
     return student
 
 
-def teacher_runs(teacher: MotionTransferModel, dataset, pairs: int, seed: int):
+def teacher_runs(teacher: MotionTransferModel, dataset, pairs: int, seed: int, want=None, candidates: int | None = None):
     """Yield (item, views (1, V, 3, S, S), avatar state, ``animate``'s output with ``skip_tail``: decoded and M, not
-    blended) for ``pairs`` seeded random items of ``dataset``, N = 0 and 1 reference views alternately."""
+    blended) for ``pairs`` seeded random items of ``dataset``, N = 0 and 1 reference views alternately.
+
+    ``want(item) -> bool``: items it refuses are skipped before the teacher runs, looking at up to ``candidates``
+    items in all (default ``pairs``)."""
     rng = random.Random(seed)
-    for n in tqdm(range(pairs), desc="recording the teacher", unit="pair"):
-        item = dataset[rng.randrange(len(dataset))]
-        views = item["source"][None, None]
-        if n % 2 and item["refs"].shape[0] > 0:
-            views = torch.cat([views, item["refs"][None, :1]], 1)
-        state = teacher.prepare_views(views)
-        kp = teacher.kp_detector(item["driving"][None])["value"]
-        yield item, views, state, teacher.animate(state, kp, num_views=views.shape[1], skip_tail=True)
+    n = 0
+    with tqdm(total=pairs, desc="recording the teacher", unit="pair") as bar:
+        for _ in range(candidates or pairs):
+            if n == pairs:
+                return
+            item = dataset[rng.randrange(len(dataset))]
+            if want is not None and not want(item):
+                continue
+            views = item["source"][None, None]
+            if n % 2 and item["refs"].shape[0] > 0:
+                views = torch.cat([views, item["refs"][None, :1]], 1)
+            state = teacher.prepare_views(views)
+            kp = teacher.kp_detector(item["driving"][None])["value"]
+            n += 1
+            bar.update()
+            yield item, views, state, teacher.animate(state, kp, num_views=views.shape[1], skip_tail=True)
 
 
 @torch.no_grad()

@@ -88,36 +88,52 @@ def trainable(student: MotionTransferModel) -> list[torch.nn.Parameter]:
     return [p for k, p in student.named_parameters() if not k.startswith(MOTION_PREFIXES)]
 
 
+def mouth_opening(landmarks: torch.Tensor) -> float:
+    """The driver's mouth opening from its 68 landmarks (68, 2): inner-lip gap over the eye-corner distance, as
+    ``odecam eval`` measures it (:func:`odecam.evaluation.expression.face_signals`); 0 without landmarks."""
+    pts = landmarks.double()
+    span = float((pts[45] - pts[36]).norm())
+    if not math.isfinite(span) or span < 1e-6:
+        return 0.0
+    gap = sum(float((pts[i] - pts[j]).norm()) for i, j in ((61, 67), (62, 66), (63, 65))) / 3
+    return gap / span if math.isfinite(gap) else 0.0
+
+
 @torch.no_grad()
-def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, painting_share: float = 0.0,
-           painting_min: float = 0.003) -> list[dict[str, torch.Tensor]]:
+def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, open_share: float = 0.0,
+           open_min: float = 0.15) -> list[dict[str, torch.Tensor]]:
     """Run the teacher on ``pairs`` items (N = 0 and 1 alternately) and keep, per pair (float16, batch dim 1):
     'views' (V, 3, S, S), 'displacement' (V, 2, h_m, w_m), 'occlusion' (V, 1, h, w), 'weights' (1, V, 1, h, w),
     'warped' W (1, 3, S, S), 'decoded' and 'mask' (the teacher's, before the blend), 'driving' (1, 3, S, S).
 
-    ``painting_share`` > 0: at least that share of the kept pairs are ones where the teacher's decoder paints
-    (M < 0.5 on at least ``painting_min`` of the pixels: open mouths, disocclusions), drawn from up to 8x
-    ``pairs`` candidates; the rest are kept as they come."""
-    want_painting = int(round(painting_share * pairs))
-    painting, plain, spare = [], [], []  # spare: plain pairs beyond their quota, to top up if too few paint
-    for item, views, state, out in teacher_runs(teacher, dataset, pairs if want_painting == 0 else 8 * pairs, seed):
+    ``open_share`` > 0: at least that share of the kept pairs have the driver's mouth open (:func:`mouth_opening`
+    of the item's ``driving_landmarks`` >= ``open_min``, the teacher painting the interior), drawn from up to 8x
+    ``pairs`` candidates (the others are skipped before the teacher runs); the rest are kept as they come. If the
+    candidates run out first, fewer pairs are returned."""
+    want_open = int(round(open_share * pairs))
+    opened, plain = [], []
+
+    def is_open(item) -> bool:
+        return "driving_landmarks" in item and mouth_opening(item["driving_landmarks"]) >= open_min
+
+    def want(item) -> bool:  # decided before the teacher runs: fill each quota, then top up with any pair
+        if want_open == 0:
+            return True
+        if is_open(item):
+            return len(opened) < want_open or len(plain) >= pairs - want_open
+        return len(plain) < pairs - want_open
+
+    for item, views, state, out in teacher_runs(teacher, dataset, pairs, seed, want, 8 * pairs if want_open else None):
         rec = {"views": views[0], "displacement": out["displacement"], "occlusion": out["occlusion"],
                "weights": out["weights"], "warped": warp_images(state["image"], out["displacement"], out["weights"]),
                "decoded": out["prediction"], "mask": out["skip_mask"], "driving": item["driving"][None]}
         rec = {k: v.half() for k, v in rec.items()}
-        paints = want_painting > 0 and float((out["skip_mask"] < 0.5).float().mean()) >= painting_min
-        if paints and len(painting) < want_painting:
-            painting.append(rec)
-        elif len(plain) < pairs - want_painting:
-            plain.append(rec)
-        elif len(spare) < want_painting:
-            spare.append(rec)
-        if len(painting) + len(plain) == pairs:
-            break
-    if len(painting) < want_painting:
-        print(f"only {len(painting)} of the candidates had the teacher paint >= {painting_min:.1%} of the pixels")
-    out_pairs = painting + plain + spare[: pairs - len(painting) - len(plain)]
-    if want_painting:  # the painting pairs spread over the fit and held-out parts
+        (opened if want_open and is_open(item) and len(opened) < want_open else plain).append(rec)
+    if len(opened) < want_open:
+        print(f"only {len(opened)} of the {8 * pairs} candidates had the driver's mouth open (>= {open_min:g}); "
+              f"{len(opened) + len(plain)} pairs recorded")
+    out_pairs = opened + plain
+    if want_open:  # the open-mouth pairs spread over the fit and held-out parts
         random.Random(seed).shuffle(out_pairs)
     return out_pairs
 
@@ -176,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--painted-weight", type=float, default=20.0,
                     help="extra weight of the frame L1 where the teacher's decoder paints: 1 + this x (1 - M)")
     ap.add_argument("--real", type=float, default=0.1, help="weight of L1 to the driving frame")
-    ap.add_argument("--painting-share", type=float, default=0.0,
-                    help="at least this share of the recorded pairs have the teacher's decoder paint (M < 0.5 on "
-                         ">= 0.3%% of the pixels: open mouths), drawn from up to 8x as many candidates; 0 = as they come")
+    ap.add_argument("--open-share", type=float, default=0.0,
+                    help="at least this share of the recorded pairs have the driver's mouth open (inner-lip gap >= "
+                         "0.15 eye-corner distances, from the data's landmarks), drawn from up to 8x as many "
+                         "candidates; 0 = pairs as they come")
+    ap.add_argument("--open-min", type=float, default=0.15,
+                    help="--open-share's open mouth: inner-lip gap over the eye-corner distance (0.15: open; 0.3: wide)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=250, help="steps between resumable partial saves")
     ap.add_argument("--init", default=None, metavar="STUDENT.safetensors",
@@ -206,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = build_dataset(args.data, image_size=teacher.cfg.image_size, num_refs=1, seed=args.seed)
     t0 = time.time()
-    rec = record(teacher, dataset, args.pairs + args.held_out, args.seed, args.painting_share)
+    rec = record(teacher, dataset, args.pairs + args.held_out, args.seed, args.open_share, args.open_min)
     print(f"recorded {len(rec)} pairs in {time.time() - t0:.0f} s")
     fit, test = rec[: args.pairs], rec[args.pairs:]
     groups = [[it for it in fit if it["views"].shape[0] == v] for v in (1, 2)]
@@ -225,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed at step {start}")
     report = {"teacher": args.teacher, "student": overrides, "pairs": args.pairs, "held_out": args.held_out,
               "init": args.init, "steps": args.steps, "lr": args.lr, "painted_weight": args.painted_weight,
-              "painting_share": args.painting_share, "data": args.data,
+              "open_share": args.open_share, "open_min": args.open_min, "data": args.data,
               "params_m": {"teacher": sum(p.numel() for p in teacher.parameters()) / 1e6,
                            "student": sum(p.numel() for p in student.parameters()) / 1e6}}
     if start == 0:

@@ -82,18 +82,34 @@ def test_a_fine_tune_stage_starts_from_the_earlier_student(tmp_path, teacher):
         run(teacher, tmp_path / "c.safetensors", 1, "--init", str(first), "--set", "generator.block_expansion=8")
 
 
-def test_painting_share_records_pairs_where_the_teacher_paints(tmp_path, teacher):
+def test_open_share_records_pairs_where_the_driver_opens_the_mouth(tmp_path, teacher):
     mod = runpy.run_path(str(SCRIPT))
     from odecam.training.datasets import build_dataset
 
     model = load_checkpoint(teacher).eval()
     data = build_dataset("procedural", image_size=model.cfg.image_size, num_refs=1, seed=0)
-    share = lambda pairs: sum(float((p["mask"].float() < 0.5).float().mean()) >= 0.003 for p in pairs) / len(pairs)
-    plain = mod["record"](model, data, 8, 0)
-    with torch.no_grad():  # a teacher that paints only where the field is large: few pairs paint on their own
-        model.generator.skip_mask.bias.fill_(4.0)
-    few = share(mod["record"](model, data, 8, 0))
-    biased = mod["record"](model, data, 8, 0, painting_share=0.5)
-    assert len(plain) == len(biased) == 8
-    assert share(biased) >= min(0.5, few)  # never fewer than asked for when the candidates have them
-    assert share(biased) >= few
+
+    class Mouths:  # procedural items with 68 landmarks; in every third one the inner lips are apart
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, i):
+            item = dict(data[i])
+            pts = torch.zeros(68, 2)
+            pts[45, 0] = 100.0  # eye corners 100 px apart
+            opened = i % 3 == 0
+            pts[[65, 66, 67], 1] = 30.0 if opened else 5.0  # inner-lip gap 0.3 or 0.05 of that
+            item["driving_landmarks"] = pts
+            item["driving"] = torch.full_like(item["driving"], 0.75 if opened else 0.25)  # to tell them apart
+            return item
+
+    assert mod["mouth_opening"](Mouths()[0]["driving_landmarks"]) == pytest.approx(0.3)
+    assert mod["mouth_opening"](torch.full((68, 2), float("nan"))) == 0.0
+    count = lambda recs: sum(float(r["driving"].float().mean()) > 0.5 for r in recs)
+    plain = mod["record"](model, Mouths(), 9, 0)
+    biased = mod["record"](model, Mouths(), 9, 0, open_share=2 / 3)
+    assert len(plain) == len(biased) == 9
+    assert count(biased) >= 6 > count(plain)  # as they come about a third are open; two thirds were asked for
+    assert count(mod["record"](model, Mouths(), 9, 0, open_share=1.0)) == 9
+    none_open = mod["record"](model, Mouths(), 9, 0, open_share=0.5, open_min=10.0)  # no candidate qualifies
+    assert len(none_open) == 5  # the plain quota only: fewer pairs than asked, and it says so
