@@ -116,7 +116,7 @@ def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, open_sh
     def is_open(item) -> bool:
         return "driving_landmarks" in item and mouth_opening(item["driving_landmarks"]) >= open_min
 
-    def want(item) -> bool:  # decided before the teacher runs: fill each quota, then top up with any pair
+    def want(item) -> bool:  # decided before the teacher runs: each quota; open pairs may also fill the plain one's rest
         if want_open == 0:
             return True
         if is_open(item):
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=float, default=0.1, help="weight of L1 to the driving frame")
     ap.add_argument("--open-share", type=float, default=0.0,
                     help="at least this share of the recorded pairs have the driver's mouth open (inner-lip gap >= "
-                         "0.15 eye-corner distances, from the data's landmarks), drawn from up to 8x as many "
+                         "--open-min eye-corner distances, from the data's landmarks), drawn from up to 8x as many "
                          "candidates; 0 = pairs as they come")
     ap.add_argument("--open-min", type=float, default=0.15,
                     help="--open-share's open mouth: inner-lip gap over the eye-corner distance (0.15: open; 0.3: wide)")
