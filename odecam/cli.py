@@ -86,6 +86,11 @@ def preflight(args: argparse.Namespace) -> None:
                                       "--backend onnxruntime (the fastest there) or --backend torch.")
     for attr, flag in VIDEO_FLAGS.items():
         value = getattr(args, attr, None)
+        from odecam.assets import EMBEDDED_CLIP, video_path
+
+        if value == EMBEDDED_CLIP and not os.path.exists(value):  # the built-in clip, by name
+            value = str(video_path(value))
+            setattr(args, attr, value)
         if isinstance(value, str) and "://" not in value and not os.path.exists(value):
             raise OdecamError(f"{flag} file {value!r} does not exist; check the path.")
         if isinstance(value, str) and os.path.isdir(value):

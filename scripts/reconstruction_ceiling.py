@@ -35,11 +35,9 @@ import numpy as np
 
 def video_path(spec: str) -> Path:
     """``carphone`` (the embedded evaluation clip) or a video file."""
-    if spec == "carphone":
-        from odecam.assets import default_driving_path
+    from odecam.assets import video_path
 
-        return default_driving_path()
-    path = Path(spec)
+    path = video_path(spec)
     if not path.is_file():
         sys.exit(f"error: the video {spec!r} does not exist; pass a video file or 'carphone'.")
     return path

@@ -243,3 +243,13 @@ def test_missing_or_folder_driving_video_before_loading_anything(capsys, tmp_pat
     assert capsys.readouterr().err.strip() == f"odecam {command}: error: {flag} file '{tmp_path / 'nope.mp4'}' does not exist; check the path."
     assert main([command, *REQUIRED.get(command, []), flag, str(tmp_path)]) == 2
     assert "is a folder; pass a video file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["demo", "--driving", "carphone"], ["live", "--video", "carphone"]])
+def test_carphone_names_the_built_in_clip_on_the_command_line(argv):
+    from odecam.assets import default_driving_path
+    from odecam.cli import preflight
+
+    args = build_parser().parse_args(argv)
+    preflight(args)
+    assert getattr(args, argv[1].lstrip("-")) == str(default_driving_path())

@@ -157,3 +157,15 @@ def test_reference_indices_spread_over_video():
 def test_bad_data_path(tmp_path, tiny_ckpt):
     res = _odecam("eval", "--checkpoint", str(tiny_ckpt), "--data", str(tmp_path / "nothing"))
     assert res.returncode == 2 and "does not exist" in res.stderr and "Traceback" not in res.stderr
+    assert "'carphone' (the built-in clip)" in res.stderr
+
+
+def test_carphone_names_the_built_in_clip(tmp_path):
+    from pathlib import Path
+
+    from odecam.assets import default_driving_path, video_path
+    from odecam.evaluation.protocols import list_videos
+
+    assert video_path("carphone") == default_driving_path() == Path(carphone_path())
+    assert list_videos("carphone") == [default_driving_path()]  # odecam eval --data carphone
+    assert video_path(tmp_path / "carphone") == tmp_path / "carphone"  # a path is a path, even one named so

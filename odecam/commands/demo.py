@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-crop", action="store_true",
                    help="take --source and --ref images as they are (no face detection and crop)")
     add_keep_tilt_argument(p, "--source / --ref photo")
-    p.add_argument("--driving", help="driving video (default: the built-in 'carphone' talking head); its face "
+    p.add_argument("--driving", help="driving video, or carphone (the built-in talking head, the default); its face "
                                      "is followed and cropped like odecam live crops the webcam")
     p.add_argument("--checkpoint", help="model weights (.safetensors); default: the best installed")
     p.add_argument("--preset", choices=["lite", "vox256", "tiny"], help="architecture when no checkpoint is given")
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     refs = [load_portrait(r, f"reference image {i + 1}", crop, log=say, level=not args.keep_tilt)
             for i, r in enumerate(args.ref)]
     avatar = Avatar(model, source, refs, name=Path(args.source).stem if args.source else "astronaut")
-    driving_path = Path(args.driving) if args.driving else assets.default_driving_path()
+    driving_path = assets.video_path(args.driving) if args.driving else assets.default_driving_path()
     if name != "torch":
         say(f"preparing the {name} graphs (cached after the first run) ...")
     backend = get_backend(name, model, precision=args.precision, ode_steps=args.ode_steps,

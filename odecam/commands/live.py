@@ -82,8 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--camera", default=None, metavar="INDEX|DEVICE",
                      help="webcam index or device path (default: 0)")
     src.add_argument("--video", metavar="FILE",
-                     help="a video file instead of the webcam: every frame is rendered, at its own speed when "
-                          "the machine keeps up")
+                     help="a video file (or carphone, the built-in clip) instead of the webcam: every frame is "
+                          "rendered, at its own speed when the machine keeps up")
     g.add_argument("--loop", action="store_true", help="play --video in a loop")
     g.add_argument("--mirror", action="store_true", help="flip the camera picture (the avatar moves like your mirror)")
     g.add_argument("--zoom", type=positive_float, default=1.0, help="zoom into the face crop (>1 closer; default 1)")

@@ -56,10 +56,13 @@ class EvalVideo:
 
 
 def list_videos(path: str | Path) -> list[Path]:
-    """A video file, a folder of videos, or a FOMM layout (its test/ split)."""
-    p = Path(path)
+    """A video file, a folder of videos, a FOMM layout (its test/ split), or ``carphone`` (the embedded clip)."""
+    from odecam.assets import video_path
+
+    p = video_path(path)
     if not p.exists():
-        raise OdecamError(f"evaluation data {str(p)!r} does not exist; pass a video file or a folder of videos.")
+        raise OdecamError(f"evaluation data {str(p)!r} does not exist; pass a video file, a folder of videos or "
+                          "'carphone' (the built-in clip).")
     if p.is_file():
         return [p]
     root = p / "test" if (p / "test").is_dir() else p
