@@ -16,6 +16,8 @@ pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="no trained
 def test_default_is_loaded_and_described():
     loaded = load_model()
     assert loaded.trained and "trained default" in loaded.description
+    assert f"{loaded.model.cfg.image_size} px" in loaded.description and "model card" in loaded.description
+    assert len(loaded.description) < 150  # one line a user reads; the training history is the model card's
 
 
 @pytest.mark.parametrize("num_refs", [0, 3])

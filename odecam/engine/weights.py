@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from odecam.assets import DEFAULT_WEIGHTS
 from odecam.checkpoint import load_checkpoint, read_checkpoint
 from odecam.config import preset as make_preset
 from odecam.model import MotionTransferModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,8 +39,10 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
     elif DEFAULT_WEIGHTS.exists() and (preset is None or read_checkpoint(DEFAULT_WEIGHTS)[0].name == preset):
         model = load_checkpoint(DEFAULT_WEIGHTS, device=device)
         _, _, meta = read_checkpoint(DEFAULT_WEIGHTS)
-        info = meta.get("trained_on", "")
-        desc = f"trained default {model.cfg.name} ({DEFAULT_WEIGHTS.name}{', ' + info if info else ''})"
+        # one short line; the training history (hundreds of characters) is the model card's and -v's
+        desc = (f"trained default {model.cfg.name} at {model.cfg.image_size} px ({DEFAULT_WEIGHTS.name}; its data and "
+                "training: the README's model card)")
+        log.debug("default weights trained on: %s", meta.get("trained_on", "(not recorded)"))
         trained = True
     else:
         name = preset or "lite"
