@@ -62,9 +62,9 @@ EMBEDDED_CLIP = "carphone"
 
 
 def video_path(spec: str | Path) -> Path:
-    """``"carphone"`` -> the embedded clip (:func:`default_driving_path`); anything else as the path it names
-    (whether it exists is the caller's to check)."""
-    return default_driving_path() if str(spec) == EMBEDDED_CLIP else Path(spec)
+    """``"carphone"`` -> the embedded clip (:func:`default_driving_path`), unless a file or folder of that name is
+    here; anything else as the path it names (whether it exists is the caller's to check)."""
+    return default_driving_path() if str(spec) == EMBEDDED_CLIP and not Path(spec).exists() else Path(spec)
 
 
 #: face crops of the embedded media (from dlib's detector: astronaut face box 90 px, carphone 45 px)

@@ -84,11 +84,11 @@ def preflight(args: argparse.Namespace) -> None:
                 if not torch.cuda.is_available():
                     raise OdecamError("--backend tensorrt needs a CUDA GPU and this machine has none; on a CPU use "
                                       "--backend onnxruntime (the fastest there) or --backend torch.")
+    from odecam.assets import EMBEDDED_CLIP, video_path
+
     for attr, flag in VIDEO_FLAGS.items():
         value = getattr(args, attr, None)
-        from odecam.assets import EMBEDDED_CLIP, video_path
-
-        if value == EMBEDDED_CLIP and not os.path.exists(value):  # the built-in clip, by name
+        if value == EMBEDDED_CLIP:  # the built-in clip, by name (a file of that name here wins)
             value = str(video_path(value))
             setattr(args, attr, value)
         if isinstance(value, str) and "://" not in value and not os.path.exists(value):

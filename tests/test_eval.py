@@ -169,3 +169,7 @@ def test_carphone_names_the_built_in_clip(tmp_path):
     assert video_path("carphone") == default_driving_path() == Path(carphone_path())
     assert list_videos("carphone") == [default_driving_path()]  # odecam eval --data carphone
     assert video_path(tmp_path / "carphone") == tmp_path / "carphone"  # a path is a path, even one named so
+    (tmp_path / "carphone").write_bytes(b"")
+    with pytest.MonkeyPatch.context() as mp:  # a file called carphone in the working folder wins
+        mp.chdir(tmp_path)
+        assert video_path("carphone") == Path("carphone")

@@ -14,7 +14,8 @@ HELP = ("evaluate a checkpoint: odecam eval --data PATH --protocol reconstructio
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="model weights (.safetensors); default: the installed default model")
-    p.add_argument("--data", required=True, help="a video file, a folder of videos, a FOMM layout (test/ split), or carphone (the built-in clip, never trained on)")
+    p.add_argument("--data", required=True, help="a video file, a folder of videos, a FOMM layout (test/ split), or "
+                                                 "carphone (the built-in clip, never trained on)")
     p.add_argument("--protocol", choices=["reconstruction", "animation"], default="reconstruction")
     p.add_argument("--source", metavar="IMAGE|astronaut",
                    help="animation: animate this photo (framed to its face; 'astronaut' is the built-in one) "
