@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict] = {
     "shuffle2_be8_app8": {"generator.pixel_shuffle": 2, "generator.block_expansion": 8, "appearance.hidden": 8},
     "shuffle2_mf32": {"generator.pixel_shuffle": 2, "generator.max_features": 32},
     "shuffle2_app8": {"generator.pixel_shuffle": 2, "appearance.hidden": 8},
+    "shuffle2_fused_app": {"generator.pixel_shuffle": 2, "appearance.fused": True},
 }
 
 

@@ -299,6 +299,21 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   machine ran the default 1.4x slower than the previous day's (8.6 ms at N=0 then), so neither would meet 150 /
   100 fps here. Not shipped: its open mouths are lighter, carphone mouth r 0.64-0.68 against issue 9's 0.7
   (`EVALUATION.md`, "Candidate of 2026-12-01"). Targets: **NOT met**.
+* Twelfth session (2026-12-01): **F_A on the fused views, a new switch on in the default** (`appearance.fused`:
+  F_A's hourglass, flow head and warp run once on sum_j C~_j F~_j instead of once per view; N=0 is the same
+  computation). Timed first (`python benchmarks/arch_speed.py --variants shuffle2 shuffle2_fused_app --refs 0 1 3
+  --threads 2 --frames 400`, random weights, `results/arch_speed_fused_app.json`): 11.47 / 14.57 / 19.97 ->
+  11.35 / 12.98 / 15.22 ms at N=0 / 1 / 3. With the default's weights its frames equal per-view F_A's to 82.8 dB
+  PSNR at N=1 and 88.3 dB at N=3 (minimum over every 4th carphone frame; max abs 1.1e-2 / 4.7e-3), and carphone's
+  N=3 reconstruction is unchanged (L1 0.04287 both, AKD 4.69 px). A/B against the per-view default
+  (`python benchmarks/ab_cpu.py --old <previous checkout> --refs 0 1 3 --frames 400`,
+  `results/ab_cpu_speed_fused_app.json`, interleaved): **1.00x N=0** (bit-identical), **1.09x N=1** (15.66 ->
+  14.37 ms p50), **1.22x N=3** (29.30 -> 23.99 ms). `odecam bench ... --refs 0 1 3 --frames 300` after it
+  (`results/cpu_default256_speed_fused_app.json`): N=0 10.7 ms p50 (93.5 fps, 4.0x the floor), N=1 13.6 ms (73.7
+  fps, 4.8x), N=3 20.3 ms. Also measured this session and not adopted: onnxruntime's `ORT_PARALLEL` execution
+  mode on the frame graph (N=0: 7.10 ms sequential with 2 threads against 9.45 / 9.85 ms parallel with 1 / 2
+  intra-op threads), and 1 thread for the keypoint graph (1.26 against 1.41 ms: 1.4% of a frame). Targets (150 /
+  100 fps, 3x the floor): **NOT met**.
 """
 
 

@@ -84,6 +84,10 @@ class AppearanceConfig:
     hidden: int = 64
     num_blocks: int = 2
     depthwise: bool = False
+    #: an odecam switch for speed with N >= 1 references: F_A runs once, on the views' fusion
+    #: (sum_j C~_j F~_j with occlusion sum_j C~_j O_j), instead of once per view and then fused (Eq. 5, 6).
+    #: With N = 0 (one view, C~ = 1) both compute the same.
+    fused: bool = False
 
 
 @dataclass
@@ -219,7 +223,8 @@ RULES: dict[str, dict[str, tuple]] = {
     "evolution": {"enabled": _BOOL, "hidden": ("int", 1, 256), "num_layers": ("int", 1, 8),
                   "context_channels": ("int", 0, 256), "method": ("choice", "ODE method", ("euler", "midpoint", "rk4")),
                   "steps": ("int", 1, 64), "adjoint": _BOOL},
-    "appearance": {"enabled": _BOOL, "hidden": ("int", 1, 128), "num_blocks": ("int", 1, 5), "depthwise": _BOOL},
+    "appearance": {"enabled": _BOOL, "hidden": ("int", 1, 128), "num_blocks": ("int", 1, 5), "depthwise": _BOOL,
+                   "fused": _BOOL},
     "generator": {"block_expansion": ("int", 1, 128), "max_features": ("int", 1, 512),
                   "num_down_blocks": ("int", 0, 5), "num_bottleneck_blocks": ("int", 0, 12), "depthwise": _BOOL,
                   "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL,

@@ -13,9 +13,10 @@ from odecam.model.geometry import gather_warp, kp2gaussian, make_coordinate_grid
 from conftest import randomize_new_parts
 
 
-@pytest.mark.parametrize("depthwise,shuffle", [(False, 1), (True, 1), (True, 2), (True, 4)])
+@pytest.mark.parametrize("depthwise,shuffle,fused_app", [(False, 1, False), (True, 1, False), (True, 2, False),
+                                                        (True, 4, False), (True, 2, True)])
 @pytest.mark.parametrize("num_refs", [0, 2])
-def test_frame_graph_on_the_fast_path_matches_eager(depthwise, shuffle, num_refs):
+def test_frame_graph_on_the_fast_path_matches_eager(depthwise, shuffle, fused_app, num_refs):
     """Every rewrite is on (fused heads, tap-decomposed F_A head, F_A's split input conv, view sums, gather
     warps, the half-resolution output head, F_C's separable translations), with depthwise-separable nets like
     lite's and without, and with the pixel-shuffle head in place of the last up-block."""
@@ -23,7 +24,8 @@ def test_frame_graph_on_the_fast_path_matches_eager(depthwise, shuffle, num_refs
                                                        "generator.depthwise": depthwise,
                                                        "generator.final_kernel": 3,  # lite's: the phase head
                                                        "generator.pixel_shuffle": shuffle,
-                                                       "motion.depthwise": depthwise})
+                                                       "motion.depthwise": depthwise,
+                                                       "appearance.fused": fused_app})
     torch.manual_seed(0)
     model = MotionTransferModel(cfg).eval()
     randomize_new_parts(model)

@@ -151,3 +151,25 @@ def test_config_roundtrip_and_unknown_keys():
         ModelConfig.from_dict({"bogus": 1})
     with pytest.raises(ValueError, match="unknown preset"):
         preset("nope")
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_fused_appearance_flow_is_per_view_f_a_at_n0_and_one_f_a_with_references(fast):
+    """``appearance.fused``: F_A once on the views' fusion. With one view it computes what per-view F_A does; with
+    references it differs (one T_App for the fused map), on the torch path and the export fast path alike."""
+    from odecam.model import fastpath
+
+    torch.manual_seed(3)
+    per_view = MotionTransferModel(preset("tiny")).eval()
+    randomize_new_parts(per_view, 0.5)
+    fused = MotionTransferModel(preset("tiny").replace(**{"appearance.fused": True})).eval()
+    fused.load_state_dict(per_view.state_dict())
+    outs = {}
+    with torch.no_grad(), fastpath.export_fastpath(fast):
+        for n in (0, 2):
+            for name, model in (("per_view", per_view), ("fused", fused)):
+                torch.manual_seed(4)
+                outs[name, n] = _run(model, n)["prediction"]
+    assert torch.allclose(outs["per_view", 0], outs["fused", 0], atol=1e-6)
+    assert (outs["per_view", 2] - outs["fused", 2]).abs().max() > 1e-4
+    assert torch.isfinite(outs["fused", 2]).all()

@@ -187,14 +187,19 @@ class Generator(nn.Module):
             fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
             occ = occlusion if occlusion is not None else torch.ones_like(warped[:, :1])
+            app_in, app_views, app_wts = warped, num_views, wts
+            if self.cfg.appearance.fused and num_views > 1:  # F_A once, on the views' fusion (appearance.fused)
+                app_in = sum_views(warped.view(b, num_views, c, h, w) * wts)  # (B, C, h, w)
+                occ = sum_views(occ.view(b, num_views, 1, h, w) * wts)  # (B, 1, h, w)
+                app_views, app_wts = 1, torch.ones_like(wts[:, :1])
             if fast:  # F_A's warp with the fusion factors folded into its sampling weights (export fast path)
-                t_app = self.appearance._flow_fast(warped, occ)  # T_App (B*V, 2, h, w)
-                factor = ((1 - occ).view(b, num_views, 1, h, w) * wts).view(bv, h, w)
-                fused_app = fastpath.warp_views_sum(warped, ident[None] + t_app.permute(0, 2, 3, 1), factor, num_views)
+                t_app = self.appearance._flow_fast(app_in, occ)  # T_App (B*V', 2, h, w)
+                factor = ((1 - occ).view(b, app_views, 1, h, w) * app_wts).view(-1, h, w)
+                fused_app = fastpath.warp_views_sum(app_in, ident[None] + t_app.permute(0, 2, 3, 1), factor, app_views)
             else:
-                app = self.appearance(warped, occ, ident)
+                app = self.appearance(app_in, occ, ident)
                 app = app * (1 - occ)  # F_A fills what the motion leaves occluded
-                fused_app = sum_views(app.view(b, num_views, c, h, w) * wts)
+                fused_app = sum_views(app.view(b, app_views, c, h, w) * app_wts)
             fused = self.appearance_mix(torch.cat([fused_d, fused_app], dim=1))
         else:
             fused = fused_d
