@@ -22,6 +22,10 @@ warped at full resolution with the same fields, fused with the same confidences,
 decoded image through a predicted per-pixel mask M: out = M * warped + (1 - M) * decoded. The decoder then
 only has to paint what the motion cannot bring, which keeps a small network sharp.
 
+``appearance.fused`` (an odecam addition for speed with references, off in the presets): F_A runs once, on the
+views' fusion F~ = sum_j C~^(j) F~^(j) with occlusion sum_j C~^(j) O^(j), and F_bar_App = F_App of that; with
+N = 0 the same computation as per-view F_A.
+
 ``pixel_shuffle`` r = 2 or 4 (an odecam addition for speed, 1 = off): the last log2(r) up-blocks are dropped;
 the output convolutions read the remaining decoder output at 1/r resolution and give r * r values per output
 channel, put at full resolution by ``F.pixel_shuffle`` (B, C r^2, H/r, W/r) -> (B, C, H, W).
@@ -187,19 +191,21 @@ class Generator(nn.Module):
             fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
             occ = occlusion if occlusion is not None else torch.ones_like(warped[:, :1])
-            app_in, app_views, app_wts = warped, num_views, wts
             if self.cfg.appearance.fused and num_views > 1:  # F_A once, on the views' fusion (appearance.fused)
                 app_in = sum_views(warped.view(b, num_views, c, h, w) * wts)  # (B, C, h, w)
                 occ = sum_views(occ.view(b, num_views, 1, h, w) * wts)  # (B, 1, h, w)
-                app_views, app_wts = 1, torch.ones_like(wts[:, :1])
+                app_views, app_wts = 1, None  # already fused: no view weights left to apply
+            else:
+                app_in, app_views, app_wts = warped, num_views, wts
             if fast:  # F_A's warp with the fusion factors folded into its sampling weights (export fast path)
                 t_app = self.appearance._flow_fast(app_in, occ)  # T_App (B*V', 2, h, w)
-                factor = ((1 - occ).view(b, app_views, 1, h, w) * app_wts).view(-1, h, w)
+                factor = (1 - occ).view(b, app_views, 1, h, w)
+                factor = (factor if app_wts is None else factor * app_wts).view(-1, h, w)
                 fused_app = fastpath.warp_views_sum(app_in, ident[None] + t_app.permute(0, 2, 3, 1), factor, app_views)
             else:
                 app = self.appearance(app_in, occ, ident)
                 app = app * (1 - occ)  # F_A fills what the motion leaves occluded
-                fused_app = sum_views(app.view(b, app_views, c, h, w) * app_wts)
+                fused_app = app if app_wts is None else sum_views(app.view(b, app_views, c, h, w) * app_wts)
             fused = self.appearance_mix(torch.cat([fused_d, fused_app], dim=1))
         else:
             fused = fused_d
