@@ -29,12 +29,6 @@ import numpy as np
 import torch
 
 
-def _video(spec: str) -> str:
-    from odecam.assets import video_path
-
-    return str(video_path(spec))
-
-
 def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
     """(S, S, 3) uint8 turned counter-clockwise about its centre, borders reflected: the framing's
     :func:`~odecam.realtime.framing.level_image` turned the other way (a face rolled by -degrees levelled)."""
@@ -113,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--overlay", type=Path, help="PNG of keypoints and targets (first checkpoint, first rotation)")
     args = p.parse_args(argv)
+    from odecam.assets import video_path
     from odecam.checkpoint import load_checkpoint
     from odecam.errors import OdecamError
     from odecam.evaluation.animation import load_framed_videos
@@ -121,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for ck in args.checkpoint:
             model = load_checkpoint(ck)
-            video = load_framed_videos(_video(args.data), model.cfg.image_size, args.max_frames)[0]
+            video = load_framed_videos(str(video_path(args.data)), model.cfg.image_size, args.max_frames)[0]
             frames = [(f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for f in video.frames]
             for deg in args.rotate:
                 for level in (False, True) if args.level else (False,):
