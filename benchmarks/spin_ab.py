@@ -2,11 +2,12 @@
 
     python benchmarks/spin_ab.py --refs 0 1 --frames 500 [--busy 1] --json benchmarks/results/spin_ab.json
 
-Builds two onnxruntime backends of the default model (``spin=False``, the rendering commands' setting, and
-``spin=True``: threads spin-wait while a graph runs and stop when it returns) and renders the same frames with
-them in turn (keypoints + frame graph + image-skip tail + uint8, as ``odecam bench`` times them). ``--busy N``
+Builds three onnxruntime backends of the default model (``spin='off'``: threads sleep between nodes; ``'on'``:
+threads spin-wait while a graph runs and stop when it returns; ``'auto'``, the rendering commands' setting: one
+session of each per graph, the faster one runs, ``odecam.engine.spin``) and renders the same frames with them in
+turn (keypoints + frame graph + image-skip tail + uint8, as ``odecam bench`` times them). ``--busy N``
 starts N CPU-bound processes first (a busy computer: a video call, a browser). Prints and writes p50 / p95 per
-setting and the ratio.
+setting, the ratios to 'off' and how often 'auto' spun.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def measure(refs: int, frames: int, threads: int) -> dict[str, dict[str, float]]
     views = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for _ in range(refs)]
     driving = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for _ in range(8)]
     animators = {}
-    for spin in (False, True):
+    for spin in ("off", "on", "auto"):
         backend = get_backend("onnxruntime", model, threads=threads, spin=spin, cache=False)
         animators[spin] = Animator(model, Avatar(model, source, views), backend=backend)
         for i in range(20):
@@ -56,8 +57,10 @@ def measure(refs: int, frames: int, threads: int) -> dict[str, dict[str, float]]
     out = {}
     for spin, animator in animators.items():
         pct = animator.timings.percentiles((50, 95))["total"]
-        out["spin" if spin else "no_spin"] = {"p50_ms": pct["p50"], "p95_ms": pct["p95"]}
+        out[{"off": "no_spin", "on": "spin", "auto": "auto"}[spin]] = {"p50_ms": pct["p50"], "p95_ms": pct["p95"]}
     out["speedup_p50"] = out["no_spin"]["p50_ms"] / out["spin"]["p50_ms"]
+    out["auto_speedup_p50"] = out["no_spin"]["p50_ms"] / out["auto"]["p50_ms"]
+    out["auto"]["spin_share"] = animators["auto"].backend.spin_share()
     return out
 
 
@@ -77,10 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for p in burners:
             p.terminate()
-    print(f"{'case':6} {'no spin p50 / p95 ms':>22} {'spin p50 / p95 ms':>20} {'speed-up':>9}   ({args.busy} busy processes)")
+    print(f"{'case':6} {'no spin p50 / p95 ms':>22} {'spin p50 / p95 ms':>20} {'speed-up':>9} "
+          f"{'auto p50 / p95 ms':>20} {'speed-up':>9} {'spun':>5}   ({args.busy} busy processes)")
     for case, r in rows.items():
         print(f"{case:6} {r['no_spin']['p50_ms']:10.2f} / {r['no_spin']['p95_ms']:6.2f}      "
-              f"{r['spin']['p50_ms']:8.2f} / {r['spin']['p95_ms']:6.2f}  {r['speedup_p50']:8.2f}x")
+              f"{r['spin']['p50_ms']:8.2f} / {r['spin']['p95_ms']:6.2f}  {r['speedup_p50']:8.2f}x "
+              f"{r['auto']['p50_ms']:8.2f} / {r['auto']['p95_ms']:6.2f}  {r['auto_speedup_p50']:8.2f}x "
+              f"{r['auto']['spin_share']:5.0%}")
     if args.json is not None:
         from odecam.commands.bench import machine_info
 

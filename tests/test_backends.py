@@ -238,19 +238,23 @@ def test_bench_command_writes_json_table_and_plots(tmp_path, capsys):
 
 
 def test_bench_spin_option_reaches_onnxruntime(tmp_path, capsys):
-    """--spin: onnxruntime's threads spin-wait while a graph runs (recorded and named); off by default."""
+    """--spin: 'auto' by default (as the rendering commands run), the bare flag is 'on', 'off' sleeps; recorded and
+    named in the device line."""
     import json
 
     pytest.importorskip("onnxruntime")
     threads = torch.get_num_threads()
     try:
-        for flag, want in (([], False), (["--spin"], True)):
+        for flag, want, named in (([], "auto", "spin-waiting when faster"), (["--spin"], True, "spin-waiting"),
+                                  (["--spin", "off"], False, None)):
             out = tmp_path / str(want)
             rc = main(["bench", "--preset", "tiny", "--backend", "onnxruntime", "--refs", "0", "--frames", "2",
                        "--warmup", "0", "--threads", "2", "--no-plots", "-o", str(out)] + flag)
             assert rc == 0, capsys.readouterr().err
             run = json.loads((out / "results.json").read_text())["runs"][0]
-            assert run["spin"] is want and ("spin-waiting" in run["device"]) is want
+            assert run["spin"] == want and type(run["spin"]) is type(want)
+            assert (named in run["device"]) if named else ("spin" not in run["device"])
+            assert ("spin_share" in run) is (want == "auto") and 0.0 <= run.get("spin_share", 0.0) <= 1.0
             assert run["max_abs_err_vs_eager"] <= TOL
     finally:
         torch.set_num_threads(threads)

@@ -29,7 +29,7 @@ def test_plan_uses_the_free_cores_at_least_one(monkeypatch):
     assert 0.0 <= busy <= cores
     plan = plan_threads("torch", sample_s=0.1)
     assert 1 <= plan.threads <= cores and plan.source == "measured"
-    assert "no spin-waiting" in plan.describe()
+    assert f"{plan.threads} model thread" in plan.describe() and "busy with other programs" in plan.describe()
     ort = plan_threads("onnxruntime", sample_s=0.1)
     assert ort.torch_threads == 1  # beside onnxruntime torch only converts frames
 
@@ -46,3 +46,17 @@ def test_env_override_and_apply(monkeypatch):
         assert plan.torch_threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(n)
+
+
+def test_spin_setting_from_the_environment(monkeypatch):
+    """ODECAM_SPIN reaches onnxruntime's options in the rendering commands; a bad value is one sentence naming it."""
+    from odecam.engine.threads import ENV_SPIN, backend_options
+    from odecam.errors import OdecamError
+
+    monkeypatch.delenv(ENV_SPIN, raising=False)
+    assert "spin" not in backend_options("onnxruntime")  # the backend's default: auto
+    monkeypatch.setenv(ENV_SPIN, "off")
+    assert backend_options("onnxruntime")["spin"] == "off" and backend_options("torch") == {}
+    monkeypatch.setenv(ENV_SPIN, "fast")
+    with pytest.raises(OdecamError, match="ODECAM_SPIN='fast' is not a spin-waiting setting; use one of off, on, auto"):
+        backend_options("onnxruntime")

@@ -54,9 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="device for the backends (default: each backend's)")
     p.add_argument("-o", "--output", default="odecam-bench", help="output folder (default: odecam-bench)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--spin", action="store_true",
-                   help="onnxruntime's threads spin-wait during a run (faster on an idle machine, much slower "
-                        "beside a busy program: see benchmarks/RESULTS.md); off by default, as in demo and live")
+    p.add_argument("--spin", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
+                   help="onnxruntime's threads spin-wait during a run: 'on' (the bare flag; faster on an idle "
+                        "machine, much slower beside a busy program: see benchmarks/RESULTS.md), 'off', or 'auto' "
+                        "(the default, as in demo and live: whichever is faster now)")
 
 
 # -- machine -----------------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def _model_for(preset: str, checkpoint: str | None):
 
 def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float = 60.0, checkpoint: str | None = None,
               precision: str = "fp32", device: str | None = None, threads: int | None = None,
-              floor_gflops: float | None = None, model=None, spin: bool = False) -> dict[str, Any]:
+              floor_gflops: float | None = None, model=None, spin: bool | str = "auto") -> dict[str, Any]:
     """Time one case through an Animator; returns its record (see the module docstring)."""
     import numpy as np
     import torch
@@ -234,7 +235,10 @@ def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float 
     t0 = time.perf_counter()
     options = {"threads": threads, "spin": spin} if rec["backend"] == "onnxruntime" else {}
     if options:
-        rec["spin"] = spin
+        from odecam.engine.spin import spin_mode
+
+        mode = spin_mode(spin)
+        rec["spin"] = "auto" if mode == "auto" else mode == "on"  # True / False / 'auto'
     backend = get_backend(case.backend, model, device=device, precision=precision, ode_steps=steps, **options)
     avatar = Avatar(model, source, refs_img)
     animator = Animator(model, avatar, ode_steps=steps, backend=backend)
@@ -257,6 +261,9 @@ def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float 
     rec["total"] = pct["total"]
     rec["fps_p50"] = 1000.0 / pct["total"]["p50"]
     rec["ode_fallbacks"] = animator.ode_fallbacks
+    share = getattr(backend, "spin_share", lambda: None)()
+    if share is not None:  # spin 'auto': how often the frame graph ran with spinning threads
+        rec["spin_share"] = share
     rec["max_abs_err_vs_eager"] = parity_error(model, avatar, backend, steps)
     rec["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return rec

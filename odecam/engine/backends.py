@@ -266,17 +266,20 @@ def _model_digest(model: MotionTransferModel) -> str:
 
 
 class OnnxRuntimeBackend(_GraphBackend):
-    """ONNX graphs in onnxruntime: all graph optimisations, one intra-op thread per core, no spin-waiting, CUDA
-    where present. ``spin=True`` (``odecam bench --spin``): the threads spin-wait while a graph runs and stop when
+    """ONNX graphs in onnxruntime: all graph optimisations, one intra-op thread per core, CUDA where present.
+
+    ``spin``: whether the intra-op threads spin-wait while a graph runs. 'on' / ``True``: they do, and stop when
     it returns (``session.force_spinning_stop``), so the keypoint and frame sessions never spin against each
-    other: 1.17x faster per frame on an idle 2-core machine, 1.3x to 1.7x slower beside one CPU-bound program
-    (benchmarks/RESULTS.md, ``benchmarks/spin_ab.py``), so the rendering commands keep it off."""
+    other: 1.15x faster per frame on an idle 2-core machine, 1.3x to 1.7x slower beside one CPU-bound program
+    (benchmarks/RESULTS.md, ``benchmarks/spin_ab.py``). 'off' / ``False``: they sleep. 'auto' (the default):
+    two sessions per graph, one of each, and whichever is faster now runs (:mod:`odecam.engine.spin`)."""
 
     name = "onnxruntime"
 
     def __init__(self, model: MotionTransferModel | None, device: str | torch.device | None = None,
                  precision: str = "fp32", ode_steps: int | None = None, export_dir: str | Path | None = None,
-                 threads: int | None = None, cache: bool = True, spin: bool = False, skip_tail: bool = True) -> None:
+                 threads: int | None = None, cache: bool = True, spin: bool | str = "auto",
+                 skip_tail: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -298,7 +301,14 @@ class OnnxRuntimeBackend(_GraphBackend):
 
         plan = current_plan()
         self.threads = threads or (plan.threads if plan is not None else cpu_cores())
-        self.spin = spin
+        from odecam.engine.spin import spin_mode
+
+        try:
+            self.spin = spin_mode(spin)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
+        if self.device.type != "cpu":  # spin-waiting is a CPU thread-pool setting
+            self.spin = "off"
         self.cache = cache and model is not None
         self._digest: str | None = None
         # image skip (lite): warp and blend the view images beside the graph, channels-last in OpenCV
@@ -310,7 +320,9 @@ class OnnxRuntimeBackend(_GraphBackend):
         self._frame_inputs: set[str] = set()
         self._feed: dict[str, np.ndarray] = {}
 
-    def session_options(self) -> Any:
+    def session_options(self, spin: bool | None = None) -> Any:
+        """Session options; ``spin`` (default: this backend's setting, off under 'auto') sets spin-waiting."""
+        spin = self.spin == "on" if spin is None else spin
         so = self.ort.SessionOptions()
         so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = self.threads
@@ -319,8 +331,8 @@ class OnnxRuntimeBackend(_GraphBackend):
         so.log_severity_level = 3
         # idle intra-op threads spin by default; beside a capture thread, torch's own threads or any other
         # load, that spinning steals the cores the next run needs (measured here: 4x slower under load)
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
-        if self.spin:  # spin only while a graph runs: the keypoint and frame sessions' pools would fight otherwise
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        if spin:  # spin only while a graph runs: the keypoint and frame sessions' pools would fight otherwise
             so.add_session_config_entry("session.force_spinning_stop", "1")
         return so
 
@@ -355,7 +367,14 @@ class OnnxRuntimeBackend(_GraphBackend):
             source: Any = str(self._graph_file(graph))
         else:
             source = self._onnx_bytes("frame_tail" if graph == "frame" and self.skip_tail else graph, num_views)
-        session = self.ort.InferenceSession(source, self.session_options(), providers=self.providers)
+        if self.spin == "auto":  # one session of each setting; the faster one runs (odecam.engine.spin)
+            from odecam.engine.spin import AdaptiveSpinSession
+
+            session: Any = AdaptiveSpinSession({
+                spin: self.ort.InferenceSession(source, self.session_options(spin), providers=self.providers)
+                for spin in (False, True)})
+        else:
+            session = self.ort.InferenceSession(source, self.session_options(), providers=self.providers)
         if graph == "frame":  # an input the graph does not read (the tail's view images) is dropped by the exporter
             self._frame_inputs = {i.name for i in session.get_inputs()}
         return session
@@ -412,8 +431,14 @@ class OnnxRuntimeBackend(_GraphBackend):
         outs = self._avatar_graph.run(None, {"views": views.detach().float().cpu().contiguous().numpy()})
         return _state_from_outputs(self.avatar_inputs, [torch.from_numpy(o) for o in outs])
 
+    def spin_share(self) -> float | None:
+        """Under spin 'auto': the share of frame-graph runs so far that spun (None otherwise)."""
+        graphs = [g for g in self._frame_graphs.values() if hasattr(g, "chooser")]
+        runs = sum(g.chooser.runs for g in graphs)
+        return sum(g.chooser.spun for g in graphs) / runs if runs else None
+
     def describe(self) -> str:
-        spin = ", spin-waiting" if self.spin and self.device.type == "cpu" else ""
+        spin = {"on": ", spin-waiting", "auto": ", spin-waiting when faster", "off": ""}[self.spin]
         return f"onnxruntime {self.ort.__version__} ({self.providers[0]}, {self.threads} threads{spin})"
 
 

@@ -15,13 +15,15 @@ So the policy is:
   programs at normal priority keep busy right now (``/proc/stat`` sampled over ``SAMPLE_S``; niced
   background jobs yield their cores and do not count; the 1-minute load average where that file is
   missing), and use one intra-op thread per *free* core, at least one;
-* never spin-wait: onnxruntime's ``session.intra_op.allow_spinning`` is ``0`` (see
-  ``OnnxRuntimeBackend.session_options``) and OpenMP's ``OMP_WAIT_POLICY`` is ``PASSIVE`` (set by
-  ``odecam/__init__.py`` before torch loads its OpenMP runtime);
+* never spin-wait where it can hurt: OpenMP's ``OMP_WAIT_POLICY`` is ``PASSIVE`` (set by
+  ``odecam/__init__.py`` before torch loads its OpenMP runtime), and onnxruntime's threads spin only while
+  a graph runs and only while that is measured to be faster (``OnnxRuntimeBackend``'s ``spin='auto'``,
+  :mod:`odecam.engine.spin`: it stops spinning within a few frames when another program takes a core);
 * beside a compiled backend (onnxruntime, tensorrt) torch only converts frames: one torch thread.
 
 ``ODECAM_THREADS=N`` overrides the measured count (N intra-op threads); ``OMP_NUM_THREADS`` is
-respected as an upper bound for torch, as torch itself does.
+respected as an upper bound for torch, as torch itself does. ``ODECAM_SPIN=auto|on|off`` sets onnxruntime's
+spin-waiting (default auto; ``off`` for a laptop on battery: spinning threads burn power while they wait).
 
 Usage (once per process, before the backend is built)::
 
@@ -35,12 +37,15 @@ import os
 import time
 from dataclasses import dataclass
 
+from odecam.errors import OdecamError
+
 __all__ = ["ThreadPlan", "cpu_cores", "busy_cores", "plan_threads", "apply_thread_policy", "current_plan",
-           "choose_backend", "backend_options", "ENV_THREADS", "AUTO"]
+           "choose_backend", "backend_options", "ENV_THREADS", "ENV_SPIN", "AUTO"]
 
 AUTO = "auto"
 
 ENV_THREADS = "ODECAM_THREADS"
+ENV_SPIN = "ODECAM_SPIN"  # onnxruntime's spin-waiting in the rendering commands: auto (default), on, off
 #: how long /proc/stat is sampled to see how busy the cores are
 SAMPLE_S = 0.25
 #: a core counts as taken by others when they use at least this fraction of it (rounded core count)
@@ -70,7 +75,7 @@ class ThreadPlan:
     def describe(self) -> str:
         why = (f"{self.cores} cores, {self.busy:.1f} busy with other programs" if self.source == "measured"
                else f"{ENV_THREADS}={self.threads}")
-        return f"{self.threads} model thread{'s' if self.threads != 1 else ''} ({why}; no spin-waiting)"
+        return f"{self.threads} model thread{'s' if self.threads != 1 else ''} ({why})"
 
 
 def cpu_cores() -> int:
@@ -199,4 +204,15 @@ def backend_options(backend: str, plan: ThreadPlan | None = None) -> dict:
     """Keyword options for :func:`odecam.engine.backends.get_backend` that carry the thread plan
     (onnxruntime's ``threads``; the other backends take none)."""
     plan = plan or current_plan()
-    return {"threads": plan.threads} if plan is not None and backend == "onnxruntime" else {}
+    if backend != "onnxruntime":
+        return {}
+    options: dict = {"threads": plan.threads} if plan is not None else {}
+    spin = os.environ.get(ENV_SPIN, "").strip()
+    if spin:
+        from odecam.engine.spin import SPIN_MODES
+
+        if spin not in SPIN_MODES:
+            raise OdecamError(f"{ENV_SPIN}={spin!r} is not a spin-waiting setting; use one of {', '.join(SPIN_MODES)} "
+                              "(or leave it unset for auto).")
+        options["spin"] = spin
+    return options
