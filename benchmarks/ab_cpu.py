@@ -84,7 +84,8 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     from profile_ort import lite_model
 
     model = lite_model(refs, size, random)
-    new = OnnxRuntimeBackend(model, "cpu", threads=threads)
+    # both sides with sleeping threads: the A/B compares the code, not the spin-waiting policy (spin_ab.py does)
+    new = OnnxRuntimeBackend(model, "cpu", threads=threads, spin="off")
     so = new.session_options()
     old_kp = ort.InferenceSession(str(old_dir / "keypoints.onnx"), so, providers=["CPUExecutionProvider"])
     old_fr = ort.InferenceSession(str(old_dir / "frame.onnx"), new.session_options(), providers=["CPUExecutionProvider"])
