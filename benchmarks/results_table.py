@@ -331,7 +331,8 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   (`results/cpu_default256_speed_spin_off.json`): 11.6 / 14.2 ms. Back-to-back runs on this VM move by 10-20%;
   the interleaved A/B above is the comparison. Glass to glass with auto (`results/latency_live.json`): extra p50
   +4.4 / +4.5 ms, p95 +11.1 / +13.6 ms (targets 5 / 15: met; with `ODECAM_SPIN=off` +4.1 / +3.8 and +12.5 /
-  +13.5). `ODECAM_SPIN=auto|on|off` sets it for demo / live / serve / receive / eval; `odecam bench --spin`
+  +13.5). Beside two CPU-bound processes (`python benchmarks/bench_load.py --configs default`, scratch JSON): `live`
+  kept 19.9 fps against 29.9 idle (67%; 70% before, target 60%). `ODECAM_SPIN=auto|on|off` sets it for demo / live / serve / receive / eval; `odecam bench --spin`
   (bare: on) takes `auto` / `on` / `off`. Targets (150 / 100 fps, 3x the floor): **NOT met**.
 """
 
