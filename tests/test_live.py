@@ -287,6 +287,20 @@ def test_camera_lost_and_back_sink_keeps_rate_and_frames_flow_again(fake_vcam, t
 
 
 # --------------------------------------------------------------------------------------------- (5)
+def test_stats_say_how_often_onnxruntime_spun(tmp_path, tiny, portraits) -> None:
+    """With the onnxruntime backend (spin 'auto', the default) the stats carry the share of frame-graph runs whose
+    threads spin-waited; the torch backend has none."""
+    pytest.importorskip("onnxruntime")
+    from odecam.engine.backends import get_backend
+
+    avatars = [Avatar(tiny, portraits[0], name="avatar1")]
+    animator = Animator(tiny, avatars[0], backend=get_backend("onnxruntime", tiny, threads=2, cache=False))
+    cfg = LiveConfig(video=carphone_path(), canvas=(320, 180), record=str(tmp_path / "rec.mp4"), max_frames=20)
+    stats = LiveSession(cfg, animator, avatars).run()
+    assert stats["frames"] == 20 and 0.0 < stats["spin_share"] < 1.0  # the first runs try both settings
+    assert "spin_share" not in LiveSession(cfg, *make_animator(tiny, portraits)).run()
+
+
 def test_failed_model_step_skips_the_frame_and_the_session_goes_on(tmp_path, tiny, portraits, caplog) -> None:
     model = MotionTransferModel(preset("tiny")).eval()
     model.load_state_dict(tiny.state_dict())

@@ -176,6 +176,9 @@ class LiveReport:
             "ode_fallbacks": self.animator.ode_fallbacks,
             "canvas": list(self.canvas) if self.canvas else None,
         }
+        share = getattr(getattr(self.animator, "backend", None), "spin_share", lambda: None)()
+        if share is not None:  # onnxruntime's spin 'auto': the share of frame-graph runs that spun
+            d["spin_share"] = round(share, 3)
         if self.capture is not None:
             d["capture"] = {"frames": self.capture.frames_captured, "dropped": self.capture.dropped,
                             "disconnects": self.capture.disconnects, "reconnects": self.capture.reconnects}
