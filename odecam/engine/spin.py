@@ -15,6 +15,9 @@ per run:
 A probe costs one slow run in ``probe_every`` when the other setting is the slower one; a change of load is
 followed within about ``keep / 2`` runs when the chosen setting turns slow (its own times) and within
 ``probe_every`` plus ``keep / 2`` runs when the other one turns fast (its probes, back to back).
+
+The cost of 'auto': a second session per graph, about 36 MB more memory per backend (the default model at N=1,
+after 100 frames: 150 against 115 MB) and 0.04 s more to build (the ONNX bytes are shared).
 """
 
 from __future__ import annotations
