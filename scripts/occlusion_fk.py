@@ -205,7 +205,7 @@ def train(args: argparse.Namespace) -> int:
             f"(scripts/occlusion_fk.py, batch {args.batch}, lr {args.lr}, clean weight {args.clean_weight}, "
             f"degraded share {args.degrade}).")
     extra = {k: v for k, v in meta.items() if k not in ("odecam_config", "odecam_format")}
-    extra["trained_on"] = extra.get("trained_on", "") + note
+    extra["trained_on"] = (extra.get("trained_on", "").rstrip(". ") + "." + note).lstrip(". ")
     out = save_checkpoint(student, run / "student.safetensors", extra=extra)
     print(f"wrote {out} ({time.time() - t0:.0f} s this run)")
     return 0
