@@ -30,7 +30,8 @@ SLIDE = 10  # frames to slide in and to slide out
 
 def hand_mask(shape: tuple[int, int], lm: np.ndarray, t: float) -> tuple[np.ndarray, float, float]:
     """(H, W, 1) float mask of a hand over the mouth and chin of landmarks ``lm`` (68, 2); ``t`` in [0, 1] is how
-    far it has slid in from the image's right (1 = over the mouth). Returns the mask and the palm's centre."""
+    far it has slid in from the image's right (1 = over the mouth). Returns the mask, the palm centre's x and the
+    face's width (pixels)."""
     h, w = shape
     mouth, chin = lm[48:68].mean(0), lm[8]
     face_w = float(np.linalg.norm(lm[16] - lm[0]))
@@ -66,19 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from odecam.assets import video_path
+    from odecam.engine.video import read_frames, video_fps
+    from odecam.errors import OdecamError
     from odecam.evaluation.expression import landmarks68
 
-    cap = cv2.VideoCapture(str(video_path(args.driving)))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        ap.error(f"could not read any frame of {args.driving!r}; give a video file odecam can open")
+    path = video_path(args.driving)
+    try:
+        frames = list(read_frames(path, role="driving clip"))  # RGB
+    except OdecamError as exc:
+        ap.error(str(exc))
     n = len(frames)
     start = n // 3 if args.start is None else args.start
     stop = 2 * n // 3 if args.stop is None else args.stop
@@ -86,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--start {start} and --stop {stop} must satisfy 0 <= start < stop <= {n} (the clip's frames)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), video_fps(path, 30.0), (w, h))
     last = None
-    for i, frame in enumerate(tqdm(frames, desc="hand over the face", unit="frame")):
+    for i, rgb in enumerate(tqdm(frames, desc="hand over the face", unit="frame")):
+        frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         if start <= i < stop:
-            lm = landmarks68(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            lm = landmarks68(rgb)
             last = lm if lm is not None else last
             if last is not None:
                 t = min(1.0, (i - start + 1) / SLIDE, (stop - i) / SLIDE)

@@ -211,43 +211,54 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(args: argparse.Namespace) -> int:
-    """Keypoint drift under the drawn hand on held-out clips, per checkpoint (see the module docstring)."""
+def hand_covered_frames(clip: str | Path, size: int, max_frames: int | None = None,
+                        step: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every ``step``-th frame of ``clip`` (a path or carphone) framed as ``live`` frames a webcam, where dlib finds
+    the face, and the same frames with ``scripts/hand_over_face.py``'s hand fully in: two lists of (S, S, 3) uint8
+    RGB."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from hand_over_face import draw_hand
 
     from odecam.assets import video_path
-    from odecam.checkpoint import load_checkpoint
     from odecam.engine.images import to_image
     from odecam.evaluation.animation import load_framed_videos
     from odecam.evaluation.expression import landmarks68
 
+    video = load_framed_videos(str(video_path(clip)), size, max_frames=max_frames)[0]
+    clean, covered = [], []
+    for i in range(0, len(video.frames), step):
+        rgb = to_image(video.frames[i:i + 1])
+        lm = landmarks68(rgb)
+        if lm is not None:
+            clean.append(rgb)
+            covered.append(cv2.cvtColor(draw_hand(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), lm, 1.0), cv2.COLOR_BGR2RGB))
+    return clean, covered
+
+
+def keypoints(model, images: list[np.ndarray]) -> torch.Tensor:
+    """F_K of ``model`` on (S, S, 3) uint8 RGB images, 32 at a time: (T, K, 2) in [-1, 1]."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        return torch.cat([model.kp_detector(x[i:i + 32])["value"] for i in range(0, len(x), 32)])
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Keypoint drift under the drawn hand on held-out clips, per checkpoint (see the module docstring)."""
+    from odecam.assets import video_path
+    from odecam.checkpoint import load_checkpoint
+
     teacher = load_checkpoint(args.teacher).eval()
     models = {c: load_checkpoint(c).eval() for c in args.measure}
     size = teacher.cfg.image_size
+    half = size / 2.0
     result: dict = {"teacher": args.teacher, "clips": {}}
     for spec in args.clips:
-        video = load_framed_videos(str(video_path(spec)), size, max_frames=args.max_frames)[0]
-        clean, covered = [], []
-        for i in range(len(video.frames)):
-            rgb = to_image(video.frames[i:i + 1])
-            lm = landmarks68(rgb)
-            if lm is None:
-                continue
-            clean.append(rgb)
-            covered.append(cv2.cvtColor(draw_hand(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), lm, 1.0), cv2.COLOR_BGR2RGB))
-
-        def kps(model, imgs):
-            x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
-            with torch.no_grad():
-                return torch.cat([model.kp_detector(x[i:i + 32])["value"] for i in range(0, len(x), 32)])
-
-        ref = kps(teacher, clean)
-        half = size / 2.0
+        clean, covered = hand_covered_frames(spec, size, args.max_frames)
+        ref = keypoints(teacher, clean)
         row = {"frames": len(clean)}
         for name, model in [("teacher", teacher)] + list(models.items()):
-            under = (kps(model, covered) - ref).norm(dim=-1) * half  # (T, K) px
-            off = (kps(model, clean) - ref).norm(dim=-1) * half
+            under = (keypoints(model, covered) - ref).norm(dim=-1) * half  # (T, K) px
+            off = (keypoints(model, clean) - ref).norm(dim=-1) * half
             row[name] = {"under_hand_px": float(under.mean()), "under_hand_px_p95": float(under.quantile(0.95)),
                          "per_keypoint_under_hand_px": [round(float(v), 2) for v in under.mean(0)],
                          "clean_px": float(off.mean())}

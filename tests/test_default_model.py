@@ -131,30 +131,13 @@ def test_keypoints_stay_put_under_a_hand_over_the_mouth():
     import runpy
     from pathlib import Path
 
-    import cv2
-    import numpy as np
-
-    from odecam.engine.images import to_image
-    from odecam.evaluation.animation import load_framed_videos
-    from odecam.evaluation.expression import landmarks68
-
-    draw_hand = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "hand_over_face.py"))["draw_hand"]
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "occlusion_fk.py"))
     torch.set_num_threads(1)
     model = load_model().model
-    video = load_framed_videos(carphone_path(), model.cfg.image_size, max_frames=40)[0]
-    clean, covered = [], []
-    for i in range(0, len(video.frames), 2):
-        rgb = to_image(video.frames[i:i + 1])
-        lm = landmarks68(rgb)
-        if lm is not None:
-            clean.append(rgb)
-            covered.append(cv2.cvtColor(draw_hand(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), lm, 1.0), cv2.COLOR_BGR2RGB))
+    clean, covered = script["hand_covered_frames"](carphone_path(), model.cfg.image_size, max_frames=40, step=2)
     assert len(clean) >= 18
+    keypoints = script["keypoints"]
 
-    def keypoints(imgs):
-        with torch.no_grad():
-            return model.kp_detector(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255)["value"]
-
-    drift = (keypoints(covered) - keypoints(clean)).norm(dim=-1) * (model.cfg.image_size / 2)
+    drift = (keypoints(model, covered) - keypoints(model, clean)).norm(dim=-1) * (model.cfg.image_size / 2)
     assert float(drift.mean()) < 12.0, float(drift.mean())
     assert float(drift.mean(0).max()) < 25.0  # no keypoint jumps by a mouth's width (the old default: 40 px)
