@@ -69,7 +69,20 @@ def export_old(old: Path, size: int, refs: int, random: bool) -> Path:
     return out
 
 
-def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, threads: int) -> dict:
+def _old_module(root: Path, rel: str):
+    """A module file of the other checkout, loaded under a private name (its image-skip tail: OpenCV and torch
+    only, no imports from its package), so the old side runs the old code."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"odecam_ab_old_{Path(rel).stem}", root / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, threads: int,
+            old_root: Path) -> dict:
+    """``old_dir``: the other checkout's exported graphs; ``old_root``: that checkout."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -105,10 +118,9 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     if old_tail:
         old_feed["features"] = np.ascontiguousarray(old_feed["features"].transpose(0, 2, 3, 1))
         view_images = state["image"].detach().float().contiguous()
-    if old_nhwc:  # that checkout finishes the frame with odecam.engine.image_skip.ImageSkipTail (OpenCV), as this one
-        from odecam.engine.image_skip import ImageSkipTail
-
-        old_skip = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]))
+    if old_nhwc:  # that checkout finishes the frame with its own odecam.engine.image_skip.ImageSkipTail (OpenCV)
+        old_skip = _old_module(old_root, "odecam/engine/image_skip.py").ImageSkipTail(
+            state["image"], tuple(state["image_small"].shape[2:]))
     images = [torch.from_numpy(rng.random((1, 3, size, size), dtype=np.float32)) for _ in range(4)]
 
     def run_old(img):
@@ -176,7 +188,7 @@ def main() -> int:
               "loadavg_start": list(os.getloadavg()), "cases": []}
     for n in args.refs:
         old_dir = export_old(Path(args.old), args.size, n, args.random)
-        rec = ab_case(old_dir, n, args.size, args.random, args.frames, threads)
+        rec = ab_case(old_dir, n, args.size, args.random, args.frames, threads, Path(args.old))
         result["cases"].append(rec)
         print(f"lite@{args.size} N={n}: old p50 {rec['old_p50_ms']:.2f} ms (p95 {rec['old_p95_ms']:.2f}), "
               f"new p50 {rec['new_p50_ms']:.2f} ms (p95 {rec['new_p95_ms']:.2f}): {rec['speedup_p50']:.2f}x; "

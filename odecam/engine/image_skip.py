@@ -22,6 +22,10 @@ import torch
 import torch.nn.functional as F
 
 
+#: the blend weights' scale in ``cv2.blendLinear`` (its denominator's 1e-5 becomes a 1e-11 relative error)
+BLEND = np.float32(1e6)
+
+
 def interpolation_matrix(n_out: int, n_in: int, align_corners: bool) -> torch.Tensor:
     """The linear map of 1-D ``F.interpolate(mode='linear')`` from n_in to n_out samples, (n_out, n_in)."""
     eye = torch.eye(n_in, dtype=torch.float32)[None]  # (1, n_in, n_in): the basis vectors as channels
@@ -44,26 +48,31 @@ class ImageSkipTail:
         self.images = [np.ascontiguousarray(view_images[j].detach().float().cpu().permute(1, 2, 0).numpy())
                        for j in range(v)]  # (S, S, 3) each
         hm, wm = field_size
-        # T in normalised units -> pixel offsets: x_px = (x + 1) (W - 1) / 2 (align_corners=True), upsampled by
-        # R_y T R_x^T with the 1-D bilinear maps; the identity in pixels is added per axis
+        # T in normalised units -> pixel coordinates: x_px = (x + 1) (W - 1) / 2 (align_corners=True). The identity
+        # is linear in the pixel index, which bilinear interpolation reproduces exactly, so the maps are one
+        # upsampling R_y (T * scale + N) R_x^T of the field plus the field nodes' own pixel positions N
         self.rows = interpolation_matrix(h, hm, True)  # (S, h_m)
         self.cols_t = interpolation_matrix(w, wm, True).t().contiguous()  # (w_m, S)
         self.scale = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0]).view(1, 2, 1, 1)
-        self.px_x = torch.arange(w, dtype=torch.float32).expand(h, w)
-        self.px_y = torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w)
-        self._map_x = torch.empty(v, h, w)
-        self._map_y = torch.empty(v, h, w)
+        self.nodes = torch.stack([
+            (torch.arange(wm, dtype=torch.float32) * ((w - 1) / max(wm - 1, 1))).expand(hm, wm),
+            (torch.arange(hm, dtype=torch.float32) * ((h - 1) / max(hm - 1, 1))).view(hm, 1).expand(hm, wm)])
+        self._low = torch.empty(v, 2, hm, wm)
+        self._half = torch.empty(v, 2, h, wm)
+        self._maps = torch.empty(v, 2, h, w)  # map_x, map_y of each view: contiguous (S, S) planes
         self._warped = np.empty((v, h, w, 3), np.float32)
         self._fused = np.empty((h, w, 3), np.float32)
-        self._term = np.empty((h, w, 3), np.float32)
-        self._per_pixel = np.empty((h, w, 3), np.float32)  # a (S, S) factor repeated over the 3 channels
+        self._low_weights = np.empty((0,), np.float32)  # C~ at its own resolution, times BLEND (sized on first use)
+        self._take = np.empty((h, w), np.float32)  # BLEND M
+        self._keep = np.empty((h, w), np.float32)  # BLEND (1 - M)
 
     def warp(self, displacement: torch.Tensor) -> np.ndarray:
         """Every view image warped by its field: (V, 2, h_m, w_m) -> (V, S, S, 3) channels-last (a reused buffer)."""
-        field = self.rows @ (displacement.float() * self.scale) @ self.cols_t  # (V, 2, S, S) in pixels
-        torch.add(self.px_x, field[:, 0], out=self._map_x)
-        torch.add(self.px_y, field[:, 1], out=self._map_y)
-        map_x, map_y = self._map_x.numpy(), self._map_y.numpy()
+        torch.mul(displacement.float(), self.scale, out=self._low)
+        self._low += self.nodes
+        torch.matmul(self.rows, self._low, out=self._half)
+        maps = torch.matmul(self._half, self.cols_t, out=self._maps).numpy()  # (V, 2, S, S) pixel coordinates
+        map_x, map_y = maps[:, 0], maps[:, 1]
         for j in range(self.views):
             cv2.remap(self.images[j], map_x[j], map_y[j], cv2.INTER_LINEAR, dst=self._warped[j],
                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -71,29 +80,34 @@ class ImageSkipTail:
 
     def fuse(self, warped: np.ndarray, weights: torch.Tensor) -> np.ndarray:
         """sum_j C~_j warped_j: (V, S, S, 3) and weights (1, V, 1, h, w), upsampled to (S, S) (bilinear,
-        ``align_corners=False``, as :func:`odecam.model.generator.warp_images`) -> (S, S, 3)."""
+        ``align_corners=False``, as :func:`odecam.model.generator.warp_images`; ``cv2.resize`` gives the same
+        values) -> (S, S, 3). C~ is a softmax over the views (sum 1), so the sum is a chain of two-way blends,
+        one pass each: acc <- (a acc + C~_j warped_j) / (a + C~_j), a = sum_{i<j} C~_i."""
         if self.views == 1:
             return warped[0]
-        b, v, _, hw, ww = weights.shape
-        wts = F.interpolate(weights.reshape(b, v, hw, ww).float(), size=self.size, mode="bilinear",
-                            align_corners=False)[0].numpy()  # (V, S, S)
-        cv2.multiply(warped[0], self._repeat(wts[0]), dst=self._fused)
-        for j in range(1, v):
-            cv2.multiply(warped[j], self._repeat(wts[j]), dst=self._term)
-            cv2.add(self._fused, self._term, dst=self._fused)
+        v, hw, ww = weights.shape[1], weights.shape[3], weights.shape[4]
+        if self._low_weights.shape != (v, hw, ww):
+            self._low_weights = np.empty((v, hw, ww), np.float32)
+        low = np.multiply(weights.detach().float().numpy().reshape(v, hw, ww), BLEND, out=self._low_weights)
+        h, w = self.size
+        planes = [cv2.resize(low[j], (w, h), interpolation=cv2.INTER_LINEAR) for j in range(v)]  # (S, S) each
+        cv2.blendLinear(warped[0], warped[1], planes[0], planes[1], dst=self._fused)
+        if v > 2:
+            total = cv2.add(planes[0], planes[1])
+            for j in range(2, v):
+                cv2.blendLinear(self._fused, warped[j], total, planes[j], dst=self._fused)
+                cv2.add(total, planes[j], dst=total)
         return self._fused
-
-    def _repeat(self, plane: np.ndarray) -> np.ndarray:
-        """(S, S) -> (S, S, 3) in the reused buffer (OpenCV multiplies channel by channel)."""
-        return cv2.merge((plane, plane, plane), dst=self._per_pixel)
 
     def __call__(self, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
                  weights: torch.Tensor) -> torch.Tensor:
         fused = self.fuse(self.warp(displacement), weights)
         d = decoded.detach().float().numpy()[0]  # (S, S, 3)
         m = mask.detach().float().numpy()[0, :, :, 0]  # (S, S)
-        out = np.empty((1,) + d.shape, np.float32)  # decoded + M (fused - decoded): blend_skip's, channels-last
-        cv2.subtract(fused, d, dst=out[0])
-        cv2.multiply(out[0], self._repeat(m), dst=out[0])
-        cv2.add(out[0], d, dst=out[0])
+        # M fused + (1 - M) decoded (blend_skip's), channels-last, in one pass: blendLinear computes
+        # (w1 a + w2 b) / (w1 + w2 + 1e-5), so the weights are scaled by BLEND to make the 1e-5 negligible
+        np.multiply(m, BLEND, out=self._take)
+        np.subtract(BLEND, self._take, out=self._keep)
+        out = np.empty((1,) + d.shape, np.float32)
+        cv2.blendLinear(fused, d, self._take, self._keep, dst=out[0])
         return torch.from_numpy(out).permute(0, 3, 1, 2)
