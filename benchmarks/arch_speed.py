@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict] = {
     "shuffle2_mf32": {"generator.pixel_shuffle": 2, "generator.max_features": 32},
     "shuffle2_app8": {"generator.pixel_shuffle": 2, "appearance.hidden": 8},
     "shuffle2_fused_app": {"generator.pixel_shuffle": 2, "appearance.fused": True},
+    "shuffle2_fused_app_k1": {"generator.pixel_shuffle": 2, "appearance.fused": True, "generator.final_kernel": 1},
 }
 
 

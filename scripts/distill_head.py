@@ -19,6 +19,10 @@ models share, so the head is fitted on recorded tensors without running the rest
    where the teacher's decoder paints, ``--painted-weight``), with a smaller weight on M itself and on the
    driving frame (``--real``).
 
+A teacher that already has the pixel-shuffle head (``generator.pixel_shuffle`` = ``--factor``) gets a new one, e.g. a
+1x1 head (``--kernel 1``): X is then the output of its last up-block (and X0 that block's input, for
+``--train-up-block``), the logits its own head's.
+
 Writes the student checkpoint (with the teacher's metadata and keypoint roles) and ``distill.json`` beside it:
 the held-out pairs' PSNR of the student's frame against the teacher's, before and after training.
 """
@@ -95,12 +99,20 @@ def record(teacher: MotionTransferModel, dataset, pairs: int, seed: int, factor:
     also 'x0', the input of the up-block that feeds the head (trained with it: ``--train-up-block``)."""
     g = teacher.generator
     seen: dict[str, torch.Tensor] = {}
-    dropped = {2: 1, 4: 2}[factor]  # the up-blocks the head replaces; it reads the first one's input
-    hooks = [g.up_blocks[-dropped].register_forward_pre_hook(lambda m, i: seen.__setitem__("x", i[0])),
-             g.final.register_forward_hook(lambda m, i, o: seen.__setitem__("rgb", o)),
-             g.skip_mask.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", o))]
-    if block_input:
-        hooks.append(g.up_blocks[-dropped - 1].register_forward_pre_hook(lambda m, i: seen.__setitem__("x0", i[0])))
+    if g.shuffle == factor:  # a new head for a teacher that has one: same input, its logits from its own head
+        def on_block(m, i, o):
+            seen.update(x=o, x0=i[0])
+            y = F.conv2d(o, torch.cat([g.final.weight, g.skip_mask.weight]), torch.cat([g.final.bias, g.skip_mask.bias]),
+                         padding=g.final.padding)
+            seen["rgb"], seen["mask"] = F.pixel_shuffle(y, factor).split([g.final.out_channels // factor ** 2, 1], 1)
+        hooks = [g.up_blocks[-1].register_forward_hook(on_block)]
+    else:
+        dropped = {2: 1, 4: 2}[factor]  # the up-blocks the head replaces; it reads the first one's input
+        hooks = [g.up_blocks[-dropped].register_forward_pre_hook(lambda m, i: seen.__setitem__("x", i[0])),
+                 g.final.register_forward_hook(lambda m, i, o: seen.__setitem__("rgb", o)),
+                 g.skip_mask.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", o))]
+        if block_input:
+            hooks.append(g.up_blocks[-dropped - 1].register_forward_pre_hook(lambda m, i: seen.__setitem__("x0", i[0])))
     keep: dict[str, list[torch.Tensor]] = {"x": [], "logits": [], "warped": [], "driving": []}
     if block_input:
         keep["x0"] = []
@@ -142,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
     teacher = load_checkpoint(args.teacher).eval()
-    if teacher.cfg.generator.pixel_shuffle != 1 or not teacher.cfg.generator.image_skip:
-        raise SystemExit("the teacher must have the image skip and the up-sampling head")
+    if teacher.cfg.generator.pixel_shuffle not in (1, args.factor) or not teacher.cfg.generator.image_skip:
+        raise SystemExit(f"the teacher must have the image skip and the up-sampling head (or pixel_shuffle {args.factor}: "
+                         "a new head for it)")
     _, _, meta = read_checkpoint(args.teacher)
     student = student_of(teacher, args.factor, args.kernel)
     from odecam.training.datasets import build_dataset

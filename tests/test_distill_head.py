@@ -48,3 +48,32 @@ def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, 
     assert report["psnr_before"]["frame"] > 30 and report["psnr_after"]["frame"] > 30
     assert 0 < report["psnr_before"]["painted_share"] < 1
     assert len(report["loss_curve"]) == 1 and report["loss_curve"][0][1] > 0
+
+
+def test_a_teacher_with_the_shuffle_head_gets_a_new_head_on_the_same_input(tmp_path, tiny_model):
+    """--kernel 1 for a teacher that has the 3x3 pixel-shuffle head: only the head and (with --train-up-block) the
+    up-block feeding it change; the least-squares start reproduces the teacher's frames closely."""
+    from odecam.model import MotionTransferModel
+
+    teacher_model = MotionTransferModel(tiny_model.cfg.replace(**{"generator.pixel_shuffle": 2,
+                                                                   "generator.final_kernel": 3})).eval()
+    randomize_new_parts(teacher_model)
+    with torch.no_grad():
+        teacher_model.generator.skip_mask.bias.fill_(0.0)
+    teacher_model.keypoint_roles = ("mouth_top", "mouth_bottom")
+    teacher = save_checkpoint(teacher_model, tmp_path / "teacher.safetensors", extra={"trained_on": "noise"})
+    out = tmp_path / "student" / "student.safetensors"
+    mod = runpy.run_path(str(SCRIPT))
+    assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
+                        "--steps", "40", "--kernel", "1", "--train-up-block", "--out", str(out)]) == 0
+    student = load_checkpoint(out)
+    assert student.cfg.generator.pixel_shuffle == 2 and student.generator.final.kernel_size == (1, 1)
+    assert len(student.generator.up_blocks) == len(teacher_model.generator.up_blocks)
+    a, b = load_file(str(teacher)), load_file(str(out))
+    last = f"generator.up_blocks.{len(teacher_model.generator.up_blocks) - 1}"
+    for k, v in a.items():
+        if not k.startswith(("generator.final", "generator.skip_mask", last)):
+            assert torch.equal(v, b[k]), k
+    assert not torch.equal(a[f"{last}.conv.weight"], b[f"{last}.conv.weight"])
+    report = json.loads((out.parent / "distill.json").read_text())
+    assert report["psnr_before"]["frame"] > 30 and report["psnr_after"]["frame"] > 30
