@@ -197,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     report["psnr_after"] = psnr_vs_teacher(g, test)
     report["loss_curve"] = curve
     print(f"trained head: held-out PSNR against the teacher's frames {report['psnr_after']}")
-    note = (f"{meta.get('trained_on', '')}; F_G's pixel-shuffle head (x{args.factor}, {student.cfg.generator.final_kernel}x{student.cfg.generator.final_kernel}) distilled from that model's "
-            f"up-blocks and output convolutions{' with the up-block feeding it' if args.train_up_block else ''} "
-            f"(scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps)")
+    k = student.cfg.generator.final_kernel
+    what = (f"F_G's pixel-shuffle head re-fitted as a {k}x{k} convolution (generator.final_kernel {k}) from that model's "
+            f"{teacher.cfg.generator.final_kernel}x{teacher.cfg.generator.final_kernel} one" if teacher.generator.shuffle == args.factor
+            else f"F_G's pixel-shuffle head (x{args.factor}, {k}x{k}) distilled from that model's up-blocks and output convolutions")
+    note = (f"{meta.get('trained_on', '')}; {what}{' with the up-block feeding it' if args.train_up_block else ''} "
+            f"(scripts/distill_head.py, {args.pairs} pairs, {args.steps} steps, painted weight {args.painted_weight:g})")
     save_distilled(student, meta, note, report, out_path)
     return 0
 

@@ -50,7 +50,7 @@ class ImageSkipTail:
         hm, wm = field_size
         # T in normalised units -> pixel coordinates: x_px = (x + 1) (W - 1) / 2 (align_corners=True). The identity
         # is linear in the pixel index, which bilinear interpolation reproduces exactly, so the maps are one
-        # upsampling R_y (T * scale + N) R_x^T of the field plus the field nodes' own pixel positions N
+        # upsampling R_y (T * scale + N) R_x^T, N the field nodes' own pixel positions
         self.rows = interpolation_matrix(h, hm, True)  # (S, h_m)
         self.cols_t = interpolation_matrix(w, wm, True).t().contiguous()  # (w_m, S)
         self.scale = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0]).view(1, 2, 1, 1)
@@ -63,6 +63,8 @@ class ImageSkipTail:
         self._warped = np.empty((v, h, w, 3), np.float32)
         self._fused = np.empty((h, w, 3), np.float32)
         self._low_weights = np.empty((0,), np.float32)  # C~ at its own resolution, times BLEND (sized on first use)
+        self._weights = np.empty((v, h, w), np.float32)  # BLEND C~ upsampled
+        self._total = np.empty((h, w), np.float32)  # BLEND sum_{i<j} C~_i
         self._take = np.empty((h, w), np.float32)  # BLEND M
         self._keep = np.empty((h, w), np.float32)  # BLEND (1 - M)
 
@@ -90,13 +92,15 @@ class ImageSkipTail:
             self._low_weights = np.empty((v, hw, ww), np.float32)
         low = np.multiply(weights.detach().float().numpy().reshape(v, hw, ww), BLEND, out=self._low_weights)
         h, w = self.size
-        planes = [cv2.resize(low[j], (w, h), interpolation=cv2.INTER_LINEAR) for j in range(v)]  # (S, S) each
+        planes = self._weights
+        for j in range(v):
+            cv2.resize(low[j], (w, h), dst=planes[j], interpolation=cv2.INTER_LINEAR)
         cv2.blendLinear(warped[0], warped[1], planes[0], planes[1], dst=self._fused)
         if v > 2:
-            total = cv2.add(planes[0], planes[1])
+            cv2.add(planes[0], planes[1], dst=self._total)
             for j in range(2, v):
-                cv2.blendLinear(self._fused, warped[j], total, planes[j], dst=self._fused)
-                cv2.add(total, planes[j], dst=total)
+                cv2.blendLinear(self._fused, warped[j], self._total, planes[j], dst=self._fused)
+                cv2.add(self._total, planes[j], dst=self._total)
         return self._fused
 
     def __call__(self, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
