@@ -2,8 +2,9 @@
 
 The other checkout (``--old``, e.g. ``git archive HEAD~3 | tar -x -C /tmp/old``) exports its keypoints and
 frame graphs to ONNX in a subprocess; this checkout builds its onnxruntime backend in-process. Then both run
-frame by frame, alternating (old, new, old, new, ...), each frame being keypoints + frame graph + uint8
-conversion, on the same inputs. Reports p50/p95 per side, the ratio, and the max abs difference of the
+frame by frame, alternating (old, new, old, new, ...), each frame being a uint8 frame in (``to_tensor``, pooled
+for F_K where this checkout's backend pools beside the graph), keypoints + frame graph + uint8 conversion, on the
+same inputs. Reports p50/p95 per side, the ratio, and the max abs difference of the
 rendered images (new against old, float in [0, 1]).
 
 Usage (from the repository root)::
@@ -88,7 +89,7 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     import torch
 
     from odecam.engine.backends import OnnxRuntimeBackend
-    from odecam.engine.images import to_image
+    from odecam.engine.images import to_image, to_tensor
     from odecam.export.graphs import state_to_inputs
     from odecam.export.graphs import finish_tail
     from odecam.model.generator import blend_skip, warp_images
@@ -121,10 +122,12 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     if old_nhwc:  # that checkout finishes the frame with its own odecam.engine.image_skip.ImageSkipTail (OpenCV)
         old_skip = _old_module(old_root, "odecam/engine/image_skip.py").ImageSkipTail(
             state["image"], tuple(state["image_small"].shape[2:]))
-    images = [torch.from_numpy(rng.random((1, 3, size, size), dtype=np.float32)) for _ in range(4)]
+    images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]  # uint8 frames, as live's
+    old_input = torch.empty(1, 3, size, size)
+    new_input = torch.empty(1, 3, size // new.keypoint_pool, size // new.keypoint_pool)
 
     def run_old(img):
-        kp = old_kp.run(None, {"image": img.numpy()})[0]
+        kp = old_kp.run(None, {"image": to_tensor(img, size, out=old_input).numpy()})[0]
         outs = old_fr.run(None, {**old_feed, "kp_driving": kp})
         if old_tail:  # as that checkout's OnnxRuntimeBackend.run_frame finishes the frame (same torch code)
             decoded, mask, disp, weights = (torch.from_numpy(o) for o in outs[:4])
@@ -139,7 +142,7 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
         return to_image(out), out
 
     def run_new(img):
-        kp, _ = new.run_keypoints(img)
+        kp, _ = new.run_keypoints(to_tensor(img, size, out=new_input, pool=new.keypoint_pool))
         out, _ = new.run_frame(kp)
         return to_image(out), out
 

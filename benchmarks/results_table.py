@@ -365,10 +365,14 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     11.1 ms: on this VM back-to-back runs differ by more than the change, the interleaved A/B is the comparison.
     The floor ratio rises because the floor falls with the FLOPs (2.4 -> 1.9 ms) while the memory-bound rest
     does not. Targets (150 / 100 fps, 3x the floor): **NOT met** (N=1 at 94% of its 100 fps).
-  * Measured and not adopted: F_K reading a 64 px frame pooled outside the graph (`cv2.resize` INTER_AREA of the
-    float frame, the same keypoints to 2.4e-7) instead of pooling 256 px inside it: 0.1-0.2 ms of a ~2.4 ms
-    keypoint step including the camera-frame resize, not worth a second keypoint-graph contract; relative motion
-    in NumPy instead of torch: 41 -> 12 us. A depthwise-separable 3x3 head (rank 1 per channel: 54% relative
+  * F_K's area pooling beside the graph: F_K first averages 4 x 4 blocks of the 256 px frame (`keypoints.antialias`
+    off); the in-process onnxruntime backend now takes the frame pooled by OpenCV (`to_tensor(..., pool=4)`:
+    INTER_AREA of the float frame, the same values to 1.8e-7) and its keypoints graph reads 64 px
+    (`KeypointGraph(pooled=True)`, `Backend.keypoint_pool`; export folders keep the full-size graph). A/B against
+    the 1x1-head commit, frames in as uint8 (`ab_cpu.py` now converts each side's frame with `to_tensor`,
+    `results/ab_cpu_speed_pooled_fk.json`): **1.01x N=0** (9.33 -> 9.25 ms), **1.02x N=1** (12.69 -> 12.49 ms),
+    max abs difference 4e-5.
+  * Measured and not adopted: relative motion in NumPy instead of torch: 41 -> 12 us. A depthwise-separable 3x3 head (rank 1 per channel: 54% relative
     error from the trained 3x3 weights before any training) was 0.38 ms against the 1x1 head's ~0.2 in isolation.
 """
 

@@ -7,6 +7,7 @@ import torch
 from odecam.cli import main
 from odecam.config import preset
 from odecam.engine import Animator, Avatar
+from odecam.engine.images import to_tensor
 from odecam.engine.backends import (BACKENDS, BackendError, get_backend, load_backend, onnx_cache_dir,
                                     torch_threads_for)
 from odecam.export import export_model
@@ -280,3 +281,37 @@ def test_bench_reports_the_per_frame_speed_targets():
     assert fast["lite256_N0_fps_p50"]["met"] and fast["lite256_N0_over_floor"]["met"]
     assert "lite256_N0_fps_p50" in summarize(runs)["targets"]
     assert speed_targets([run(0, "onnxruntime", 6.0, 3.0, size=128)]) == {}
+
+
+def test_onnxruntime_pools_the_keypoint_frame_beside_the_graph(model, media):
+    """F_K area-pools its input (antialias off): the in-process onnxruntime backend takes the frame pooled by
+    OpenCV (to_tensor's pool) and its keypoints graph reads S / 4 pixels; a full-size frame still works, with the
+    same keypoints; the keypoints match eager F_K."""
+    assert model.kp_detector.area_factor == 4
+    b = get_backend("onnxruntime", model)
+    assert b.keypoint_pool == 4
+    size = model.cfg.image_size
+    animator = Animator(model, Avatar(model, media["source"], [media["ref"]]), backend=b)
+    assert tuple(animator._input.shape) == (1, 3, size // 4, size // 4)
+    assert [tuple(i.shape) for i in b._keypoint_graph().get_inputs()] == [(1, 3, size // 4, size // 4)]
+    frame = media["frames"][0]
+    pooled, _ = animator.keypoints(frame)
+    full, _ = b.run_keypoints(to_tensor(frame, size))
+    with torch.no_grad():
+        eager = model.kp_detector(to_tensor(frame, size))["value"]
+    assert float((pooled - full).abs().max()) <= 1e-6
+    assert float((pooled - eager).abs().max()) <= 1e-5
+
+
+def test_to_tensor_pool_is_the_area_pooled_frame():
+    """to_tensor(..., pool=n) = avg_pool2d(to_tensor(...), n) to float rounding, for frames larger, smaller and
+    the size of the model's, with and without a reused output tensor."""
+    rng = np.random.default_rng(1)
+    for shape in [(64, 64, 3), (120, 160, 3), (30, 44, 3)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        want = torch.nn.functional.avg_pool2d(to_tensor(img, 64), 4)
+        for out in (None, torch.empty(1, 3, 16, 16)):
+            got = to_tensor(img, 64, out=out, pool=4)
+            assert got.shape == (1, 3, 16, 16) and float((got - want).abs().max()) <= 1e-6
+            if out is not None:
+                assert got is out

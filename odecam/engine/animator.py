@@ -80,7 +80,8 @@ class Animator:
         self.frames = 0
         size = model.cfg.image_size
         param = next(model.parameters())
-        self._input = torch.empty(1, 3, size, size, dtype=param.dtype, device=param.device)
+        self._pool = self.backend.keypoint_pool  # F_K's area pooling done on the frame, beside the graph
+        self._input = torch.empty(1, 3, size // self._pool, size // self._pool, dtype=param.dtype, device=param.device)
         self._last_kp: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._calibrate_next = False
         self.set_avatar(avatar)
@@ -113,7 +114,7 @@ class Animator:
         unturned frame: :func:`unroll_keypoints`. 0 returns F_K's output untouched.
         """
         with self.timings("keypoints"):
-            x = to_tensor(check_frame(frame), self.model.cfg.image_size, out=self._input)
+            x = to_tensor(check_frame(frame), self.model.cfg.image_size, out=self._input, pool=self._pool)
             value, jac = self.backend.run_keypoints(x)
             return unroll_keypoints(value, jac, roll) if roll else (value, jac)
 

@@ -16,7 +16,9 @@ cached on disk, keyed by weights and shape); :func:`load_backend` builds one fro
 folder. Every backend offers:
 
 * ``prepare(state)`` — take an avatar state (``MotionTransferModel.prepare_views``'s dict) as inputs;
-* ``run_keypoints(image)`` — (1, 3, S, S) float in [0, 1] -> raw keypoints (1, K, 2), jacobians or None;
+* ``run_keypoints(image)`` — (1, 3, S, S) float in [0, 1] -> raw keypoints (1, K, 2), jacobians or None; a
+  backend whose ``keypoint_pool`` n > 1 (in-process onnxruntime with an F_K that area-pools its input) also takes
+  the frame already pooled, (1, 3, S / n, S / n): ``odecam.engine.images.to_tensor(..., pool=n)``;
 * ``run_frame(kp, jac, timer)`` — normalised driving keypoints -> (image (1, 3, S, S) float32, ode_ok);
 * ``run_avatar(views)`` — (1, V, 3, S, S) -> an avatar state, through the avatar graph where exported.
 
@@ -97,6 +99,9 @@ class Backend:
     name = "base"
     #: the stages this backend reports through the timer of :meth:`run_frame`
     stages: tuple[str, ...] = ("keypoints", "frame")
+
+    #: n > 1: ``run_keypoints`` also takes the frame area-pooled by n (F_K's first step done beside the graph)
+    keypoint_pool: int = 1
 
     def __init__(self, model: MotionTransferModel, device: str | torch.device = "cpu", precision: str = "fp32",
                  ode_steps: int | None = None) -> None:
@@ -317,6 +322,10 @@ class OnnxRuntimeBackend(_GraphBackend):
         self.skip_tail = bool(skip_tail and model is not None and self.device.type == "cpu"
                               and getattr(self.cfg.generator, "image_skip", False))
         self._tail: Any = None  # odecam.engine.image_skip.ImageSkipTail of the avatar (skip_tail)
+        # F_K's area pooling beside the graph (OpenCV on the float frame, odecam.engine.images.to_tensor's pool): the
+        # keypoints graph reads S / n pixels. In-process exports only
+        if model is not None and self.device.type == "cpu" and export_dir is None:
+            self.keypoint_pool = model.kp_detector.area_factor
         self._frame_inputs: set[str] = set()
         self._feed: dict[str, np.ndarray] = {}
 
@@ -366,7 +375,9 @@ class OnnxRuntimeBackend(_GraphBackend):
         if self.export_dir is not None:
             source: Any = str(self._graph_file(graph))
         else:
-            source = self._onnx_bytes("frame_tail" if graph == "frame" and self.skip_tail else graph, num_views)
+            variant = {"frame": "frame_tail" if self.skip_tail else "frame",
+                       "keypoints": "keypoints_pooled" if self.keypoint_pool > 1 else "keypoints"}.get(graph, graph)
+            source = self._onnx_bytes(variant, num_views)
         if self.spin == "auto":  # one session of each setting; the faster one runs (odecam.engine.spin)
             from odecam.engine.spin import AdaptiveSpinSession
 
@@ -402,6 +413,8 @@ class OnnxRuntimeBackend(_GraphBackend):
         self.num_views = v
 
     def run_keypoints(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.keypoint_pool > 1 and image.shape[-1] == self.cfg.image_size:  # a full-size frame: pool it here
+            image = torch.nn.functional.avg_pool2d(image.float(), self.keypoint_pool)
         out = self._keypoint_graph().run(None, {"image": image.detach().float().cpu().contiguous().numpy()})
         return torch.from_numpy(out[0]), (torch.from_numpy(out[1]) if self.jacobian else None)
 

@@ -225,15 +225,28 @@ def center_square(img: np.ndarray) -> np.ndarray:
     return img[y:y + s, x:x + s]
 
 
-def to_tensor(img: np.ndarray, size: int, out: torch.Tensor | None = None) -> torch.Tensor:
+def to_tensor(img: np.ndarray, size: int, out: torch.Tensor | None = None, pool: int = 1) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, size, size) float in [0, 1] (square-cropped and resized).
 
     ``out`` (1, 3, size, size) is reused when given, so the per-frame path allocates no new tensor.
+    ``pool`` n > 1: the (1, 3, size / n, size / n) average of every n x n block of that tensor (F_K's area
+    pooling, done here in OpenCV instead of inside the keypoints graph; the same values to float rounding);
+    ``out`` is then (1, 3, size / n, size / n).
     """
     sq = center_square(img)
     if sq.shape[0] != size:
         interp = cv2.INTER_AREA if sq.shape[0] > size else cv2.INTER_LINEAR
         sq = cv2.resize(sq, (size, size), interpolation=interp)
+    if pool > 1:  # box average of the float frame (INTER_AREA at an integer factor), then to [0, 1]
+        small = size // pool
+        sq = cv2.resize(np.ascontiguousarray(sq).astype(np.float32), (small, small), interpolation=cv2.INTER_AREA)
+        if out is None or out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous():
+            t = torch.from_numpy(sq).permute(2, 0, 1).unsqueeze(0).div(255.0)
+            return t if out is None else out.copy_(t)
+        planes = out.numpy()[0]
+        for c, plane in enumerate(cv2.split(sq)):
+            np.multiply(plane, np.float32(1.0 / 255.0), out=planes[c])
+        return out
     if out is not None and out.dtype == torch.float32 and out.device.type == "cpu" and out.is_contiguous():
         planes = out.numpy()[0]  # per channel plane: a cast of a strided (H, W, 3) view is 2x slower
         for c, plane in enumerate(cv2.split(np.ascontiguousarray(sq))):

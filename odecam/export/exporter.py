@@ -37,11 +37,20 @@ def graph_modules(model: MotionTransferModel, num_views: int, ode_steps: int) ->
         "avatar": (AvatarGraph(model), ex["avatar"], ["views"], avatar_names(model)),
         "keypoints": (KeypointGraph(model), ex["keypoints"], ["image"], keypoint_names(model)),
         "frame": (FrameGraph(model, num_views, ode_steps), ex["frame"], frame_input_names(model), list(FRAME_OUTPUTS)),
-        # in-process onnxruntime only (never written by export_model): the frame graph without the image-skip tail
+        # in-process onnxruntime only (never written by export_model): F_K on a frame pooled beside the graph, and
+        # the frame graph without the image-skip tail
+        "keypoints_pooled": (KeypointGraph(model, pooled=True), _pooled(model, ex["keypoints"]), ["image"],
+                             keypoint_names(model)),
         "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True, nhwc_features=True, nhwc_tail=True),
                        _nhwc_features(model, ex["frame"]), frame_input_names(model),
                        list(FRAME_TAIL_OUTPUTS if model.cfg.generator.image_skip else FRAME_OUTPUTS)),
     }
+
+
+def _pooled(model: MotionTransferModel, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The keypoints graph's example image area-pooled as F_K pools it (``area_factor``)."""
+    n = model.kp_detector.area_factor
+    return tuple(torch.nn.functional.avg_pool2d(a, n) if n > 1 else a for a in args)
 
 
 def _nhwc_features(model: MotionTransferModel, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

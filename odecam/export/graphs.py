@@ -87,15 +87,19 @@ class AvatarGraph(nn.Module):
 
 
 class KeypointGraph(nn.Module):
-    """F_K: driving image (1, 3, S, S) in [0, 1] -> raw keypoints (1, K, 2) [+ jacobians (1, K, 2, 2)]."""
+    """F_K: driving image (1, 3, S, S) in [0, 1] -> raw keypoints (1, K, 2) [+ jacobians (1, K, 2, 2)].
 
-    def __init__(self, model: MotionTransferModel) -> None:
+    ``pooled`` (in-process onnxruntime only, for an F_K that area-pools its input by n = ``area_factor``): the
+    image comes already pooled, (1, 3, S / n, S / n) (:func:`odecam.engine.images.to_tensor` ``pool``)."""
+
+    def __init__(self, model: MotionTransferModel, pooled: bool = False) -> None:
         super().__init__()
         self.kp_detector = model.kp_detector
         self.jacobian = has_jacobian(model)
+        self.pooled = pooled
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        kp = self.kp_detector(image)
+        kp = self.kp_detector.from_downscaled(image) if self.pooled else self.kp_detector(image)
         return (kp["value"], kp["jacobian"]) if self.jacobian else (kp["value"],)
 
 

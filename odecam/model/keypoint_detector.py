@@ -37,7 +37,16 @@ class KeypointDetector(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """image (B, 3, H, W) -> {'value': (B, K, 2), 'jacobian': (B, K, 2, 2) if estimated}."""
-        x = self.down(image) if self.down is not None else image
+        return self.from_downscaled(self.down(image) if self.down is not None else image)
+
+    @property
+    def area_factor(self) -> int:
+        """n when F_K first average-pools its input by n x n (``antialias`` off): a caller may pool the frame
+        itself and call :meth:`from_downscaled`; 1 otherwise (no downscaling, or FOMM's blur)."""
+        return getattr(self.down, "factor", 1) if self.down is not None and not self.cfg.antialias else 1
+
+    def from_downscaled(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward` after its downscaling: x (B, 3, H s, W s), s = ``cfg.scale_factor``."""
         feature_map = self.predictor(x)
         logits = self.kp(feature_map).float()  # softmax at temperature 0.1 and soft-argmax in fp32 (fp16 models)
         b, k, h, w = logits.shape
