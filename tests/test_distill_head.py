@@ -17,17 +17,27 @@ from conftest import randomize_new_parts
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill_head.py"
 
 
-@pytest.mark.parametrize("factor,kernel,up", [(2, 3, True), (4, 1, False)])
-def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model, factor, kernel, up):
-    randomize_new_parts(tiny_model)
-    with torch.no_grad():  # a mask that leaves some pixels to the decoder
-        tiny_model.generator.skip_mask.bias.fill_(0.0)
-    tiny_model.keypoint_roles = ("mouth_top", "mouth_bottom")
-    teacher = save_checkpoint(tiny_model, tmp_path / "teacher.safetensors", extra={"trained_on": "noise"})
-    out = tmp_path / "student" / "student.safetensors"
+def _teacher(model, tmp_path: Path) -> Path:
+    """The model with random new parts and a mask that leaves some pixels to the decoder, saved as a teacher."""
+    randomize_new_parts(model)
+    with torch.no_grad():
+        model.generator.skip_mask.bias.fill_(0.0)
+    model.keypoint_roles = ("mouth_top", "mouth_bottom")
+    return save_checkpoint(model, tmp_path / "teacher.safetensors", extra={"trained_on": "noise"})
+
+
+def _distill(teacher: Path, out: Path, *options: str) -> None:
+    """scripts/distill_head.py on 12 + 4 procedural pairs, 40 steps."""
     mod = runpy.run_path(str(SCRIPT))
     assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
-                        "--steps", "40", "--factor", str(factor), "--kernel", str(kernel), "--out", str(out)] + (["--train-up-block"] if up else [])) == 0
+                        "--steps", "40", "--out", str(out), *options]) == 0
+
+
+@pytest.mark.parametrize("factor,kernel,up", [(2, 3, True), (4, 1, False)])
+def test_the_student_keeps_every_other_weight_and_matches_its_teacher(tmp_path, tiny_model, factor, kernel, up):
+    teacher = _teacher(tiny_model, tmp_path)
+    out = tmp_path / "student" / "student.safetensors"
+    _distill(teacher, out, "--factor", str(factor), "--kernel", str(kernel), *(["--train-up-block"] if up else []))
     student = load_checkpoint(out)
     assert student.cfg.generator.final_kernel == kernel and student.generator.final.kernel_size == (kernel, kernel)
     assert student.cfg.generator.pixel_shuffle == factor and student.keypoint_roles == tiny_model.keypoint_roles
@@ -57,15 +67,9 @@ def test_a_teacher_with_the_shuffle_head_gets_a_new_head_on_the_same_input(tmp_p
 
     teacher_model = MotionTransferModel(tiny_model.cfg.replace(**{"generator.pixel_shuffle": 2,
                                                                    "generator.final_kernel": 3})).eval()
-    randomize_new_parts(teacher_model)
-    with torch.no_grad():
-        teacher_model.generator.skip_mask.bias.fill_(0.0)
-    teacher_model.keypoint_roles = ("mouth_top", "mouth_bottom")
-    teacher = save_checkpoint(teacher_model, tmp_path / "teacher.safetensors", extra={"trained_on": "noise"})
+    teacher = _teacher(teacher_model, tmp_path)
     out = tmp_path / "student" / "student.safetensors"
-    mod = runpy.run_path(str(SCRIPT))
-    assert mod["main"](["--teacher", str(teacher), "--data", "procedural", "--pairs", "12", "--held-out", "4",
-                        "--steps", "40", "--kernel", "1", "--train-up-block", "--out", str(out)]) == 0
+    _distill(teacher, out, "--kernel", "1", "--train-up-block")
     student = load_checkpoint(out)
     assert student.cfg.generator.pixel_shuffle == 2 and student.generator.final.kernel_size == (1, 1)
     assert len(student.generator.up_blocks) == len(teacher_model.generator.up_blocks)
