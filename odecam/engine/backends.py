@@ -325,7 +325,8 @@ class OnnxRuntimeBackend(_GraphBackend):
         # F_K's area pooling beside the graph (OpenCV on the float frame, odecam.engine.images.to_tensor's pool): the
         # keypoints graph reads S / n pixels. In-process exports only
         if model is not None and self.device.type == "cpu" and export_dir is None:
-            self.keypoint_pool = model.kp_detector.area_factor
+            n = model.kp_detector.area_factor
+            self.keypoint_pool = n if self.cfg.image_size % n == 0 else 1  # OpenCV's area resize = avg_pool2d there
         self._frame_inputs: set[str] = set()
         self._feed: dict[str, np.ndarray] = {}
 
