@@ -372,7 +372,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     the 1x1-head commit, frames in as uint8 (`ab_cpu.py` now converts each side's frame with `to_tensor`,
     `results/ab_cpu_speed_pooled_fk.json`): **1.01x N=0** (9.33 -> 9.25 ms), **1.02x N=1** (12.69 -> 12.49 ms),
     max abs difference 4e-5.
-  * Measured and not adopted: relative motion in NumPy instead of torch: 41 -> 12 us. A depthwise-separable 3x3
+  * Measured and not adopted: the gather warps' tables padded by zero rows and columns (1 before, 2 after) so that
+    clamped coordinates replace the 4 x 10 bounds-mask nodes per warp (same values as `grid_sample` to 1.8e-7, NaN
+    points read zeros): A/B 1.01x N=0, 1.01x N=1 (a Pad node per frame eats what the masks cost); relative motion
+    in NumPy instead of torch: 41 -> 12 us. A depthwise-separable 3x3
     head (rank 1 per channel: 54% relative error from the trained 3x3 weights before any training): alone, on 2
     threads, the head with its sigmoid at 128 px took 0.49 ms against 0.36 for the 1x1 head and 0.95 for the 3x3
     one, so the 1x1 head was tried first and kept.
