@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     if teacher.cfg.generator.pixel_shuffle not in (1, args.factor) or not teacher.cfg.generator.image_skip:
         raise SystemExit(f"the teacher must have the image skip and the up-sampling head (or pixel_shuffle {args.factor}: "
                          "a new head for it)")
+    if teacher.generator.shuffle == args.factor and len(teacher.generator.up_blocks) == 0:
+        raise SystemExit("the teacher's head reads the bottleneck directly (no up-block left): nothing to re-fit it from")
     _, _, meta = read_checkpoint(args.teacher)
     student = student_of(teacher, args.factor, args.kernel)
     from odecam.training.datasets import build_dataset
