@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import runpy
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from odecam.checkpoint import load_checkpoint  # noqa: E402
 
+PROBE = runpy.run_path(str(ROOT / "scripts" / "eye_openness_probe.py"))
 CROP = (32, 20)  # width, height of the resampled eye crop
 EYES = {"right": ((37, 41), (38, 40), (36, 39)), "left": ((43, 47), (44, 46), (42, 45))}
 
@@ -94,24 +96,13 @@ def eye_crops(rgb: np.ndarray, lids: np.ndarray, drop: float, box: tuple[float, 
 
 
 def collect(model, data: Path, drop: float, box: tuple[float, float], seed: int = 0):
-    rng = np.random.default_rng(seed)
+    """(crops (n, 2, 20, 32), openness (n, 2), clip index (n,)) from the prepared clips: 60 random frames a clip and
+    its 20 least-open-eyed (``eye_openness_probe.clip_samples``)."""
     xs, ys, groups = [], [], []
-    for gi, clip in enumerate(tqdm(sorted((data / "videos").iterdir()), desc="clips", unit="clip")):
-        lm_file = clip / "landmarks.npy"
-        if not lm_file.exists():
-            continue
-        lm = np.load(lm_file)
-        known = np.where(np.isfinite(lm).all((1, 2)))[0]
-        if len(known) < 10:
-            continue
-        op = eye_openness(lm[known]).mean(-1)
-        pick = np.unique(np.concatenate([rng.choice(known, min(60, len(known)), replace=False),
-                                         known[np.argsort(op)[:20]]]))
-        imgs = [cv2.cvtColor(cv2.imread(str(clip / f"{i:05d}.jpg")), cv2.COLOR_BGR2RGB) for i in pick]
-        size = model.cfg.image_size
-        imgs = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) if im.shape[0] != size else im for im in imgs]
-        lids = eyelid_keypoints(model, torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255)
-        for im, lid, label in zip(imgs, lids, eye_openness(lm[pick])):
+    for gi, imgs, lm in PROBE["clip_samples"](data, model.cfg.image_size, lambda p: eye_openness(p).mean(-1), 60,
+                                              seed=seed):
+        lids = eyelid_keypoints(model, torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255)
+        for im, lid, label in zip(imgs, lids, eye_openness(lm)):
             xs.append(eye_crops(im, lid, drop, box))
             ys.append(label)
             groups.append(gi)

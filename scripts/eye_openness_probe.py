@@ -60,11 +60,11 @@ def eyelid_features(model, images: torch.Tensor) -> np.ndarray:
     return torch.cat([torch.einsum("bkhw,bchw->bkc", m, fmap).flatten(1) for m in (heat, wide)], 1).numpy()
 
 
-def collect(model, data: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features (n, D), openness (n,), clip index (n,)) from the prepared clips under ``data/videos``."""
+def clip_samples(data: Path, size: int, label, random_per_clip: int, lowest_per_clip: int = 20, seed: int = 0):
+    """Yield (clip index, frames (n, S, S, 3) uint8 RGB, their landmarks (n, 68, 2)) for every prepared clip under
+    ``data/videos`` (``odecam prepare-faces``): up to ``random_per_clip`` random frames with landmarks and the
+    ``lowest_per_clip`` frames of least ``label(landmarks)`` (the least-open eyes)."""
     rng = np.random.default_rng(seed)
-    xs, ys, groups = [], [], []
-    size = model.cfg.image_size
     for gi, clip in enumerate(tqdm(sorted((data / "videos").iterdir()), desc="clips", unit="clip")):
         lm_file = clip / "landmarks.npy"
         if not lm_file.exists():
@@ -73,16 +73,21 @@ def collect(model, data: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray, n
         known = np.where(np.isfinite(lm).all((1, 2)))[0]
         if len(known) < 10:
             continue
-        op = openness(lm[known])
-        closed = known[op < np.percentile(op, 5)][:20]
-        pick = np.unique(np.concatenate([rng.choice(known, min(40, len(known)), replace=False), closed]))
+        lowest = known[np.argsort(label(lm[known]))[:lowest_per_clip]]
+        pick = np.unique(np.concatenate([rng.choice(known, min(random_per_clip, len(known)), replace=False), lowest]))
         imgs = [cv2.cvtColor(cv2.imread(str(clip / f"{i:05d}.jpg")), cv2.COLOR_BGR2RGB) for i in pick]
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="area")
-        xs.append(eyelid_features(model, x))
-        ys.append(openness(lm[pick]))
-        groups += [gi] * len(pick)
+        imgs = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) if im.shape[0] != size else im
+                for im in imgs]
+        yield gi, np.stack(imgs), lm[pick]
+
+
+def collect(model, data: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features (n, D), openness (n,), clip index (n,)) from the prepared clips under ``data/videos``."""
+    xs, ys, groups = [], [], []
+    for gi, imgs, lm in clip_samples(data, model.cfg.image_size, openness, 40, seed=seed):
+        xs.append(eyelid_features(model, torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255))
+        ys.append(openness(lm))
+        groups += [gi] * len(lm)
     return np.concatenate(xs), np.concatenate(ys), np.array(groups)
 
 
