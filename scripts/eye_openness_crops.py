@@ -155,11 +155,7 @@ def driver_correlation(model, net: EyeNet, driver: str, max_frames: int, drop: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "odecam" / "assets" / "default.safetensors"))
-    ap.add_argument("--data", type=Path, default=ROOT / "runs" / "faces256")
-    ap.add_argument("--drivers", nargs="+", default=["carphone"])
-    ap.add_argument("--max-frames", type=int, default=200)
+    ap = PROBE["common_arguments"](argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--drop", type=float, default=0.15, help="crop centre below the eyelid keypoint, in eye widths")
     ap.add_argument("--crop", type=float, nargs=2, default=(1.6, 1.0), help="crop width, height in eye widths")

@@ -126,13 +126,17 @@ def driver_correlation(model, predict, driver: str, max_frames: int) -> tuple[fl
     return r_probe, float(np.corrcoef(np.array(heights), eyes_a)[0, 1]), len(eyes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def common_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options the eye scripts share: the model, the prepared training data, the drivers and their length."""
     ap.add_argument("--checkpoint", default=str(ROOT / "odecam" / "assets" / "default.safetensors"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "faces256")
     ap.add_argument("--drivers", nargs="+", default=["carphone"])
     ap.add_argument("--max-frames", type=int, default=200)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = common_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args(argv)
     model = load_checkpoint(args.checkpoint).eval()
     if not {"upper_eyelid_right", "upper_eyelid_left"} <= set(model.keypoint_roles):
         raise SystemExit(f"{args.checkpoint}: its keypoint roles do not name the upper eyelids")
