@@ -173,3 +173,21 @@ def test_fused_appearance_flow_is_per_view_f_a_at_n0_and_one_f_a_with_references
     assert torch.allclose(outs["per_view", 0], outs["fused", 0], atol=1e-6)
     assert (outs["per_view", 2] - outs["fused", 2]).abs().max() > 1e-4
     assert torch.isfinite(outs["fused", 2]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_keypoint_head_split_over_the_hourglass_halves_equals_one_convolution(dtype):
+    """F_K's head runs as one convolution per half of the hourglass's output (blocked convolutions in
+    onnxruntime); the result is the convolution of the concatenation, and the hourglass's halves are its output."""
+    from odecam.model.keypoint_detector import KeypointDetector, split_conv
+
+    torch.manual_seed(0)
+    kd = KeypointDetector(preset("lite").keypoints).to(dtype).eval()
+    x = torch.rand(2, 3, 64, 64, dtype=dtype)
+    with torch.no_grad():
+        whole = kd.predictor(x)
+        halves = kd.predictor.parts(x)
+        assert [h.shape[1] for h in halves] == [kd.cfg.block_expansion, 3]
+        torch.testing.assert_close(torch.cat(halves, dim=1), whole, rtol=0, atol=0)
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(split_conv(kd.kp, halves), kd.kp(whole), rtol=0, atol=tol)

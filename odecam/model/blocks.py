@@ -122,12 +122,16 @@ class Decoder(nn.Module):
         self.out_filters = block_expansion + in_features
 
     def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(self.parts(skips), dim=1)
+
+    def parts(self, skips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` before its last concatenation: (the last up-block's output (B, block_expansion, H, W),
+        the hourglass input (B, in_features, H, W))."""
         skips = list(skips)
         out = skips.pop()
-        for block in self.up_blocks:
-            out = block(out)
-            out = torch.cat([out, skips.pop()], dim=1)
-        return out
+        for block in self.up_blocks[:-1]:
+            out = torch.cat([block(out), skips.pop()], dim=1)
+        return self.up_blocks[-1](out), skips.pop()
 
 
 class Hourglass(nn.Module):
@@ -142,6 +146,10 @@ class Hourglass(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output's two halves before they are concatenated: (B, block_expansion, H, W), x."""
+        return self.decoder.parts(self.encoder(x))
 
 
 class AntiAliasInterpolation2d(nn.Module):
