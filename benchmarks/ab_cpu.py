@@ -56,6 +56,8 @@ if tail:
     open(f"{out}/tail", "w").write("frame_tail: decoded, skip_mask, displacement, weights, ode_ok; features NHWC")
     if getattr(mods["frame_tail"][0], "nhwc_tail", False):
         open(f"{out}/nhwc_tail", "w").write("frame_tail's decoded and skip_mask are channels-last")
+    if getattr(mods["frame_tail"][0], "phase_tail", False):
+        open(f"{out}/phase_tail", "w").write("frame_tail: phases, displacement, weights, ode_ok")
     import odecam.export.graphs as graphs
     if hasattr(graphs, "finish_tail"):
         open(f"{out}/finish_tail", "w").write("the backend finishes the frame with graphs.finish_tail")
@@ -116,6 +118,7 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     # parameter-free code), else generator.warp_images + blend_skip
     old_finish = old_tail and (old_dir / "finish_tail").exists()
     old_nhwc = old_tail and (old_dir / "nhwc_tail").exists()
+    old_phases = old_nhwc and (old_dir / "phase_tail").exists()
     if old_tail:
         old_feed["features"] = np.ascontiguousarray(old_feed["features"].transpose(0, 2, 3, 1))
         view_images = state["image"].detach().float().contiguous()
@@ -129,6 +132,9 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     def run_old(img):
         kp = old_kp.run(None, {"image": to_tensor(img, size, out=old_input).numpy()})[0]
         outs = old_fr.run(None, {**old_feed, "kp_driving": kp})
+        if old_phases:  # F_G's head unshuffled: that checkout's ImageSkipTail.from_phases
+            out = old_skip.from_phases(outs[0], torch.from_numpy(outs[1]), torch.from_numpy(outs[2]))
+            return to_image(out), out
         if old_tail:  # as that checkout's OnnxRuntimeBackend.run_frame finishes the frame (same torch code)
             decoded, mask, disp, weights = (torch.from_numpy(o) for o in outs[:4])
             if old_nhwc:

@@ -431,6 +431,9 @@ class OnnxRuntimeBackend(_GraphBackend):
             feed["jac_driving"] = jac.detach().float().cpu().contiguous().numpy()
         with timer("frame"):
             outs = self._frame_graph(self.num_views).run(None, feed)
+            if self.skip_tail and len(outs) == 4:  # FRAME_PHASE_OUTPUTS (a pixel-shuffle head)
+                phases, disp, weights, ok = outs
+                return self._tail.from_phases(phases, torch.from_numpy(disp), torch.from_numpy(weights)), bool(ok)
             if self.skip_tail:
                 decoded, mask, disp, weights, ok = (torch.from_numpy(o) for o in outs)
                 return self._tail(decoded, mask, disp, weights), bool(ok)

@@ -67,6 +67,9 @@ class ImageSkipTail:
         self._total = np.empty((h, w), np.float32)  # BLEND sum_{i<j} C~_i
         self._take = np.empty((h, w), np.float32)  # BLEND M
         self._keep = np.empty((h, w), np.float32)  # BLEND (1 - M)
+        self._rgbm = np.empty((0, 0, 4), np.float32)  # from_phases: the head at full resolution, and split
+        self._decoded = np.empty((0, 0, 3), np.float32)
+        self._mask = np.empty((0, 0), np.float32)
 
     def warp(self, displacement: torch.Tensor) -> np.ndarray:
         """Every view image warped by its field: (V, 2, h_m, w_m) -> (V, S, S, 3) channels-last (a reused buffer)."""
@@ -103,11 +106,32 @@ class ImageSkipTail:
                 cv2.add(self._total, planes[j], dst=self._total)
         return self._fused
 
+    def from_phases(self, phases: np.ndarray, displacement: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` on a ``FrameGraph(phase_tail=True)`` output: F_G's head unshuffled, (1, S/r, S/r,
+        r * r * 4) channels-last in phase order (:meth:`odecam.model.generator.Generator.decode_phases`). One
+        copy puts it at full resolution, (S, S, 4) = the pixel shuffle and the transpose to channels-last at once
+        (axes 2 and 3 of (S/r, S/r, r, r, 4) swapped), and ``cv2.mixChannels`` splits the image from M."""
+        h, w = self.size
+        _, hr, wr, c = phases.shape
+        r = h // hr
+        if (hr * r, wr * r, c) != (h, w, r * r * 4):
+            raise ValueError(f"phases must be (1, {h}/r, {w}/r, 4 r^2), got {tuple(phases.shape)}")
+        if self._rgbm.shape != (h, w, 4):
+            self._rgbm = np.empty((h, w, 4), np.float32)
+            self._decoded = np.empty((h, w, 3), np.float32)
+            self._mask = np.empty((h, w), np.float32)
+        np.copyto(self._rgbm.reshape(hr, r, wr, r, 4), phases.reshape(hr, wr, r, r, 4).transpose(0, 2, 1, 3, 4))
+        cv2.mixChannels([self._rgbm], [self._decoded, self._mask], [0, 0, 1, 1, 2, 2, 3, 3])
+        return self._blend(self.fuse(self.warp(displacement), weights), self._decoded, self._mask)
+
     def __call__(self, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
                  weights: torch.Tensor) -> torch.Tensor:
-        fused = self.fuse(self.warp(displacement), weights)
         d = decoded.detach().float().numpy()[0]  # (S, S, 3)
         m = mask.detach().float().numpy()[0, :, :, 0]  # (S, S)
+        return self._blend(self.fuse(self.warp(displacement), weights), d, m)
+
+    def _blend(self, fused: np.ndarray, d: np.ndarray, m: np.ndarray) -> torch.Tensor:
+        """M fused + (1 - M) decoded: fused and d (S, S, 3), m (S, S) -> the new frame (1, 3, S, S)."""
         # M fused + (1 - M) decoded (blend_skip's), channels-last, in one pass: blendLinear computes
         # (w1 a + w2 b) / (w1 + w2 + 1e-5), so the weights are scaled by BLEND to make the 1e-5 negligible
         np.multiply(m, BLEND, out=self._take)

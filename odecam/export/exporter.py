@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from odecam.export.graphs import (FRAME_OUTPUTS, FRAME_TAIL_OUTPUTS, AvatarGraph, FrameGraph, KeypointGraph,
-                                  avatar_names, example_inputs, frame_input_names, keypoint_names)
+from odecam.export.graphs import (FRAME_OUTPUTS, AvatarGraph, FrameGraph, KeypointGraph, avatar_names,
+                                  example_inputs, frame_input_names, frame_output_names, keypoint_names)
 from odecam.export.metadata import SUFFIX, ExportError, graph_metadata, write_manifest
 from odecam.export.options import FORMATS
 from odecam.model import MotionTransferModel
@@ -41,9 +41,10 @@ def graph_modules(model: MotionTransferModel, num_views: int, ode_steps: int) ->
         # the frame graph without the image-skip tail
         "keypoints_pooled": (KeypointGraph(model, pooled=True), _pooled(model, ex["keypoints"]), ["image"],
                              keypoint_names(model)),
-        "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True, nhwc_features=True, nhwc_tail=True),
+        "frame_tail": (FrameGraph(model, num_views, ode_steps, skip_tail=True, nhwc_features=True, nhwc_tail=True,
+                                  phase_tail=True),
                        _nhwc_features(model, ex["frame"]), frame_input_names(model),
-                       list(FRAME_TAIL_OUTPUTS if model.cfg.generator.image_skip else FRAME_OUTPUTS)),
+                       list(frame_output_names(model, skip_tail=True, phase_tail=True))),
     }
 
 

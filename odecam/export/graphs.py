@@ -56,6 +56,19 @@ FRAME_OUTPUTS = ("image", "ode_ok")
 #: outputs of the frame graph without its image-skip tail (``FrameGraph(..., skip_tail=True)``): the backend
 #: warps the view images and blends them itself (onnxruntime's CPU GridSample is the slowest op at 256 px)
 FRAME_TAIL_OUTPUTS = ("decoded", "skip_mask", "displacement", "weights", "ode_ok")
+#: the same with F_G's pixel-shuffle head left unshuffled (``FrameGraph(..., phase_tail=True)``): 'phases'
+#: (1, S/r, S/r, r * r * 4) channels-last, the decoded image and M in phase order
+#: (:meth:`odecam.model.generator.Generator.decode_phases`)
+FRAME_PHASE_OUTPUTS = ("phases", "displacement", "weights", "ode_ok")
+
+
+def frame_output_names(model: MotionTransferModel, skip_tail: bool = False, phase_tail: bool = False,
+                       ) -> tuple[str, ...]:
+    """The output names of ``FrameGraph(model, skip_tail=..., phase_tail=...)``."""
+    g = model.cfg.generator
+    if not (skip_tail and g.image_skip):
+        return FRAME_OUTPUTS
+    return FRAME_PHASE_OUTPUTS if phase_tail and g.pixel_shuffle > 1 else FRAME_TAIL_OUTPUTS
 
 
 def finish_tail(view_images: torch.Tensor, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
@@ -113,15 +126,19 @@ class FrameGraph(nn.Module):
     gather warp reads, so no per-frame transpose of a constant (in-process onnxruntime only).
     ``nhwc_tail`` (with ``skip_tail``): 'decoded' and 'skip_mask' come out channels-last, (1, S, S, 3) and
     (1, S, S, 1), the layout :class:`odecam.engine.image_skip.ImageSkipTail` blends in (in-process onnxruntime only).
+    ``phase_tail`` (with ``skip_tail``, a pixel-shuffle head): :data:`FRAME_PHASE_OUTPUTS`, the head unshuffled
+    (``ImageSkipTail.from_phases`` puts it at full resolution with one copy; in-process onnxruntime only).
     """
 
     def __init__(self, model: MotionTransferModel, num_views: int | None = None, ode_steps: int | None = None,
-                 skip_tail: bool = False, nhwc_features: bool = False, nhwc_tail: bool = False) -> None:
+                 skip_tail: bool = False, nhwc_features: bool = False, nhwc_tail: bool = False,
+                 phase_tail: bool = False) -> None:
         super().__init__()
         self.model = model
         self.skip_tail = bool(skip_tail and model.cfg.generator.image_skip)
         self.nhwc_features = bool(nhwc_features)  # 'features' given as (V, h, w, C): the gather warp's own layout
         self.nhwc_tail = bool(nhwc_tail and self.skip_tail)
+        self.phase_tail = bool(phase_tail and self.skip_tail and model.cfg.generator.pixel_shuffle > 1)
         self.num_views = int(num_views if num_views is not None else model.cfg.num_refs + 1)
         self.ode_steps = int(ode_steps if ode_steps is not None else model.cfg.evolution.steps)
         self.jacobian = has_jacobian(model)
@@ -138,7 +155,10 @@ class FrameGraph(nn.Module):
         h, w = state["image_small"].shape[2:]
         state["grid"] = make_coordinate_grid(h, w, kp_driving.dtype, kp_driving.device)
         out = self.model.animate(state, kp_driving, jac_driving, num_views=self.num_views,
-                                 solver="unrolled", ode_steps=self.ode_steps, skip_tail=self.skip_tail)
+                                 solver="unrolled", ode_steps=self.ode_steps, skip_tail=self.skip_tail,
+                                 phases=self.phase_tail)
+        if self.phase_tail:
+            return out["prediction"], out["displacement"], out["weights"], out["ode_ok"]
         if self.skip_tail:
             decoded, mask = out["prediction"], out["skip_mask"]
             if self.nhwc_tail:

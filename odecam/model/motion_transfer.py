@@ -70,7 +70,8 @@ class MotionTransferModel(nn.Module):
     # -- per frame -------------------------------------------------------------------------------
     def animate(self, state: dict[str, torch.Tensor], kp_driving: torch.Tensor, jac_driving: torch.Tensor | None = None,
                 num_views: int = 1, solver: str = "unrolled", ode_steps: int | None = None,
-                timer: StageTimer = _no_timer, skip_tail: bool = False) -> dict[str, torch.Tensor]:
+                timer: StageTimer = _no_timer, skip_tail: bool = False, phases: bool = False,
+                ) -> dict[str, torch.Tensor]:
         """Driving keypoints (B, K, 2) [+ jacobians (B, K, 2, 2)] and an avatar state -> output.
 
         Returns {'prediction': (B, 3, H, W), 'ode_ok': () bool, 'coarse': (B*V, 2, h_m, w_m),
@@ -78,7 +79,10 @@ class MotionTransferModel(nn.Module):
         the view images are neither warped nor blended: 'prediction' is the decoded image before the blend
         and 'skip_mask' (B, 1, H, W) is M; the caller finishes with
         ``blend_skip(prediction, skip_mask, warp_images(state['image'], displacement, weights))``
-        (:mod:`odecam.model.generator`), as a backend does beside an exported graph.
+        (:mod:`odecam.model.generator`), as a backend does beside an exported graph. ``phases`` (with
+        ``skip_tail`` and a pixel-shuffle head): 'prediction' is the head's phases channels-last,
+        (B, H/r, W/r, r * r * 4) (:meth:`~odecam.model.generator.Generator.decode_phases`), and there is no
+        'skip_mask' (M is in them).
         """
         g = self.generator
         if num_views > 1:
@@ -100,7 +104,9 @@ class MotionTransferModel(nn.Module):
         with timer("appearance"):
             out, aux = g.fuse(warped, ident, occlusion, cm.confidence, num_views)
         with timer("decoder"):
-            if skip_tail and "image" in state and g.skip_mask is not None:
+            if skip_tail and phases and "image" in state and g.skip_mask is not None and g.shuffle > 1:
+                prediction = g.decode_phases(out)
+            elif skip_tail and "image" in state and g.skip_mask is not None:
                 prediction, aux["skip_mask"] = g.decode_parts(out)
             else:
                 skip = g.warp_images(state["image"], displacement, aux["weights"]) if "image" in state else None
