@@ -167,3 +167,15 @@ def test_image_skip_tail_matches_the_resize_grid_formulation(b, v):
     assert float((ours - want).abs().max()) <= 1e-5
     assert float((tail - want).abs().max()) <= 1e-5
     assert float((tail - ours).abs().max()) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,dim", [((2, 11, 32, 32), 1), ((1, 2, 1, 16, 16), 1), ((3, 5), -1)])
+def test_softmax_on_the_fast_path_is_torchs(dtype, shape, dim):
+    from odecam.model.fastpath import softmax
+
+    x = torch.randn(*shape, dtype=dtype) * 30  # large logits: the max is subtracted
+    with export_fastpath():
+        got = softmax(x, dim)
+    torch.testing.assert_close(got, torch.softmax(x, dim), rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-14)
+    torch.testing.assert_close(got.sum(dim), torch.ones_like(got.sum(dim)))

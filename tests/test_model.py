@@ -177,17 +177,20 @@ def test_fused_appearance_flow_is_per_view_f_a_at_n0_and_one_f_a_with_references
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_keypoint_head_split_over_the_hourglass_halves_equals_one_convolution(dtype):
-    """F_K's head runs as one convolution per half of the hourglass's output (blocked convolutions in
-    onnxruntime); the result is the convolution of the concatenation, and the hourglass's halves are its output."""
-    from odecam.model.keypoint_detector import KeypointDetector, split_conv
+    """On the export fast path F_K's head runs as one convolution per half of the hourglass's output (blocked
+    convolutions in onnxruntime); the keypoints are those of the convolution of the concatenation."""
+    from odecam.model import fastpath
+    from odecam.model.keypoint_detector import KeypointDetector
 
     torch.manual_seed(0)
     kd = KeypointDetector(preset("lite").keypoints).to(dtype).eval()
     x = torch.rand(2, 3, 64, 64, dtype=dtype)
     with torch.no_grad():
-        whole = kd.predictor(x)
         halves = kd.predictor.parts(x)
         assert [h.shape[1] for h in halves] == [kd.cfg.block_expansion, 3]
-        torch.testing.assert_close(torch.cat(halves, dim=1), whole, rtol=0, atol=0)
-        tol = 1e-5 if dtype == torch.float32 else 1e-12
-        torch.testing.assert_close(split_conv(kd.kp, halves), kd.kp(whole), rtol=0, atol=tol)
+        torch.testing.assert_close(torch.cat(halves, dim=1), kd.predictor(x), rtol=0, atol=0)
+        eager = kd.from_downscaled(x)["value"]
+        with fastpath.export_fastpath():
+            split = kd.from_downscaled(x)["value"]
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(split, eager, rtol=0, atol=tol)

@@ -122,7 +122,7 @@ class CoarseMotion(nn.Module):
         feats = self.hourglass(x)
         heads = [self.mask, self.confidence] + ([self.occlusion] if self.occlusion is not None else [])
         logits = [t.float() for t in fused_convs(feats, heads)]  # one convolution on the export fast path
-        alpha = F.softmax(logits[0], dim=1)  # (V, K+1, h, w): the coefficient maps of Eq. 3
+        alpha = fastpath.softmax(logits[0], dim=1)  # (V, K+1, h, w): the coefficient maps of Eq. 3
         if shifts is not None:  # sum_i alpha_i (z + Delta_i) - z = sum_i alpha_i Delta_i (the alphas sum to one)
             displacement = fastpath.weighted_shifts(alpha[:, 1:], shifts)
         else:

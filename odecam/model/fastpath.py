@@ -20,6 +20,7 @@ the ONNX exporter does (:mod:`odecam.export.onnx`). Measured on 2 cores, onnxrun
   the K local motions are translations, so the driving heatmaps are outer products of 1-D Gaussians, the
   deformed view images two small matrix products per keypoint (no GridSample, no (V, K+1, h, w, 2) motion
   grids) and T~ = sum_i alpha_i Delta_i one matrix product.
+* :func:`softmax` — a softmax over a middle axis without onnxruntime's transposes.
 * :func:`warp_views_sum` — F_A's appearance warp and its share of the fusion (Eq. 6) in one pass: the per-pixel
   fusion factors (1 - occlusion) * C~_j go into the gathers' corner weights and the views are summed
   channels-last (one full-size product and the per-view transposes fewer).
@@ -107,21 +108,32 @@ def sum_views(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``torch.softmax(x, dim)``; on the fast path over a middle axis as max, exp and sum: onnxruntime's Softmax
+    over a non-last axis transposes around the last-axis kernel (F_C's alpha over K + 1 = 11 channels at 32 px:
+    0.20 -> 0.02 ms; the view weights C~ at 64 px, V = 2: 0.12 -> 0.03 ms)."""
+    if not _ENABLED or dim in (-1, x.dim() - 1):
+        return torch.softmax(x, dim)
+    e = torch.exp(x - x.amax(dim, keepdim=True))
+    return e / e.sum(dim, keepdim=True)
+
+
 def conv_parts(parts: Sequence[torch.Tensor], conv: nn.Module) -> torch.Tensor:
     """``conv(torch.cat(parts, 1))`` without the concatenation: each part through its slice of the weights,
     summed (a ``Conv2d`` with groups=1, or a :class:`~odecam.model.blocks.SeparableConv2d` whose depthwise
     half is split the same way). onnxruntime falls back to a slow kernel for a depthwise convolution whose
-    channel count is not a multiple of its vector block (F_A's 64 + 1 input channels: 7.9 ms -> 3.7 ms)."""
+    channel count is not a multiple of its vector block (F_A's 64 + 1 input channels: 7.9 ms -> 3.7 ms), and runs
+    any convolution unblocked whose input channels are not (F_K's 16 + 3 channel head: 0.42 -> 0.19 ms)."""
     sizes = [p.shape[1] for p in parts]
     if isinstance(conv, nn.Conv2d):
         if conv.groups != 1:
             raise ValueError("conv_parts takes a Conv2d with groups=1 or a SeparableConv2d")
         ws = torch.split(conv.weight, sizes, dim=1)
         out = None
-        for p, w in zip(parts, ws):
-            y = F.conv2d(p, w, None, conv.stride, conv.padding, conv.dilation)
+        for p, w in zip(parts, ws):  # the bias with the first part (no separate broadcast Add)
+            y = F.conv2d(p, w, conv.bias if out is None else None, conv.stride, conv.padding, conv.dilation)
             out = y if out is None else out + y
-        return out if conv.bias is None else out + conv.bias.view(1, -1, 1, 1)
+        return out
     dw, pw = conv.dw, conv.pw  # SeparableConv2d: depthwise per part, then the pointwise 1x1 over the parts
     dws = torch.split(dw.weight, sizes, dim=0)
     mids = [F.conv2d(p, w, None, dw.stride, dw.padding, dw.dilation, groups=p.shape[1]) for p, w in zip(parts, dws)]

@@ -195,7 +195,7 @@ class Generator(nn.Module):
         if num_views > 1:
             if confidence.shape[2:] != (h, w):
                 confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
-            weights = torch.softmax(confidence.view(b, num_views, 1, h, w), dim=1)
+            weights = fastpath.softmax(confidence.view(b, num_views, 1, h, w), dim=1)
         else:
             weights = torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=warped.device)
         wts = weights.to(dtype)
