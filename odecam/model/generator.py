@@ -191,7 +191,6 @@ class Generator(nn.Module):
         b = bv // num_views
         dtype = warped.dtype  # the features' (fp16 models: F_C's fp32 occlusion and confidences are cast to it)
         occlusion = occlusion.to(dtype) if occlusion is not None else None
-        motion_feats = warped if occlusion is None or fastpath.enabled() else warped * occlusion
         if num_views > 1:
             if confidence.shape[2:] != (h, w):
                 confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
@@ -199,12 +198,10 @@ class Generator(nn.Module):
         else:
             weights = torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=warped.device)
         wts = weights.to(dtype)
-        fast = fastpath.enabled()  # export: the per-pixel factors multiplied first (one full-size Mul, not two)
-        if fast:
-            occ_w = wts if occlusion is None else occlusion.view(b, num_views, 1, h, w) * wts
-            fused_d = sum_views(warped.view(b, num_views, c, h, w) * occ_w)
-        else:
-            fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
+        if fastpath.enabled():
+            return self._fuse_channels_last(warped, ident, occlusion, wts, num_views), {"weights": weights}
+        motion_feats = warped if occlusion is None else warped * occlusion
+        fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
             occ = occlusion if occlusion is not None else torch.ones_like(warped[:, :1])
             if self.cfg.appearance.fused and num_views > 1:  # F_A once, on the views' fusion (appearance.fused)
@@ -213,19 +210,46 @@ class Generator(nn.Module):
                 app_views, app_wts = 1, None  # already fused: no view weights left to apply
             else:
                 app_in, app_views, app_wts = warped, num_views, wts
-            if fast:  # F_A's warp with the fusion factors folded into its sampling weights (export fast path)
-                t_app = self.appearance._flow_fast(app_in, occ)  # T_App (B*V', 2, h, w)
-                factor = (1 - occ).view(b, app_views, 1, h, w)
-                factor = (factor if app_wts is None else factor * app_wts).view(-1, h, w)
-                fused_app = fastpath.warp_views_sum(app_in, ident[None] + t_app.permute(0, 2, 3, 1), factor, app_views)
-            else:
-                app = self.appearance(app_in, occ, ident)
-                app = app * (1 - occ)  # F_A fills what the motion leaves occluded
-                fused_app = app if app_wts is None else sum_views(app.view(b, app_views, c, h, w) * app_wts)
+            app = self.appearance(app_in, occ, ident)
+            app = app * (1 - occ)  # F_A fills what the motion leaves occluded
+            fused_app = app if app_wts is None else sum_views(app.view(b, app_views, c, h, w) * app_wts)
             fused = self.appearance_mix(torch.cat([fused_d, fused_app], dim=1))
         else:
             fused = fused_d
         return fused, {"weights": weights}
+
+    def _fuse_channels_last(self, warped: torch.Tensor, ident: torch.Tensor, occlusion: torch.Tensor | None,
+                            wts: torch.Tensor, num_views: int) -> torch.Tensor:
+        """:meth:`fuse` on the export fast path, the same sums to float rounding: warped (B*V, C, h, w), the view
+        weights C~ (B, V, 1, h, w) -> fused features (B, C, h, w). The products and view sums run channels-last,
+        the layout the gather warp leaves them in (:func:`odecam.model.geometry.warp_gather` ends with a
+        permute that the exporter's transposes here cancel), F_A's warp reads its table channels-last, and
+        onnxruntime turns the one transpose left before each convolution into its channels-last reorder:
+        no full-size transpose of the features remains (3 of them at N = 1, 0.56 ms at one thread). The
+        per-pixel fusion factors (1 - occlusion) C~_j go into F_A's sampling weights
+        (:func:`odecam.model.fastpath.warp_views_sum`)."""
+        bv, c, h, w = warped.shape
+        b, v = bv // num_views, num_views
+        rows = warped.view(b, v, c, h, w).permute(0, 1, 3, 4, 2)  # (B, V, h, w, C)
+        w_cl = wts.view(b, v, h, w, 1)  # a size-1 axis moved: the same memory
+        occ = occlusion.view(b, v, h, w, 1) if occlusion is not None else None
+        fused_d = sum_views(rows * (w_cl if occ is None else occ * w_cl))  # (B, h, w, C)
+        if not self.cfg.appearance.enabled:
+            return fused_d.permute(0, 3, 1, 2)
+        if occ is None:
+            occ = torch.ones(b, v, h, w, 1, dtype=warped.dtype, device=warped.device)
+        if self.cfg.appearance.fused and v > 1:  # F_A once, on the views' fusion (appearance.fused)
+            app_in, occ = sum_views(rows * w_cl), sum_views(occ * w_cl)  # (B, h, w, C), (B, h, w, 1)
+            app_views, factor = 1, 1 - occ
+        else:
+            app_in, occ = rows.reshape(bv, h, w, c), occ.reshape(bv, h, w, 1)
+            app_views, factor = v, (1 - occ) * w_cl.reshape(bv, h, w, 1)
+        app_in, occ = app_in.permute(0, 3, 1, 2), occ.permute(0, 3, 1, 2)  # NCHW views for F_A's convolutions
+        t_app = self.appearance._flow_fast(app_in, occ)  # T_App (B*V', 2, h, w)
+        fused_app = fastpath.warp_views_sum(app_in, ident[None] + t_app.permute(0, 2, 3, 1),
+                                            factor.reshape(-1, h, w), app_views)  # (B, C, h, w)
+        mixed_in = torch.cat([fused_d, fused_app.permute(0, 2, 3, 1)], dim=-1)  # (B, h, w, 2C)
+        return self.appearance_mix(mixed_in.permute(0, 3, 1, 2))
 
 
 def blend_skip(decoded: torch.Tensor, mask: torch.Tensor, warped_image: torch.Tensor) -> torch.Tensor:
