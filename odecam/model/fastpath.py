@@ -268,3 +268,35 @@ def warp_views_sum(features: torch.Tensor, grid: torch.Tensor, scale: torch.Tens
         weight = (weight * scale).view(b, num_views, h, w, 1)
         out = rows * weight if out is None else out + rows * weight
     return sum_views(out).permute(0, 3, 1, 2)
+
+
+def warp_views_rows(features: torch.Tensor, grid: torch.Tensor, scale: torch.Tensor | None,
+                    num_views: int) -> list[torch.Tensor]:
+    """Each view's features warped channels-last, [scale_j * warp(features_j, grid_j)] over the V views of each
+    item: features (B*V, C, H, W), grid (B*V, h, w, 2), per-pixel factors scale (B*V, h, w) or None -> V x
+    (B, h, w, C). Inside :func:`odecam.model.geometry.gather_warp` every view has its own four row gathers with
+    its factors in their corner weights (no (B, V, h, w, C) tensor to split and weight afterwards); otherwise
+    ``warp`` and a product."""
+    from odecam.model import geometry
+
+    bv, c, hi, wi = features.shape
+    b, (h, w) = bv // num_views, grid.shape[1:3]
+    if not geometry._GATHER_WARP or c < geometry.GATHER_MIN_CHANNELS or features.dtype != grid.dtype:
+        rows = geometry.warp(features, grid).permute(0, 2, 3, 1)  # (B*V, h, w, C)
+        if scale is not None:
+            rows = rows * scale.unsqueeze(-1)
+        rows = rows.reshape(b, num_views, h, w, c)
+        return [rows[:, j] for j in range(num_views)]
+    table = features.permute(0, 2, 3, 1).reshape(bv * hi * wi, c)
+    taps = geometry.bilinear_taps(grid, hi, wi)  # index, weight (B*V, h, w)
+    if scale is not None:
+        taps = [(index, weight * scale) for index, weight in taps]
+    out = []
+    for j in range(num_views):
+        acc = None
+        for index, weight in taps:
+            rows = table[index.view(b, num_views, h, w)[:, j].reshape(-1)].view(b, h, w, c)
+            term = rows * weight.view(b, num_views, h, w, 1)[:, j]
+            acc = term if acc is None else acc + term
+        out.append(acc)
+    return out

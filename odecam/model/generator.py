@@ -191,15 +191,15 @@ class Generator(nn.Module):
         b = bv // num_views
         dtype = warped.dtype  # the features' (fp16 models: F_C's fp32 occlusion and confidences are cast to it)
         occlusion = occlusion.to(dtype) if occlusion is not None else None
-        if num_views > 1:
-            if confidence.shape[2:] != (h, w):
-                confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
-            weights = fastpath.softmax(confidence.view(b, num_views, 1, h, w), dim=1)
-        else:
-            weights = torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=warped.device)
+        weights = view_weights(confidence, b, num_views, h, w)
         wts = weights.to(dtype)
         if fastpath.enabled():
-            return self._fuse_channels_last(warped, ident, occlusion, wts, num_views), {"weights": weights}
+            rows = warped.view(b, num_views, c, h, w).permute(0, 1, 3, 4, 2)  # (B, V, h, w, C)
+            views = [rows[:, j] for j in range(num_views)]
+            fold = num_views > 1 and (not self.cfg.appearance.enabled or self.cfg.appearance.fused)
+            if fold:
+                views = [x * wts[:, j].view(b, h, w, 1) for j, x in enumerate(views)]
+            return self._fuse_channels_last(views, fold, ident, occlusion, wts), {"weights": weights}
         motion_feats = warped if occlusion is None else warped * occlusion
         fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
@@ -218,38 +218,81 @@ class Generator(nn.Module):
             fused = fused_d
         return fused, {"weights": weights}
 
-    def _fuse_channels_last(self, warped: torch.Tensor, ident: torch.Tensor, occlusion: torch.Tensor | None,
-                            wts: torch.Tensor, num_views: int) -> torch.Tensor:
-        """:meth:`fuse` on the export fast path, the same sums to float rounding: warped (B*V, C, h, w), the view
-        weights C~ (B, V, 1, h, w) -> fused features (B, C, h, w). The products and view sums run channels-last,
-        the layout the gather warp leaves them in (:func:`odecam.model.geometry.warp_gather` ends with a
-        permute that the exporter's transposes here cancel), F_A's warp reads its table channels-last, and
-        onnxruntime turns the one transpose left before each convolution into its channels-last reorder:
-        no full-size transpose of the features remains (3 of them at N = 1, 0.56 ms at one thread). The
-        per-pixel fusion factors (1 - occlusion) C~_j go into F_A's sampling weights
-        (:func:`odecam.model.fastpath.warp_views_sum`)."""
-        bv, c, h, w = warped.shape
-        b, v = bv // num_views, num_views
-        rows = warped.view(b, v, c, h, w).permute(0, 1, 3, 4, 2)  # (B, V, h, w, C)
-        w_cl = wts.view(b, v, h, w, 1)  # a size-1 axis moved: the same memory
-        occ = occlusion.view(b, v, h, w, 1) if occlusion is not None else None
-        fused_d = sum_views(rows * (w_cl if occ is None else occ * w_cl))  # (B, h, w, C)
+    def warp_and_fuse(self, features: torch.Tensor, displacement: torch.Tensor, occlusion: torch.Tensor | None,
+                      confidence: torch.Tensor, num_views: int,
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+        """:meth:`warp_views` and :meth:`fuse` as one step, for the export fast path (the same function to float
+        rounding): features (B*V, C, h, w), fields (B*V, 2, h_m, w_m) -> (fused features (B, C, h, w),
+        {'weights': (B, V, 1, h, w)}, the occlusion at (h, w)). Each view is warped by its own row gathers
+        (:func:`odecam.model.fastpath.warp_views_rows`) with its fusion weight C~_j folded into the corner
+        weights, so the views are never gathered into one (B, V, h, w, C) tensor to be split and weighted again."""
+        bv, c, h, w = features.shape
+        b = bv // num_views
+        sampling, ident = sampling_grid(displacement, h, w)
+        if occlusion is not None:
+            if occlusion.shape[2:] != (h, w):
+                occlusion = F.interpolate(occlusion, size=(h, w), mode="bilinear", align_corners=False)
+            occlusion = occlusion.to(features.dtype)
+        weights = view_weights(confidence, b, num_views, h, w)
+        wts = weights.to(features.dtype)
+        fold = num_views > 1 and (not self.cfg.appearance.enabled or self.cfg.appearance.fused)
+        views = fastpath.warp_views_rows(features, sampling, wts.view(bv, h, w) if fold else None, num_views)
+        return self._fuse_channels_last(views, fold, ident, occlusion, wts), {"weights": weights}, occlusion
+
+    def _fuse_channels_last(self, views: list[torch.Tensor], folded: bool, ident: torch.Tensor,
+                            occlusion: torch.Tensor | None, wts: torch.Tensor) -> torch.Tensor:
+        """:meth:`fuse` on the export fast path, the same sums to float rounding: the warped views channels-last,
+        V x (B, h, w, C), each times its view weight C~_j when ``folded`` (V > 1 with F_A on the views' fusion,
+        or no F_A), the occlusion (B*V, 1, h, w), the view weights (B, V, 1, h, w) -> fused features (B, C, h, w).
+
+        The products and view sums run channels-last, the layout the gather warp leaves them in; F_A's warp reads
+        its table channels-last, and onnxruntime turns the one transpose left before each convolution into its
+        channels-last reorder: no full-size transpose of the features remains. The per-pixel fusion factors
+        (1 - occlusion) C~_j go into F_A's sampling weights (:func:`odecam.model.fastpath.warp_views_sum`)."""
+        v = len(views)
+        b, h, w, c = views[0].shape
+        occ = [occlusion.view(b, v, h, w, 1)[:, j] for j in range(v)] if occlusion is not None else None
+        w_cl = [wts[:, j].view(b, h, w, 1) for j in range(v)]
+        if folded or v == 1:  # views[j] = C~_j F~_j (C~ = 1 when V = 1)
+            fused_d = _sum(views) if occ is None else _sum([o * x for o, x in zip(occ, views)])  # (B, h, w, C)
+        else:  # F_A per view: the views unweighted
+            fused_d = _sum([x * (wj if occ is None else o * wj) for x, o, wj in
+                            zip(views, occ or [None] * v, w_cl)])
         if not self.cfg.appearance.enabled:
             return fused_d.permute(0, 3, 1, 2)
         if occ is None:
-            occ = torch.ones(b, v, h, w, 1, dtype=warped.dtype, device=warped.device)
-        if self.cfg.appearance.fused and v > 1:  # F_A once, on the views' fusion (appearance.fused)
-            app_in, occ = sum_views(rows * w_cl), sum_views(occ * w_cl)  # (B, h, w, C), (B, h, w, 1)
-            app_views, factor = 1, 1 - occ
+            occ = [torch.ones(b, h, w, 1, dtype=views[0].dtype, device=views[0].device)] * v
+        if folded or v == 1:  # F_A once, on the views' fusion (appearance.fused), or on the one view
+            app_in = _sum(views)  # (B, h, w, C)
+            occ_f = occ[0] if v == 1 else _sum([o * wj for o, wj in zip(occ, w_cl)])  # (B, h, w, 1)
+            app_views, factor = 1, 1 - occ_f
         else:
-            app_in, occ = rows.reshape(bv, h, w, c), occ.reshape(bv, h, w, 1)
-            app_views, factor = v, (1 - occ) * w_cl.reshape(bv, h, w, 1)
-        app_in, occ = app_in.permute(0, 3, 1, 2), occ.permute(0, 3, 1, 2)  # NCHW views for F_A's convolutions
-        t_app = self.appearance._flow_fast(app_in, occ)  # T_App (B*V', 2, h, w)
+            app_in = torch.stack(views, dim=1).reshape(b * v, h, w, c)
+            occ_f = torch.stack(occ, dim=1).reshape(b * v, h, w, 1)
+            app_views, factor = v, (1 - occ_f) * torch.stack(w_cl, dim=1).reshape(b * v, h, w, 1)
+        app_in, occ_f = app_in.permute(0, 3, 1, 2), occ_f.permute(0, 3, 1, 2)  # NCHW views for F_A's convolutions
+        t_app = self.appearance._flow_fast(app_in, occ_f)  # T_App (B*V', 2, h, w)
         fused_app = fastpath.warp_views_sum(app_in, ident[None] + t_app.permute(0, 2, 3, 1),
                                             factor.reshape(-1, h, w), app_views)  # (B, C, h, w)
         mixed_in = torch.cat([fused_d, fused_app.permute(0, 2, 3, 1)], dim=-1)  # (B, h, w, 2C)
         return self.appearance_mix(mixed_in.permute(0, 3, 1, 2))
+
+
+def _sum(xs: list[torch.Tensor]) -> torch.Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+def view_weights(confidence: torch.Tensor, b: int, num_views: int, h: int, w: int) -> torch.Tensor:
+    """The fusion weights C~ of Eq. 6: confidence logits (B*V, 1, h_m, w_m) -> softmax over the views at (h, w),
+    (B, V, 1, h, w), in the logits' dtype (ones for one view)."""
+    if num_views == 1:
+        return torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=confidence.device)
+    if confidence.shape[2:] != (h, w):
+        confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
+    return fastpath.softmax(confidence.view(b, num_views, 1, h, w), dim=1)
 
 
 def blend_skip(decoded: torch.Tensor, mask: torch.Tensor, warped_image: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from odecam.config import ModelConfig
+from odecam.model import fastpath
 from odecam.model.generator import Generator
 from odecam.model.keypoint_detector import KeypointDetector
 
@@ -99,10 +100,15 @@ class MotionTransferModel(nn.Module):
                 displacement = torch.where(finite, evolved, cm.displacement)  # NaN/Inf: fall back to T~
             else:
                 displacement, ode_ok = cm.displacement, torch.ones((), dtype=torch.bool)
-        with timer("warp"):
-            warped, ident, occlusion = g.warp_views(state["features"], displacement, cm.occlusion)
-        with timer("appearance"):
-            out, aux = g.fuse(warped, ident, occlusion, cm.confidence, num_views)
+        if fastpath.enabled():  # export: each view warped with its fusion weight folded in (Generator.warp_and_fuse)
+            with timer("appearance"):
+                out, aux, occlusion = g.warp_and_fuse(state["features"], displacement, cm.occlusion, cm.confidence,
+                                                      num_views)
+        else:
+            with timer("warp"):
+                warped, ident, occlusion = g.warp_views(state["features"], displacement, cm.occlusion)
+            with timer("appearance"):
+                out, aux = g.fuse(warped, ident, occlusion, cm.confidence, num_views)
         with timer("decoder"):
             if skip_tail and phases and "image" in state and g.skip_mask is not None and g.shuffle > 1:
                 prediction = g.decode_phases(out)
