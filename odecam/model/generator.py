@@ -274,8 +274,8 @@ class Generator(nn.Module):
         t_app = self.appearance._flow_fast(app_in, occ_f)  # T_App (B*V', 2, h, w)
         fused_app = fastpath.warp_views_sum(app_in, ident[None] + t_app.permute(0, 2, 3, 1),
                                             factor.reshape(-1, h, w), app_views)  # (B, C, h, w)
-        mixed_in = torch.cat([fused_d, fused_app.permute(0, 2, 3, 1)], dim=-1)  # (B, h, w, 2C)
-        return self.appearance_mix(mixed_in.permute(0, 3, 1, 2))
+        # the 1x1 mix without the concatenation: one convolution per half, each reading its channels-last input
+        return fastpath.conv_parts([fused_d.permute(0, 3, 1, 2), fused_app], self.appearance_mix)
 
 
 def _sum(xs: list[torch.Tensor]) -> torch.Tensor:
