@@ -379,6 +379,49 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     head (rank 1 per channel: 54% relative error from the trained 3x3 weights before any training): alone, on 2
     threads, the head with its sigmoid at 128 px took 0.49 ms against 0.36 for the 1x1 head and 0.95 for the 3x3
     one, so the 1x1 head was tried first and kept.
+* Fifteenth session (2026-12-01, evening): **six export rewrites of the per-frame graphs, all the same function to
+  float rounding** (no weights changed; max abs difference to the previous code 4e-5, as before). Found with the op
+  profile at one thread (`python benchmarks/profile_ort.py --refs 0 1 --threads 1 --frames 200`,
+  `results/profile_ort.json`):
+  * F_K's head: the hourglass ends with its last up-block's 16 channels beside the 3 input channels; onnxruntime's
+    blocked (NCHWc) convolutions need channel counts that are multiples of the block, so the 19-channel head ran
+    unblocked (0.42 ms of F_K's 1.37 ms). On the export fast path it is one convolution per half
+    (`fastpath.conv_parts`, now with the bias in the first part): F_K 1.37 -> 0.98 ms at one thread.
+  * F_G's pixel-shuffle head leaves the graph unshuffled (`FrameGraph(phase_tail=True)`,
+    `Generator.decode_phases`: the head's output channels reordered to (phase, channel), channels-last), and
+    `ImageSkipTail.from_phases` puts it at full resolution with one NumPy copy and splits image from M with
+    `cv2.mixChannels` (0.25 ms), where DepthToSpace alone took 0.72 ms and two transposes followed it. The
+    frames are bit-identical (test).
+  * Softmax over a middle axis (F_C's alpha over K + 1 maps, the view weights C~) as max, exp and sum
+    (`fastpath.softmax`): onnxruntime transposes around its last-axis kernel (0.20 -> 0.02 ms and 0.12 -> 0.03 ms).
+  * The fusion over views and F_A's input channels-last (`Generator._fuse_channels_last`): the gathers' own layout;
+    onnxruntime folds the one transpose left before each convolution into its channels-last reorder. Transposes
+    at N=1: 0.63 -> 0.14 ms.
+  * Each view warped by its own four row gathers with its fusion weight C~_j in the corner weights
+    (`Generator.warp_and_fuse`, `fastpath.warp_views_rows`): no (V, h, w, C) tensor to split and weight again
+    (Mul + Add + Split at N=1: 3.69 -> 2.86 ms at one thread). A/B against the commit before it: 1.03x N=0, 1.04x N=1.
+  * F_G's 1x1 appearance mix as one convolution per half (no 128-channel concat): its nodes 0.82 -> 0.75 ms at N=0.
+  * Whole session, A/B against its start (1b0f604; `python benchmarks/ab_cpu.py --old <start> --refs 0 1 3
+    --frames 800`, `results/ab_cpu_speed_session27.json`): **1.05x N=0** (9.68 -> 9.19 ms p50), **1.10x N=1**
+    (12.25 -> 11.11 ms), **1.14x N=3** (19.84 -> 17.42 ms).
+  * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
+    --frames 600` (`results/cpu_default256_speed_s15.json`): N=0 9.1 ms p50, N=1 12.8 ms, in a run where the 3x3
+    convolutions themselves measured 150 GFLOP/s against 218 an hour earlier (the floor 2.8 ms against 1.9): the
+    VM shares its L3 (32 MB) and cores with other tenants, and this evening's runs moved by more than the
+    session's gains (the same old checkout's N=0 p50 in the A/Bs: 9.6 to 14.4 ms). Two earlier runs the same
+    evening: N=0 8.1 / 9.7 ms, N=1 10.4 / 10.9 ms (89-96 fps). Targets (150 / 100 fps, 3x the floor): **NOT met**.
+  * Glass to glass on the idle machine (`python benchmarks/latency_live.py --runs 2 --breakdown`,
+    `results/latency_live.json`): extra p50 **+4.1 / +4.5 ms** (<= 5: met), p95 **+12.0 / +10.3 ms** (<= 15: met).
+  * Measured and not adopted: OpenCV's `remap` on 64-channel features (one call, 0.13 ms, but it switches to
+    fixed-point weights above 4 channels: 0.023 error; 16 calls of 4 channels plus the merge: slower than the
+    gathers); torch's `grid_sample` on them (0.53 ms per view, no faster); one gather of four corners with a
+    ReduceSum, a batched MatMul or slices instead of four gathers (0.72-1.09 ms against 0.61); onnxruntime's
+    `session.set_denormal_as_zero` (no change); F_K on one sleeping thread beside a spinning frame session
+    (interleaved whole-path A/B: p50 0.97-1.0x, not kept). Found and left: on this VM the frame graph and the
+    image-skip tail slow each other when run back to back (each touches several MB; in isolation 6.1 + 0.9 ms,
+    in sequence 11.6 + 2.4 ms in a micro-benchmark, about 1 ms in the real path). Running the tail's warp and
+    fusion on a second thread while onnxruntime runs the decoder would need the frame graph split after F_C and
+    the ODE (a micro-benchmark: 10.4 ms overlapped against 12.3 in sequence).
 """
 
 
