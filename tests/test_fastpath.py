@@ -179,3 +179,26 @@ def test_softmax_on_the_fast_path_is_torchs(dtype, shape, dim):
         got = softmax(x, dim)
     torch.testing.assert_close(got, torch.softmax(x, dim), rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-14)
     torch.testing.assert_close(got.sum(dim), torch.ones_like(got.sum(dim)))
+
+
+@pytest.mark.parametrize("gather", [True, False])
+@pytest.mark.parametrize("num_views", [1, 2])
+def test_warp_views_rows_is_each_views_warp_times_its_factors(gather, num_views):
+    """Per view, scale_j * warp(features_j, grid_j) channels-last, with the row gathers (points off the map
+    included: zero padding) and with grid_sample."""
+    from odecam.model.fastpath import warp_views_rows
+
+    g = torch.Generator().manual_seed(num_views)
+    b = 2
+    features = torch.rand(b * num_views, 16, 12, 10, generator=g)
+    grid = torch.rand(b * num_views, 6, 7, 2, generator=g) * 2.4 - 1.2
+    scale = torch.rand(b * num_views, 6, 7, generator=g)
+    want = (torch.nn.functional.grid_sample(features, grid, align_corners=True) * scale.unsqueeze(1))
+    want = want.permute(0, 2, 3, 1).reshape(b, num_views, 6, 7, 16)
+    with gather_warp(gather):
+        got = warp_views_rows(features, grid, scale, num_views)
+        plain = warp_views_rows(features, grid, None, num_views)
+    assert len(got) == num_views and got[0].shape == (b, 6, 7, 16)
+    for j in range(num_views):
+        torch.testing.assert_close(got[j], want[:, j], rtol=0, atol=1e-6)
+        torch.testing.assert_close(plain[j] * scale.view(b, num_views, 6, 7, 1)[:, j], want[:, j], rtol=0, atol=1e-6)

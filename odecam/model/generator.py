@@ -193,13 +193,6 @@ class Generator(nn.Module):
         occlusion = occlusion.to(dtype) if occlusion is not None else None
         weights = view_weights(confidence, b, num_views, h, w)
         wts = weights.to(dtype)
-        if fastpath.enabled():
-            rows = warped.view(b, num_views, c, h, w).permute(0, 1, 3, 4, 2)  # (B, V, h, w, C)
-            views = [rows[:, j] for j in range(num_views)]
-            fold = num_views > 1 and (not self.cfg.appearance.enabled or self.cfg.appearance.fused)
-            if fold:
-                views = [x * wts[:, j].view(b, h, w, 1) for j, x in enumerate(views)]
-            return self._fuse_channels_last(views, fold, ident, occlusion, wts), {"weights": weights}
         motion_feats = warped if occlusion is None else warped * occlusion
         fused_d = sum_views(motion_feats.view(b, num_views, c, h, w) * wts)
         if self.cfg.appearance.enabled:
