@@ -420,8 +420,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     (interleaved whole-path A/B: p50 0.97-1.0x, not kept). Found and left: on this VM the frame graph and the
     image-skip tail slow each other when run back to back (each touches several MB; in isolation 6.1 + 0.9 ms,
     in sequence 11.6 + 2.4 ms in a micro-benchmark, about 1 ms in the real path). Running the tail's warp and
-    fusion on a second thread while onnxruntime runs the decoder would need the frame graph split after F_C and
-    the ODE (a micro-benchmark: 10.4 ms overlapped against 12.3 in sequence).
+    fusion on a second thread while onnxruntime runs (it would need the frame graph split after F_C and the
+    ODE; simulated first in the real per-frame path with the previous frame's fields, interleaved): N=1 p50
+    10.8 -> 14.6 ms, N=0 8.7 -> 10.7 ms (OpenCV on one thread: 11.6 -> 14.3): a third busy thread fights
+    onnxruntime's two for the two cores. Not built.
 """
 
 
