@@ -176,21 +176,28 @@ def test_fused_appearance_flow_is_per_view_f_a_at_n0_and_one_f_a_with_references
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_keypoint_head_split_over_the_hourglass_halves_equals_one_convolution(dtype):
-    """On the export fast path F_K's head runs as one convolution per half of the hourglass's output (blocked
-    convolutions in onnxruntime); the keypoints are those of the convolution of the concatenation."""
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_keypoint_head_split_over_the_hourglass_halves_equals_one_convolution(dtype, jacobian):
+    """On the export fast path F_K's heads run as one convolution per half of the hourglass's output (blocked
+    convolutions in onnxruntime); the keypoints (and jacobians) are those of the convolution of the concatenation."""
+    import dataclasses
+
     from odecam.model import fastpath
     from odecam.model.keypoint_detector import KeypointDetector
 
     torch.manual_seed(0)
-    kd = KeypointDetector(preset("lite").keypoints).to(dtype).eval()
+    kd = KeypointDetector(dataclasses.replace(preset("lite").keypoints, estimate_jacobian=jacobian)).to(dtype).eval()
+    if jacobian:  # a trained-looking jacobian head (it starts as the identity)
+        torch.nn.init.normal_(kd.jacobian.weight, std=0.05)
     x = torch.rand(2, 3, 64, 64, dtype=dtype)
     with torch.no_grad():
         halves = kd.predictor.parts(x)
         assert [h.shape[1] for h in halves] == [kd.cfg.block_expansion, 3]
         torch.testing.assert_close(torch.cat(halves, dim=1), kd.predictor(x), rtol=0, atol=0)
-        eager = kd.from_downscaled(x)["value"]
+        eager = kd.from_downscaled(x)
         with fastpath.export_fastpath():
-            split = kd.from_downscaled(x)["value"]
+            split = kd.from_downscaled(x)
     tol = 1e-6 if dtype == torch.float32 else 1e-12
-    torch.testing.assert_close(split, eager, rtol=0, atol=tol)
+    assert sorted(split) == sorted(eager) == (["jacobian", "value"] if jacobian else ["value"])
+    for key in eager:
+        torch.testing.assert_close(split[key], eager[key], rtol=0, atol=tol)

@@ -46,25 +46,25 @@ class KeypointDetector(nn.Module):
         itself and call :meth:`from_downscaled`; 1 otherwise (no downscaling, or FOMM's blur)."""
         return getattr(self.down, "factor", 1) if self.down is not None and not self.cfg.antialias else 1
 
-    @staticmethod
-    def _head(conv: nn.Conv2d, parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """A head convolution on the hourglass's output. On the export fast path one convolution per half
-        (:func:`odecam.model.fastpath.conv_parts`): onnxruntime's blocked (NCHWc) convolutions need channel
-        counts that are multiples of their block, so the 16 + 3 channel head ran unblocked, at a tenth of their
-        speed (0.42 ms of F_K's 1.4 ms at one thread; split, F_K takes 1.0 ms)."""
-        if fastpath.enabled():
-            return fastpath.conv_parts(parts, conv)
-        return conv(torch.cat(parts, dim=1))
-
     def from_downscaled(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`forward` after its downscaling: x (B, 3, H s, W s), s = ``cfg.scale_factor``."""
+        """:meth:`forward` after its downscaling: x (B, 3, H s, W s), s = ``cfg.scale_factor``.
+
+        On the export fast path each head convolution runs as one convolution per half of the hourglass's
+        output (:func:`odecam.model.fastpath.conv_parts`): onnxruntime's blocked (NCHWc) convolutions need
+        channel counts that are multiples of their block, so the 16 + 3 channel head ran unblocked, at a tenth
+        of their speed (0.42 ms of F_K's 1.4 ms at one thread; split, F_K takes 1.0 ms)."""
         parts = self.predictor.parts(x)  # the last up-block's output and x: cat(parts) is the hourglass's output
-        logits = self._head(self.kp, parts).float()  # softmax at temperature 0.1 and soft-argmax in fp32 (fp16 models)
+        feature_map = None if fastpath.enabled() else torch.cat(parts, dim=1)
+
+        def head(conv: nn.Conv2d) -> torch.Tensor:
+            return fastpath.conv_parts(parts, conv) if feature_map is None else conv(feature_map)
+
+        logits = head(self.kp).float()  # softmax at temperature 0.1 and soft-argmax in fp32 (fp16 models)
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.view(b, k, h * w) / self.cfg.temperature, dim=2).view(b, k, h, w)
         out = {"value": soft_argmax(heatmap, identity_grid(h, w, logits))}
         if self.jacobian is not None:
-            jac_map = self._head(self.jacobian, parts).float().view(b, k, 4, h, w)
+            jac_map = head(self.jacobian).float().view(b, k, 4, h, w)
             jac = (jac_map * heatmap.unsqueeze(2)).sum(dim=(3, 4))
             out["jacobian"] = jac.view(b, k, 2, 2)
         return out
