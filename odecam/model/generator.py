@@ -175,10 +175,7 @@ class Generator(nn.Module):
         """
         h, w = features.shape[2:]
         sampling, ident = sampling_grid(displacement, h, w)  # the field's dtype (fp32, also in fp16 models)
-        warped = warp(features, sampling)
-        if occlusion is not None and occlusion.shape[2:] != (h, w):
-            occlusion = F.interpolate(occlusion, size=(h, w), mode="bilinear", align_corners=False)
-        return warped, ident, occlusion
+        return warp(features, sampling), ident, _resized(occlusion, h, w)
 
     def fuse(self, warped: torch.Tensor, ident: torch.Tensor, occlusion: torch.Tensor | None,
                         confidence: torch.Tensor, num_views: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -222,10 +219,8 @@ class Generator(nn.Module):
         bv, c, h, w = features.shape
         b = bv // num_views
         sampling, ident = sampling_grid(displacement, h, w)
-        if occlusion is not None:
-            if occlusion.shape[2:] != (h, w):
-                occlusion = F.interpolate(occlusion, size=(h, w), mode="bilinear", align_corners=False)
-            occlusion = occlusion.to(features.dtype)
+        occlusion = _resized(occlusion, h, w)
+        occlusion = occlusion.to(features.dtype) if occlusion is not None else None
         weights = view_weights(confidence, b, num_views, h, w)
         wts = weights.to(features.dtype)
         fold = num_views > 1 and (not self.cfg.appearance.enabled or self.cfg.appearance.fused)
@@ -271,6 +266,13 @@ class Generator(nn.Module):
         return fastpath.conv_parts([fused_d.permute(0, 3, 1, 2), fused_app], self.appearance_mix)
 
 
+def _resized(x: torch.Tensor | None, h: int, w: int) -> torch.Tensor | None:
+    """A map (B, C, h', w') bilinearly resized to (h, w) (``align_corners=False``); None stays None."""
+    if x is None or x.shape[2:] == (h, w):
+        return x
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+
 def _sum(xs: list[torch.Tensor]) -> torch.Tensor:
     out = xs[0]
     for x in xs[1:]:
@@ -283,9 +285,7 @@ def view_weights(confidence: torch.Tensor, b: int, num_views: int, h: int, w: in
     (B, V, 1, h, w), in the logits' dtype (ones for one view)."""
     if num_views == 1:
         return torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=confidence.device)
-    if confidence.shape[2:] != (h, w):
-        confidence = F.interpolate(confidence, size=(h, w), mode="bilinear", align_corners=False)
-    return fastpath.softmax(confidence.view(b, num_views, 1, h, w), dim=1)
+    return fastpath.softmax(_resized(confidence, h, w).view(b, num_views, 1, h, w), dim=1)
 
 
 def blend_skip(decoded: torch.Tensor, mask: torch.Tensor, warped_image: torch.Tensor) -> torch.Tensor:
