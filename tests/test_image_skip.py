@@ -49,15 +49,15 @@ def test_tail_equals_the_models_torch_tail(views, size):
     assert float((got - want).abs().mean()) <= 1e-6
 
 
-@pytest.mark.parametrize("views", [1, 2])
-def test_phases_of_the_shuffle_head_give_the_same_frame(views):
+@pytest.mark.parametrize("views,shuffle", [(1, 2), (2, 2), (1, 4)])
+def test_phases_of_the_shuffle_head_give_the_same_frame(views, shuffle):
     """from_phases on F_G's unshuffled head (animate(phases=True), decode_phases' layout) = the tail on its
     pixel_shuffle (animate(skip_tail=True)), exactly."""
     from odecam.config import preset
     from odecam.model import MotionTransferModel
 
     cfg = preset("lite").replace(image_size=64, num_refs=views - 1)
-    cfg.generator.pixel_shuffle, cfg.generator.final_kernel = 2, 1
+    cfg.generator.pixel_shuffle, cfg.generator.final_kernel = shuffle, 1
     torch.manual_seed(0)
     model = MotionTransferModel(cfg).eval()
     g = torch.Generator().manual_seed(views)
@@ -66,7 +66,8 @@ def test_phases_of_the_shuffle_head_give_the_same_frame(views):
         kp = model.kp_detector(torch.rand(1, 3, 64, 64, generator=g))["value"]
         parts = model.animate(state, kp, num_views=views, skip_tail=True)
         phased = model.animate(state, kp, num_views=views, skip_tail=True, phases=True)
-    assert phased["prediction"].shape == (1, 32, 32, 16) and "skip_mask" not in phased
+    n = 64 // shuffle
+    assert phased["prediction"].shape == (1, n, n, 4 * shuffle * shuffle) and "skip_mask" not in phased
     tail = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]))
     want = tail(parts["prediction"].permute(0, 2, 3, 1).contiguous(), parts["skip_mask"].permute(0, 2, 3, 1).contiguous(),
                 parts["displacement"], parts["weights"])
@@ -74,7 +75,7 @@ def test_phases_of_the_shuffle_head_give_the_same_frame(views):
     assert got.permute(0, 2, 3, 1).is_contiguous()
     assert torch.equal(got, want)
     with pytest.raises(ValueError, match="phases must be"):
-        tail.from_phases(np.zeros((1, 32, 32, 12), np.float32), phased["displacement"], phased["weights"])
+        tail.from_phases(np.zeros((1, n, n, 12), np.float32), phased["displacement"], phased["weights"])
 
 
 def test_each_frame_is_a_new_array():
