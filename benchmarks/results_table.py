@@ -405,11 +405,13 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     --frames 800`, `results/ab_cpu_speed_session27.json`): **1.05x N=0** (9.68 -> 9.19 ms p50), **1.10x N=1**
     (12.25 -> 11.11 ms), **1.14x N=3** (19.84 -> 17.42 ms).
   * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
-    --frames 600` (`results/cpu_default256_speed_s15.json`): N=0 9.1 ms p50, N=1 12.8 ms, in a run where the 3x3
-    convolutions themselves measured 150 GFLOP/s against 218 an hour earlier (the floor 2.8 ms against 1.9): the
+    --frames 600`, side by side with the session's start run the same way from its checkout a minute before
+    (`results/cpu_default256_speed_s15_start.json`, `results/cpu_default256_speed_s15.json`): **N=0 10.3 -> 9.4 ms
+    p50 (91 -> 101 fps), N=1 13.9 -> 12.8 ms (70 -> 77 fps)**, 4.7x / 5.8x the floor. An hour earlier one run
+    measured the 3x3 convolutions themselves at 150 GFLOP/s against 218 (the floor 2.8 ms against 1.9): the
     VM shares its L3 (32 MB) and cores with other tenants, and this evening's runs moved by more than the
     session's gains (the same old checkout's N=0 p50 in the A/Bs: 9.6 to 14.4 ms). Two earlier runs the same
-    evening: N=0 8.1 / 9.7 ms, N=1 10.4 / 10.9 ms (89-96 fps). Targets (150 / 100 fps, 3x the floor): **NOT met**.
+    evening: N=0 8.1 / 9.7 ms, N=1 10.4 / 10.9 ms (96 / 92 fps p50). Targets (150 / 100 fps, 3x the floor): **NOT met**.
   * Glass to glass on the idle machine (`python benchmarks/latency_live.py --runs 2 --breakdown`,
     `results/latency_live.json`): extra p50 **+4.1 / +4.5 ms** (<= 5: met), p95 **+12.0 / +10.3 ms** (<= 15: met).
   * Measured and not adopted: OpenCV's `remap` on 64-channel features (one call, 0.13 ms, but it switches to
