@@ -354,10 +354,7 @@ class OnnxRuntimeBackend(_GraphBackend):
         if self.cache:
             if self._digest is None:
                 self._digest = _model_digest(self.model)
-            from odecam.export.graphs import GRAPH_REVISION
-
-            key = (f"{self._digest}-{graph}-v{num_views}-s{self.ode_steps}-f{metadata.FORMAT_VERSION}"
-                   f"-g{GRAPH_REVISION}-t{torch.__version__}")
+            key = f"{self._digest}-{graph}-v{num_views}-s{self.ode_steps}-f{metadata.FORMAT_VERSION}-t{torch.__version__}"
             cache_file = onnx_cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.onnx"
             if cache_file.exists():
                 return cache_file.read_bytes()

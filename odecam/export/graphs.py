@@ -52,11 +52,6 @@ def frame_input_names(model: MotionTransferModel) -> list[str]:
     return driving + avatar_names(model)
 
 
-#: bumped whenever what the graphs compute or return changes (the export fast path's rewrites, outputs): part of
-#: the in-process ONNX cache's key (``OnnxRuntimeBackend``), so a cache written by an older odecam is not reused.
-#: 2: F_K's split head, middle-axis softmax, channels-last fusion, per-view gathers, the unshuffled phase tail.
-GRAPH_REVISION = 2
-
 FRAME_OUTPUTS = ("image", "ode_ok")
 #: outputs of the frame graph without its image-skip tail (``FrameGraph(..., skip_tail=True)``): the backend
 #: warps the view images and blends them itself (onnxruntime's CPU GridSample is the slowest op at 256 px)
