@@ -418,7 +418,8 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     fixed-point weights above 4 channels: 0.023 error; 16 calls of 4 channels plus the merge: slower than the
     gathers); torch's `grid_sample` on them (0.53 ms per view, no faster); one gather of four corners with a
     ReduceSum, a batched MatMul or slices instead of four gathers (0.72-1.09 ms against 0.61); onnxruntime's
-    `session.set_denormal_as_zero` (no change); F_K on one sleeping thread beside a spinning frame session
+    `session.set_denormal_as_zero` (no change); F_E's 2-channel output convolution (padded to 16 channels in the
+    blocked layout: 0.09 ms per ODE step at N=1) as `conv_taps` (A/B at one thread 0.99x / 1.00x); F_K on one sleeping thread beside a spinning frame session
     (interleaved whole-path A/B: p50 0.97-1.0x, not kept). Found and left: on this VM the frame graph and the
     image-skip tail slow each other when run back to back (each touches several MB; in isolation 6.1 + 0.9 ms,
     in sequence 11.6 + 2.4 ms in a micro-benchmark, about 1 ms in the real path). Running the tail's warp and
