@@ -29,18 +29,26 @@ import numpy as np
 import torch
 
 
-def _pick(frames: list[np.ndarray], k: int) -> list[int]:
-    """k frame indices spread over the clip's range of mouth opening (dlib), else evenly spaced."""
+def _pick(frames: list[np.ndarray], k: int, signal: str = "mouth") -> list[int]:
+    """k frame indices spread over the clip's range of a dlib signal ('mouth' opening, 'eyes' opening), else
+    evenly spaced."""
     from odecam.evaluation.expression import face_signals
 
     sig = []
     for i, f in enumerate(frames):
         s = face_signals(f)
         if s is not None:
-            sig.append((s["mouth"], i))
+            sig.append((s[signal], i))
     if len(sig) < k:
         return list(np.linspace(0, len(frames) - 1, k).round().astype(int))
     sig.sort()
+    if signal == "eyes":  # blinks are a few frames of a clip: half the picks are its least open eyes, 3 frames apart
+        shut: list[int] = []
+        for _, i in sig:
+            if len(shut) < k // 2 and all(abs(i - j) >= 3 for j in shut):
+                shut.append(i)
+        rest = [i for i in np.linspace(0, len(frames) - 1, k - len(shut)).round().astype(int)]
+        return sorted(set(shut) | {int(i) for i in rest})
     return sorted(sig[int(j)][1] for j in np.linspace(0, len(sig) - 1, k).round())
 
 
@@ -82,6 +90,11 @@ def main() -> None:
     ap.add_argument("--keep-tilt", action="append", choices=["yes", "no"], default=None,
                     help="per --checkpoint, in the same order: keep a tilted --source photo's tilt (yes) or turn "
                          "it upright as the commands do (no, the default)")
+    ap.add_argument("--blink", action="append", choices=["on", "off"], default=None,
+                    help="per --checkpoint, in the same order: blink retargeting on (where the model and photo allow "
+                         "it, the default) or off")
+    ap.add_argument("--pick", choices=["mouth", "eyes"], default="mouth",
+                    help="spread the picked frames over the driver's mouth opening (default) or eye opening")
     ap.add_argument("--source", default="astronaut")
     ap.add_argument("--driving", nargs="+", default=["carphone"])
     ap.add_argument("--frames", type=int, default=8)
@@ -100,6 +113,9 @@ def main() -> None:
     gains = args.lip_gain or [None] * len(checkpoints)
     if len(gains) != len(checkpoints):
         ap.error(f"{len(gains)} --lip-gain for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
+    blinks = args.blink or ["on"] * len(checkpoints)
+    if len(blinks) != len(checkpoints):
+        ap.error(f"{len(blinks)} --blink for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
     tilts = args.keep_tilt or ["no"] * len(checkpoints)
     if len(tilts) != len(checkpoints):
         ap.error(f"{len(tilts)} --keep-tilt for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
@@ -126,14 +142,14 @@ def main() -> None:
         video = load_framed_videos(path, size, max_frames=args.max_frames)[0]
         frames = [to_image(video.frames[i:i + 1]) for i in range(len(video.frames))]
         outs = []
-        for model, gain, keep in zip(models, gains, tilts):
+        for model, gain, keep, blink in zip(models, gains, tilts, blinks):
             avatar = Avatar(model, to_image(photos[keep].tensor))
-            animator = Animator(model, avatar, backend="torch", lip_gain=gain)
+            animator = Animator(model, avatar, backend="torch", lip_gain=gain, blink=None if blink == "on" else False)
             # the first frame is the neutral pose; F_K sees the face levelled where live levels it
             outs.append([animator(to_image(lv[0][None]), lv[1]) if (lv := video.levelled.get(i)) else animator(f)
                          for i, f in enumerate(frames)])
         picks = ([i for i in args.at if 0 <= i < len(frames)] if args.at
-                 else [int(i) for i in _pick(frames, args.frames)])
+                 else [int(i) for i in _pick(frames, args.frames, args.pick)])
         blocks.append(_block(Path(path).stem, frames, outs, labels, picks, args.tile))
     width = max(b.shape[1] for b in blocks)
     sheet = np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255)

@@ -16,7 +16,9 @@ crop of the 256 px frame around each upper-eyelid keypoint carry it?
 3. on each driver (framed and levelled as ``odecam eval`` frames it) the mean of the two eyes' predictions is
    correlated with dlib's ``eyes`` signal of the frame.
 
-Writes ``eye_crops.pt`` (the CNN's state dict) and ``report.json`` to ``--out`` (outside the repository).
+Writes ``eye_crops.pt`` (the CNN's state dict), the same weights as ``eye_openness.safetensors`` (what blink
+retargeting ships as ``odecam/assets/eye_openness.safetensors``) and ``report.json`` to ``--out`` (outside the
+repository).
 """
 
 from __future__ import annotations
@@ -31,16 +33,17 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from odecam.checkpoint import load_checkpoint  # noqa: E402
+from odecam.model.eye_openness import EYE_CROP as CROP  # noqa: E402
+from odecam.model.eye_openness import EyeOpennessNet  # noqa: E402
+from odecam.model.eye_openness import eye_crops as model_eye_crops  # noqa: E402
 
 PROBE = runpy.run_path(str(ROOT / "scripts" / "eye_openness_probe.py"))
-CROP = (32, 20)  # width, height of the resampled eye crop
 EYES = {"right": ((37, 41), (38, 40), (36, 39)), "left": ((43, 47), (44, 46), (42, 45))}
 
 
@@ -53,20 +56,8 @@ def eye_openness(lm: np.ndarray) -> np.ndarray:
     return np.stack(out, -1)
 
 
-class EyeNet(nn.Module):
-    """(B, 1, 20, 32) grey eye crop in [0, 1] -> (B,) openness."""
-
-    def __init__(self, width: int = 12) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU())
-        self.head = nn.Linear(2 * width * 5 * 8, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x - x.mean((2, 3), keepdim=True)  # brightness-free
-        return self.head(self.body(x).flatten(1))[:, 0]
+#: the shipped reader's network (``odecam/assets/eye_openness.safetensors`` is this script's ``eye_crops.pt``)
+EyeNet = EyeOpennessNet
 
 
 @torch.no_grad()
@@ -78,21 +69,10 @@ def eyelid_keypoints(model, frames: torch.Tensor) -> np.ndarray:
 
 
 def eye_crops(rgb: np.ndarray, lids: np.ndarray, drop: float, box: tuple[float, float]) -> np.ndarray:
-    """(S, S, 3) uint8 frame and its (2, 2) eyelid keypoints -> (2, 20, 32) float crops, the left eye mirrored."""
+    """(S, S, 3) uint8 frame and its (2, 2) eyelid keypoints -> (2, 20, 32) float crops, the left eye mirrored
+    (:func:`odecam.model.eye_openness.eye_crops` on the grey frame, placed by ``drop`` and ``box``)."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    width = 0.45 * float(np.linalg.norm(lids[1] - lids[0]))
-    out = []
-    for e in range(2):
-        cx, cy = lids[e, 0], lids[e, 1] + drop * width
-        w, h = box[0] * width, box[1] * width
-        src = np.float32([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx - w / 2, cy + h / 2]])
-        if e == 1:  # mirror the left eye so both look alike
-            src = src[[1, 0, 2]]
-            src[2, 0] = cx + w / 2
-        dst = np.float32([[0, 0], [CROP[0], 0], [0, CROP[1]]])
-        out.append(cv2.warpAffine(grey, cv2.getAffineTransform(src, dst), CROP, flags=cv2.INTER_AREA,
-                                  borderMode=cv2.BORDER_REPLICATE))
-    return np.stack(out)
+    return model_eye_crops(grey, lids, drop=drop, box=box)
 
 
 def collect(model, data: Path, drop: float, box: tuple[float, float], seed: int = 0):
@@ -180,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Path(driver).stem}: r(eye crops, dlib eyes) = {r:.3f} over {n} frames")
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), args.out / "eye_crops.pt")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(args.out / "eye_openness.safetensors"))
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

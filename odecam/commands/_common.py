@@ -110,6 +110,15 @@ def add_keep_tilt_argument(p, what: str = "avatar photo") -> None:
                         "is turned upright before cropping, which is how the model follows head roll best)")
 
 
+def add_blink_argument(p) -> None:
+    """``--blink`` / ``--no-blink``: blink retargeting (:mod:`odecam.engine.blink`); default: on when it can be."""
+    import argparse
+
+    p.add_argument("--blink", action=argparse.BooleanOptionalAction, default=None,
+                   help="the avatar closes its eyes when you do (default: on with a model whose keypoints sit on the "
+                        "eyelids, like the shipped one, and an avatar whose eyes are found; --no-blink: off)")
+
+
 def add_lip_gain_argument(p) -> None:
     """``--lip-gain G``: lip retargeting (:func:`odecam.engine.animator.lip_retargeting`); default: the engine's."""
     from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE

@@ -31,7 +31,7 @@ from typing import Any
 NAME = "bench"
 HELP = "time the per-frame path per stage, for presets x backends x ODE steps x reference views; GFLOPs and floor"
 
-STAGE_ORDER = ("keypoints", "coarse_motion", "ode", "warp", "appearance", "decoder", "frame")
+STAGE_ORDER = ("keypoints", "eyes", "coarse_motion", "ode", "warp", "appearance", "decoder", "frame")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from odecam.commands._common import add_keep_tilt_argument, add_lip_gain_argument, ode_steps, positive_int
+from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument, ode_steps,
+                                     positive_int)
 from odecam.export.options import add_backend_arguments
 
 NAME = "demo"
@@ -32,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ode-steps", type=ode_steps, default=None, help="fixed ODE steps per frame (default: the model's)")
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
     add_lip_gain_argument(p)
+    add_blink_argument(p)
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="do not level a tilted driving face for the keypoint detector (default: level it, turn the "
                         "keypoints back)")
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(name, model, precision=args.precision, ode_steps=args.ode_steps,
                           **backend_options(name, plan))
     animator = Animator(model, avatar, relative=not args.absolute, ode_steps=args.ode_steps, backend=backend,
-                        lip_gain=args.lip_gain)
+                        lip_gain=args.lip_gain, blink=args.blink)
     framer = FaceFramer(FramingConfig(output_size=size, level_roll=args.level))  # framed as live frames the webcam
     fps = video_fps(driving_path)
     say(f"weights: {loaded.description}")
@@ -113,4 +115,5 @@ def _warm_up(animator, size: int) -> None:
     animator.keypoints(to_image(to_tensor(avatar.source_image, size)))
     jac = avatar.jac_source if animator.model.cfg.keypoints.estimate_jacobian else None
     animator.backend.run_frame(avatar.kp_source, jac)
+    animator.reset_blink()
     animator.timings.reset()

@@ -48,6 +48,23 @@ def lip_retargeting(model: MotionTransferModel, lip_gain: float | None) -> tuple
     return lips, float(lip_gain)
 
 
+def blink_retargeting(model: MotionTransferModel, blink: bool | None):
+    """(eye reader, blink tracker) for a model and a request (None = on when the model can), or (None, None).
+
+    ``blink=True`` with a model whose keypoints do not name the upper eyelids is refused with one sentence."""
+    from odecam.engine.blink import BlinkTracker, EyeReader, eyelid_indices
+
+    if blink is False:
+        return None, None
+    lids = eyelid_indices(tuple(getattr(model, "keypoint_roles", ())))
+    if lids is None:
+        if blink:
+            raise OdecamError("--blink needs a model whose keypoints are tied to the upper eyelids (trained with "
+                              "loss.landmarks, like the shipped default); use --no-blink with this one.")
+        return None, None
+    return EyeReader(lids), BlinkTracker()
+
+
 class Animator:
     """Animate an avatar from driving frames or driving keypoints.
 
@@ -64,13 +81,20 @@ class Animator:
         lip_gain: lip retargeting in relative mode (:mod:`odecam.engine.relative_motion`): how many times
             the driver's mouth opening beyond neutral the avatar's opens. None: :data:`DEFAULT_LIP_GAIN` for a
             model whose keypoints are tied to the inner lips (``model.keypoint_roles``), else 1 (off).
+        blink: blink retargeting (:mod:`odecam.engine.blink`): the avatar closes its eyes when the driver does.
+            None: on for a model whose keypoints name the upper eyelids (like the shipped default) and an
+            avatar whose eyes are found, else off; True: the same, but a model without eyelid keypoints is
+            refused; False: off. :attr:`blink_active` says whether the current avatar blinks.
     """
 
     def __init__(self, model: MotionTransferModel, avatar: Avatar, relative: bool = True,
                  adapt_scale: bool = True, ode_steps: int | None = None, backend: str | Backend = "torch",
-                 precision: str = "fp32", lip_gain: float | None = None) -> None:
+                 precision: str = "fp32", lip_gain: float | None = None, blink: bool | None = None) -> None:
         self.model = model.eval()
         self.lips, self.lip_gain = lip_retargeting(model, lip_gain)
+        self._eye_reader, self._blink_tracker = blink_retargeting(model, blink)
+        self.blink_amount = 0.0  # the driver's last blink amount b in [0, 1]
+        self.blink_active = False
         self.backend = get_backend(backend, model, precision=precision, ode_steps=ode_steps)
         self.relative = relative
         self.adapt_scale = adapt_scale
@@ -92,10 +116,26 @@ class Animator:
         neutral = getattr(self, "motion", None)
         self.avatar = avatar
         self.backend.prepare(avatar.state)
+        closed = avatar.closed_eye_state(self.model) if self._eye_reader is not None else None
+        self.backend.set_blend_target(avatar.state, closed)
+        self.blink_active = closed is not None
         self.motion = RelativeMotion(avatar.kp_source, avatar.jac_source, self.adapt_scale, self.lip_gain, self.lips)
         if neutral is not None and neutral.neutral is not None:
             jac = torch.inverse(neutral.neutral_jac_inv) if neutral.neutral_jac_inv is not None else None
             self.motion.set_neutral(neutral.neutral, jac)
+
+    def set_blink(self, amount: float) -> None:
+        """Set the blink amount b in [0, 1] (0 open, 1 shut) for the next frames, e.g. on the receiving end of a
+        keypoint stream; a driving frame given to :meth:`__call__` or :meth:`keypoints` sets it again."""
+        if not 0.0 <= float(amount) <= 1.0:
+            raise OdecamError(f"blink amount {amount!r} is out of range; use a number from 0 (open) to 1 (shut).")
+        self.blink_amount = float(amount)
+
+    def reset_blink(self) -> None:
+        """Forget the driver's eye-openness history (a new driver, or after a warm-up on the avatar itself)."""
+        if self._blink_tracker is not None:
+            self._blink_tracker.reset()
+        self.blink_amount = 0.0
 
     def recalibrate(self) -> None:
         """Take the current driving pose as neutral (the next frame's, if none was seen yet)."""
@@ -116,7 +156,10 @@ class Animator:
         with self.timings("keypoints"):
             x = to_tensor(check_frame(frame), self.model.cfg.image_size, out=self._input, pool=self._pool)
             value, jac = self.backend.run_keypoints(x)
-            return unroll_keypoints(value, jac, roll) if roll else (value, jac)
+        if self.blink_active:
+            with self.timings("eyes"):
+                self.blink_amount = self._blink_tracker.update(self._eye_reader(frame, value))
+        return unroll_keypoints(value, jac, roll) if roll else (value, jac)
 
     def __call__(self, frame: np.ndarray, roll: float = 0.0) -> np.ndarray:
         """Driving frame (H, W, 3) uint8 RGB (levelled by ``roll`` degrees, see :meth:`keypoints`) -> avatar
@@ -152,6 +195,8 @@ class Animator:
             value, jac = self.motion(value, jac)
         if not self.model.cfg.keypoints.estimate_jacobian:
             jac = None
+        if self.blink_active:
+            self.backend.blend_views(self.blink_amount)
         prediction, ode_ok = self.backend.run_frame(value, jac, timer=self.timings)
         if not ode_ok:
             self.ode_fallbacks += 1

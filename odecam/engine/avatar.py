@@ -50,6 +50,15 @@ class Avatar:
         self.kp_source = self.state["kp"][:1]
         self.jac_source = self.state["jacobian"][:1] if "jacobian" in self.state else None
 
+    def closed_eye_state(self, model: MotionTransferModel) -> dict[str, torch.Tensor] | None:
+        """The state of these views with their eyes painted shut and this avatar's keypoints (blink retargeting,
+        :func:`odecam.engine.blink.closed_eye_state`); None when the source's eyes are not found. Made once."""
+        if not hasattr(self, "_closed"):
+            from odecam.engine.blink import closed_eye_state
+
+            self._closed = closed_eye_state(model, self.state, self.views)
+        return self._closed
+
     @property
     def num_refs(self) -> int:
         return self.num_views - 1

@@ -131,6 +131,28 @@ class Backend:
     def describe(self) -> str:
         return f"{self.name} ({self.device.type}, {self.precision})"
 
+    # -- blink retargeting: the avatar rendered from a blend of two states (odecam.engine.blink) -------------
+    def set_blend_target(self, open_state: dict[str, torch.Tensor],
+                         other_state: dict[str, torch.Tensor] | None) -> None:
+        """After :meth:`prepare` (``open_state``): ``other_state`` is the state :meth:`blend_views` blends towards
+        (the closed-eye avatar: same keypoints, other features and view images); None switches blending off."""
+        self._blend = None if other_state is None else (open_state, other_state)
+        self._blend_amount = 0.0
+
+    def blend_views(self, amount: float) -> None:
+        """Render from lerp(open, other, amount) of the states given to :meth:`set_blend_target` (their
+        ``BLENDED_KEYS``). This generic version re-prepares the blended state when the amount changes; the
+        onnxruntime backend blends its inputs in place."""
+        blend = getattr(self, "_blend", None)
+        if blend is None or amount == self._blend_amount:
+            return
+        from odecam.engine.blink import BLENDED_KEYS
+
+        base, other = blend
+        self.prepare({k: torch.lerp(v, other[k], float(amount)) if k in BLENDED_KEYS and amount else v
+                      for k, v in base.items()})
+        self._blend_amount = amount
+
 
 # -- torch (eager) -----------------------------------------------------------------------------------
 class TorchBackend(Backend):
@@ -412,6 +434,38 @@ class OnnxRuntimeBackend(_GraphBackend):
 
             self._tail = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]))
         self.num_views = v
+
+    def set_blend_target(self, open_state: dict[str, torch.Tensor],
+                         other_state: dict[str, torch.Tensor] | None) -> None:
+        """As :meth:`Backend.set_blend_target`; the differences of the graph inputs (and of the tail's view
+        images) are kept, so :meth:`blend_views` is one multiply-add per differing input into a reused buffer."""
+        super().set_blend_target(open_state, other_state)
+        self._blend_inputs: list[tuple[dict, Any, np.ndarray, np.ndarray, np.ndarray]] = []
+        if other_state is None:
+            return
+        base_feed, base_tail = self._feed, self._tail
+        self.prepare(other_state)
+        other_feed, other_tail = self._feed, self._tail
+        self._feed, self._tail = base_feed, base_tail
+        pairs = [(self._feed, n, base_feed[n], other_feed[n]) for n in base_feed]
+        if base_tail is not None:
+            pairs += [(base_tail.images, j, base_tail.images[j], other_tail.images[j])
+                      for j in range(len(base_tail.images))]
+        for where, key, base, other in pairs:
+            if not np.array_equal(base, other):
+                self._blend_inputs.append((where, key, base, other - base, np.empty_like(base)))
+
+    def blend_views(self, amount: float) -> None:
+        if getattr(self, "_blend", None) is None or amount == self._blend_amount:
+            return
+        for where, key, base, diff, buf in self._blend_inputs:
+            if amount:
+                np.multiply(diff, np.float32(amount), out=buf)
+                buf += base
+                where[key] = buf
+            else:
+                where[key] = base
+        self._blend_amount = amount
 
     def run_keypoints(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.keypoint_pool > 1 and image.shape[-1] == self.cfg.image_size:  # a full-size frame: pool it here

@@ -12,6 +12,10 @@ import numpy as np
 #: the per-frame stages, in order
 STAGES = ("keypoints", "coarse_motion", "ode", "warp", "appearance", "decoder")
 
+#: the order of :meth:`StageTimes.summary`: the model's stages, blink retargeting's eye reading after F_K, and the
+#: compiled backends' one ``frame`` stage
+SUMMARY_ORDER = STAGES[:1] + ("eyes",) + STAGES[1:] + ("frame",)
+
 
 class StageTimes:
     """Rolling per-stage wall-clock times in milliseconds (the last ``history`` frames)."""
@@ -52,7 +56,7 @@ class StageTimes:
         if "total" in pct:
             t = pct["total"]["p50"]
             parts.append(f"latency p50: total {t:.1f}")
-        parts += [f"{s} {pct[s]['p50']:.1f}" for s in STAGES if s in pct]
+        parts += [f"{s} {pct[s]['p50']:.1f}" for s in SUMMARY_ORDER if s in pct]
         return " | ".join(parts) + " ms"
 
     def reset(self) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 from odecam.rotation import rotate_image
 
 __all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces", "detect_faces_scored", "face_crop_box",
-           "face_roll", "level_image"]
+           "face_roll", "eye_corners", "level_image"]
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,10 @@ def _shape5():
         return _SHAPE5[0]
 
 
-def face_roll(frame: np.ndarray, face: tuple[float, float, float, float]) -> float | None:
-    """Roll of the face in box ``(x0, y0, x1, y1)`` of ``frame`` (H, W[, 3]) uint8, in degrees: the angle of
-    the line through the eye centres (dlib's 5-point model), positive when the face turns counter-clockwise
-    on screen (as :func:`odecam.evaluation.expression.face_signals`). None when the predictor is missing.
-
-    The colour order does not matter (dlib's predictor reads the mean of the channels).
+def eye_corners(frame: np.ndarray, face: tuple[float, float, float, float]) -> np.ndarray | None:
+    """The eye corners of the face in box ``(x0, y0, x1, y1)`` of ``frame`` (H, W[, 3]) uint8 (dlib's 5-point
+    model): (2, 2, 2) float pixels, [eye on the left of the screen, eye on the right][corner, (x, y)]. None when
+    the predictor is missing. The colour order does not matter (dlib's predictor reads the mean of the channels).
     """
     predictor = _shape5()
     if predictor is None:
@@ -85,10 +83,19 @@ def face_roll(frame: np.ndarray, face: tuple[float, float, float, float]) -> flo
     x0, y0, x1, y1 = (int(round(v)) for v in face)
     img = frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
     shape = predictor(img, dlib.rectangle(x0, y0, x1, y1))
-    p = [shape.part(i) for i in range(4)]  # 0-1 one eye's corners, 2-3 the other's (4: nose)
-    a = ((p[0].x + p[1].x) / 2.0, (p[0].y + p[1].y) / 2.0)
-    b = ((p[2].x + p[3].x) / 2.0, (p[2].y + p[3].y) / 2.0)
-    (lx, ly), (rx, ry) = (a, b) if a[0] <= b[0] else (b, a)  # left / right eye on screen
+    p = np.array([[shape.part(i).x, shape.part(i).y] for i in range(4)], np.float64).reshape(2, 2, 2)
+    return p if p[0, :, 0].mean() <= p[1, :, 0].mean() else p[::-1].copy()  # 0-1 one eye, 2-3 the other (4: nose)
+
+
+def face_roll(frame: np.ndarray, face: tuple[float, float, float, float]) -> float | None:
+    """Roll of the face in box ``(x0, y0, x1, y1)`` of ``frame`` (H, W[, 3]) uint8, in degrees: the angle of
+    the line through the eye centres (dlib's 5-point model), positive when the face turns counter-clockwise
+    on screen (as :func:`odecam.evaluation.expression.face_signals`). None when the predictor is missing.
+    """
+    corners = eye_corners(frame, face)
+    if corners is None:
+        return None
+    (lx, ly), (rx, ry) = corners.mean(1)  # left / right eye centre on screen
     return -math.degrees(math.atan2(ry - ly, rx - lx))  # image y points down
 
 

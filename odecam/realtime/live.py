@@ -323,6 +323,8 @@ class LiveSession(LiveWindow, LiveReport):
                 backend.run_frame(avatar.kp_source, jac)
         except Exception as e:  # the live loop reports and skips failing frames itself
             log.warning("warm-up run failed (%s: %s)", type(e).__name__, e)
+        if hasattr(self.animator, "reset_blink"):
+            self.animator.reset_blink()
         self.animator.timings.reset()
 
     def _check_outputs(self, e: VirtualCameraUnavailable) -> None:
