@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from odecam.engine.images import load_image
     from odecam.engine.portrait import load_portrait
     from odecam.engine.threads import apply_thread_policy, backend_options, choose_backend
+    from odecam.engine.timing import SUMMARY_ORDER
     from odecam.engine.video import VideoFileWriter, read_frames, video_fps
     from odecam.engine.weights import load_model
     from odecam.realtime.framing import FaceFramer, FramingConfig
@@ -97,12 +98,13 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     pct = animator.timings.percentiles()
     total = pct["total"]
-    stages = " ".join(f"{s}={pct[s]['p50']:.1f}" for s in ("keypoints", "coarse_motion", "ode", "warp",
-                                                            "appearance", "decoder", "frame") if s in pct)
+    stages = " ".join(f"{s}={pct[s]['p50']:.1f}" for s in SUMMARY_ORDER if s in pct)
     say(f"{n} frames in {wall:.1f} s: {n / wall if wall > 0 else 0.0:.1f} fps (frames over wall time: reading, "
         "framing, the model and writing)")
     print(f"latency: model per frame p50 {total['p50']:.1f} ms, p95 {total['p95']:.1f} ms, p99 {total['p99']:.1f} ms "
           f"| stages p50 ms: {stages} | ode fallbacks {animator.ode_fallbacks}")
+    if animator.blink_active:
+        say("blink retargeting on (the eyes stage; --no-blink switches it off)")
     print(f"wrote {out_path} ({n} frames, {2 * size}x{size}, H.264, driving | output)")
     return 0
 
