@@ -195,3 +195,22 @@ def test_the_avatar_closes_its_eyes_when_the_driver_does(default_model, astronau
     assert eyes > 15.0 and mouth < 3.0
     animator(astronaut)
     assert animator.blink_amount == 0.0  # open again
+
+
+@pytest.mark.parametrize("command", ["demo", "live", "eval"])
+def test_blink_switch_on_the_rendering_commands(command):
+    from odecam.cli import build_parser
+
+    parser = build_parser()
+    base = [command] + (["--data", "carphone"] if command == "eval" else [])
+    assert parser.parse_args(base).blink is None  # on where it can be
+    assert parser.parse_args(base + ["--no-blink"]).blink is False
+    assert parser.parse_args(base + ["--blink"]).blink is True
+
+
+def test_demo_without_blink_runs_and_says_nothing_about_it(tmp_path, capsys):
+    from odecam.cli import main
+
+    assert main(["demo", "--no-blink", "--max-frames", "3", "-o", str(tmp_path / "d.mp4")]) == 0
+    out = capsys.readouterr().out
+    assert "eyes=" not in out and "blink retargeting on" not in out and (tmp_path / "d.mp4").exists()
