@@ -534,3 +534,59 @@ def test_cli_send_and_receive_with_a_sender_restart(tmp_path):
     print(f"\nreceiver: {text.strip().splitlines()[-2]}\nrecording: {n} frames")
     assert n >= 60 and size == (64, 64, 3)
     assert written == n == summary["counts"]["written"]  # "written" is the recording's frame count
+
+
+@pytest.mark.asyncio
+async def test_blinks_travel_beside_the_keypoints(portrait, loopback_only):
+    """The sender's blink amount reaches the receiver as a "blink" control message each time it changes, and the
+    receiver renders its avatar with closed eyes; an amount outside 0..1 is refused and the call goes on."""
+    from odecam.engine.weights import load_model
+
+    if not assets.DEFAULT_WEIGHTS.exists():
+        pytest.skip("needs the shipped default (keypoints on the eyelids)")
+    model = load_model().model
+    frames = Frames()
+    receiver = KeypointReceiver(model, Avatar(model, portrait, name="astronaut"), TOKEN, sinks=[frames])
+    running = await start_receiver(receiver, "127.0.0.1", 0)
+    kp = Avatar(model, portrait).kp_source[0].numpy()
+    state = {"blink": 0.0}
+
+    def extract(rgb: np.ndarray):
+        return kp, None
+
+    extract.blink = lambda: state["blink"]
+    source = LatestFrameCapture(CaptureConfig(source=carphone_path(), kind="file", loop=True))
+    sender = KeypointSender(running.url, TOKEN, source, extract, num_kp=model.cfg.keypoints.num_kp,
+                            model_name=model.cfg.name, connect_timeout=20)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(sender.run(stop))
+
+    async def until(cond, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {receiver.summary()}"
+            await asyncio.sleep(0.05)
+
+    try:
+        await until(lambda: receiver.stats.rendered >= 5, "the first frames")
+        open_frame = frames.last.copy()
+        assert sender.stats.blinks_sent == 0  # the amount has not changed yet
+        state["blink"] = 1.0
+        await until(lambda: receiver.session.blink == 1.0 and receiver.stats.rendered >= 20, "the blink")
+        rendered = receiver.stats.rendered
+        await until(lambda: receiver.stats.rendered >= rendered + 3, "frames after the blink")
+        shut_frame = frames.last.copy()
+        assert sender.stats.blinks_sent == 1  # once per change, not per frame
+        diff = np.abs(shut_frame.astype(float) - open_frame.astype(float)).mean(-1)
+        s = diff.shape[0]
+        eyes, mouth = diff[int(0.3 * s):int(0.45 * s)].mean(), diff[int(0.6 * s):int(0.75 * s)].mean()
+        assert eyes > 2.0 * mouth and eyes > 1.0, (eyes, mouth)
+        refused = receiver.stats.control_refused
+        sender.send_raw(json.dumps({"type": "blink", "amount": 2.5}), channel="avatar")
+        await until(lambda: receiver.stats.control_refused > refused, "the refusal")
+        assert receiver.session.blink == 1.0 and receiver.stats.render_errors == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await receiver.close()
+        await running.stop()

@@ -14,6 +14,9 @@ Transport (aiortc, one peer connection, both data channels created by the sender
   "model", "boot_id"}``                                   sender's ``boot_id`` tells the receiver
                                                           whether both share one monotonic clock
                                                           (same machine): then it measures latency
+  ``{"type": "blink", "amount": b}``                      sender: the driver's blink, 0 (open) to 1
+                                                          (shut), each time it changes; only to a
+                                                          receiver whose hello says ``"blink": true``
   ``{"type": "avatar", "size": N, "name": str}``          sender: N bytes of image file follow
   binary                                                  sender: the next chunk of those N bytes
   ``{"type": "avatar", "ok": true, "name", "size"}``      receiver: the avatar is in use
@@ -71,13 +74,14 @@ RECEIVER_CONTROL = {
     "hello": {"protocol": (_INT, False), "num_kp": (_INT, False), "jacobian": (_BOOL, False),
               "model": (_STR, False), "boot_id": (_STR, False)},
     "avatar": {"size": (_INT, False), "name": ((str, type(None)), False)},
+    "blink": {"amount": ((int, float), True)},
     "bye": {"reason": (_STR, False)},
 }
 #: control messages the sender accepts from a receiver
 SENDER_CONTROL = {
     "hello": {"protocol": (_INT, False), "num_kp": (_INT, False), "jacobian": (_BOOL, False),
               "model": (_STR, False), "avatar": (_STR, False), "accepts_avatar": (_BOOL, False),
-              "boot_id": (_STR, False)},
+              "boot_id": (_STR, False), "blink": (_BOOL, False)},
     "avatar": {"ok": (_BOOL, False), "name": (_STR, False), "size": (_INT, False)},
     "error": {"message": (_STR, True), "fatal": (_BOOL, False)},
     "key": {},

@@ -53,6 +53,7 @@ class _Session:
     animator: Animator | None = None  # created and used on the render thread only
     same_clock: bool = False
     hello: dict | None = None
+    blink: float = 0.0  # the sender's last blink amount (the "blink" control message)
     closed: bool = False
     last_key_request: float = 0.0
     tasks: list = field(default_factory=list)
@@ -231,7 +232,7 @@ class KeypointReceiver(RenderLoop):
                 self._send(session, {"type": "hello", "protocol": PROTOCOL, "num_kp": self.num_kp,
                                      "jacobian": self.with_jacobian, "model": self.model.cfg.name,
                                      "avatar": self.avatar.name, "accepts_avatar": self.accept_avatar,
-                                     "boot_id": self._boot_id})
+                                     "boot_id": self._boot_id, "blink": True})
             elif channel.label == KP_LABEL and session.kp is None:
                 session.kp = channel
                 if channel.ordered or channel.maxRetransmits not in (0, None) or channel.maxPacketLifeTime:
@@ -310,6 +311,12 @@ class KeypointReceiver(RenderLoop):
             else:
                 log.info("session %s: sender %s, %s keypoints, %s clock", session.id, msg.get("model"), num_kp,
                          "same" if session.same_clock else "another")
+        elif kind == "blink":
+            amount = float(msg["amount"])
+            if not 0.0 <= amount <= 1.0:  # NaN included
+                self._refuse_control(session, f"blink amount {msg['amount']!r} is outside 0..1")
+                return
+            session.blink = amount
         elif kind == "avatar":
             if not self.accept_avatar:
                 self._refuse_avatar(session, "this receiver shows its own avatar (--keep-avatar)")

@@ -101,6 +101,8 @@ class RenderLoop:
         elif session.animator.avatar is not self.avatar:
             session.animator.set_avatar(self.avatar)
         jac = np.array(kp.jacobian) if self.with_jacobian and kp.jacobian is not None else None
+        if session.animator.blink_active:
+            session.animator.set_blink(session.blink)
         return session.animator.animate_keypoints(np.array(kp.value), jac)  # writable copies for torch
 
     async def _render_loop(self) -> None:

@@ -52,11 +52,13 @@ Extractor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 def animator_extractor(animator: Animator) -> Extractor:
-    """F_K of ``animator``'s model as an :data:`Extractor`."""
+    """F_K of ``animator``'s model as an :data:`Extractor`. Its ``blink`` attribute returns the blink amount the
+    animator read from the last frame (blink retargeting), which the sender passes on."""
     def extract(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         value, jac = animator.keypoints(rgb)
         return value[0].cpu().numpy(), None if jac is None else jac[0].cpu().numpy()
 
+    extract.blink = lambda: animator.blink_amount  # type: ignore[attr-defined]
     return extract
 
 
@@ -76,6 +78,7 @@ class SenderStats:
     offers: int = 0               # offers posted
     avatar_bytes_sent: int = 0
     control_refused: int = 0      # control messages from the receiver that were ignored (malformed)
+    blinks_sent: int = 0          # "blink" control messages (one each time the driver's blink amount changes)
     first_send: float | None = None
     last_send: float | None = None
 
@@ -156,6 +159,8 @@ class KeypointSender:
         self._finished: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._source_started = False
+        self._peer_blink = False            # the receiver's hello said it shows blinks
+        self._blink_sent = 0.0               # what the receiver shows now (a new session starts open)
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> SenderStats:
@@ -231,7 +236,8 @@ class KeypointSender:
                     continue
                 self.stats.frames_read += 1
                 value, jac = self.extractor(self.prepare(frame.image))
-                self._call(self._send_frame, value, jac, frame.timestamp)
+                blink = getattr(self.extractor, "blink", None)
+                self._call(self._send_frame, value, jac, frame.timestamp, blink() if blink else None)
         except Exception as exc:  # noqa: BLE001 - report it as the sender's error, never hang
             log.debug("sender pipeline failed", exc_info=True)
             message = str(exc) if isinstance(exc, OdecamError) else f"{type(exc).__name__}: {exc}"
@@ -246,9 +252,12 @@ class KeypointSender:
                 pass
 
     # -- sending (event loop) ----------------------------------------------------------------------
-    def _send_frame(self, value: np.ndarray, jac: np.ndarray | None, timestamp: float) -> None:
+    def _send_frame(self, value: np.ndarray, jac: np.ndarray | None, timestamp: float,
+                    blink: float | None = None) -> None:
         if self._finished.is_set():
             return
+        if blink is not None and self._peer_blink and blink != self._blink_sent:
+            self._send_blink(blink)
         channel = self._kp
         if channel is None or channel.readyState != "open":
             self.stats.frames_unsent += 1
@@ -274,6 +283,19 @@ class KeypointSender:
         self.stats.frames_sent += 1
         if self.max_frames is not None and self.stats.frames_sent >= self.max_frames:
             self._finish(None)
+
+    def _send_blink(self, amount: float) -> None:
+        """The driver's blink amount to the receiver, on the reliable control channel (only when it changes)."""
+        control = self._control
+        if control is None or control.readyState != "open":
+            return
+        try:
+            control.send(json.dumps({"type": "blink", "amount": round(float(amount), 4)}))
+        except Exception:  # noqa: BLE001 - closing transport: the next change is sent again
+            log.debug("blink send failed", exc_info=True)
+            return
+        self._blink_sent = amount
+        self.stats.blinks_sent += 1
 
     def send_raw(self, data: bytes | str, channel: str = KP_LABEL) -> None:
         """Send a message as it is on the keypoint or avatar channel (for tests of the receiver's checks)."""
@@ -427,6 +449,8 @@ class KeypointSender:
             self.stats.key_requests += 1
             self.encoder.force_keyframe()
         elif kind == "hello":
+            self._peer_blink = bool(msg.get("blink"))
+            self._blink_sent = 0.0  # a (re)joined receiver starts with open eyes
             if msg.get("num_kp") != self.num_kp or bool(msg.get("jacobian")) != self.with_jacobian:
                 self._finish(f"the receiver's model ({msg.get('model')}) has {msg.get('num_kp')} keypoints, this "
                              f"sender's has {self.num_kp}; use the same --preset or --checkpoint on both ends")
