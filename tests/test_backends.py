@@ -315,3 +315,25 @@ def test_to_tensor_pool_is_the_area_pooled_frame():
             assert got.shape == (1, 3, 16, 16) and float((got - want).abs().max()) <= 1e-6
             if out is not None:
                 assert got is out
+
+
+def test_bench_source_times_the_eyes_stage_with_a_face(tmp_path, capsys):
+    """--source astronaut: the avatar is a face, so the shipped default reads the driver's eyes (its 'eyes'
+    stage); without it the avatar is random pixels and nothing is read."""
+    import json
+
+    from odecam.assets import DEFAULT_WEIGHTS
+
+    pytest.importorskip("onnxruntime")
+    threads = torch.get_num_threads()
+    try:
+        for flag, avatar, blink in (([], "random", False), (["--source", "astronaut"], "photo", True)):
+            out = tmp_path / avatar
+            rc = main(["bench", "--checkpoint", str(DEFAULT_WEIGHTS), "--backend", "onnxruntime", "--refs", "0",
+                       "--frames", "3", "--warmup", "1", "--threads", "2", "--no-plots", "-o", str(out)] + flag)
+            assert rc == 0, capsys.readouterr().err
+            run = json.loads((out / "results.json").read_text())["runs"][0]
+            assert run["avatar"] == avatar and run["blink"] is blink
+            assert ("eyes" in run["stages"]) is blink
+    finally:
+        torch.set_num_threads(threads)

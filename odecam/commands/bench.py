@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=flags.threads, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="tensorrt precision (default fp32)")
     p.add_argument("--device", default=None, help="device for the backends (default: each backend's)")
+    p.add_argument("--source", metavar="IMAGE|astronaut", default=None,
+                   help="the avatar: this photo (framed to its face; 'astronaut' is the built-in one) instead of "
+                        "random pixels, so blink retargeting reads the eyes as in demo and live (its 'eyes' stage)")
     p.add_argument("-o", "--output", default="odecam-bench", help="output folder (default: odecam-bench)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--spin", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
@@ -207,8 +210,10 @@ def _model_for(preset: str, checkpoint: str | None):
 
 def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float = 60.0, checkpoint: str | None = None,
               precision: str = "fp32", device: str | None = None, threads: int | None = None,
-              floor_gflops: float | None = None, model=None, spin: bool | str = "auto") -> dict[str, Any]:
-    """Time one case through an Animator; returns its record (see the module docstring)."""
+              floor_gflops: float | None = None, model=None, spin: bool | str = "auto",
+              source=None) -> dict[str, Any]:
+    """Time one case through an Animator; returns its record (see the module docstring). ``source``: an avatar
+    photo (H, W, 3) uint8 RGB instead of random pixels."""
     import numpy as np
     import torch
 
@@ -229,7 +234,9 @@ def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float 
         rec["floor_ms"] = rec["gflops"]["per_frame"] / floor_gflops * 1000.0
     rng = np.random.default_rng(0)
     s = cfg.image_size
-    source = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
+    avatar_kind = "random" if source is None else "photo"
+    if source is None:
+        source = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
     refs_img = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for _ in range(refs)]
     driving = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for _ in range(8)]
     t0 = time.perf_counter()
@@ -245,6 +252,8 @@ def time_case(case: Case, frames: int = 60, warmup: int = 5, max_seconds: float 
     animator(driving[0])
     rec["build_s"] = time.perf_counter() - t0
     rec["device"] = backend.describe()
+    rec["avatar"] = avatar_kind
+    rec["blink"] = animator.blink_active
     for i in range(warmup):
         animator(driving[i % len(driving)])
     animator.timings.reset()
@@ -484,12 +493,18 @@ def run(args: argparse.Namespace) -> int:
         raise OdecamError("--refs takes numbers of reference views from 0 to 6.")
     if any(s < 1 for s in args.ode_steps or []):
         raise OdecamError("--ode-steps takes positive numbers of steps.")
+    photo = None
+    if args.source:
+        from odecam.engine.images import to_image
+        from odecam.evaluation.animation import load_source_photo
+
+        photo = to_image(load_source_photo(args.source, 256).tensor)  # resized to each model's size by Avatar
     presets = ["checkpoint"] if args.checkpoint else args.preset
     cases = make_cases(presets, args.backend, args.ode_steps, args.refs)
     print(f"odecam bench: {len(cases)} cases, {args.frames} frames each (after {args.warmup} warm-up)")
     result = bench(cases, args.output, plots=not args.no_plots, threads=args.threads, frames=args.frames,
                    warmup=args.warmup, max_seconds=args.max_seconds, checkpoint=args.checkpoint,
-                   precision=args.precision, device=args.device, spin=args.spin)
+                   precision=args.precision, device=args.device, spin=args.spin, source=photo)
     print()
     print(f"machine: {result['machine'].get('gpu') or result['machine']['cpu']}, {result['machine']['threads']} threads; "
           f"3x3 conv {result['conv_throughput']['best']:.1f} GFLOP/s (floor = GFLOP / that)")
