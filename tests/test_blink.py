@@ -155,15 +155,19 @@ def test_blink_switch_and_a_model_without_eyelid_keypoints(default_model, tiny_m
 
 
 # -- the backends' blend ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("amount", [0.0, 0.5, 1.0])
-def test_backends_render_the_blended_state(default_model, astronaut, amount):
-    """onnxruntime's in-place blend = the eager model on lerp(open, closed, b) = the torch backend's blend."""
-    avatar = Avatar(default_model, astronaut)
+@pytest.mark.parametrize("amount, refs", [(0.0, 0), (0.5, 0), (1.0, 0), (0.5, 1)])
+def test_backends_render_the_blended_state(default_model, astronaut, amount, refs):
+    """onnxruntime's in-place blend = the eager model on lerp(open, closed, b) = the torch backend's blend; with a
+    reference view (the photo mirrored) too, whose eyes are closed as well."""
+    avatar = Avatar(default_model, astronaut, [np.ascontiguousarray(astronaut[:, ::-1])] * refs)
     closed = avatar.closed_eye_state(default_model)
+    for key in BLENDED_KEYS:  # every view's eyes were closed
+        change = (closed[key] - avatar.state[key]).abs().flatten(1).amax(1)
+        assert change.shape == (1 + refs,) and bool((change > 1e-2).all())
     kp, jac = avatar.kp_source + 0.02, avatar.jac_source
     blended = {k: torch.lerp(v, closed[k], amount) if k in BLENDED_KEYS else v for k, v in avatar.state.items()}
     with torch.no_grad():
-        want = default_model.animate(blended, kp, jac, num_views=1)["prediction"]
+        want = default_model.animate(blended, kp, jac, num_views=1 + refs)["prediction"]
     for name in ("torch", "onnxruntime"):
         backend = get_backend(name, default_model)
         backend.prepare(avatar.state)
