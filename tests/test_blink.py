@@ -218,3 +218,19 @@ def test_demo_without_blink_runs_and_says_nothing_about_it(tmp_path, capsys):
     assert main(["demo", "--no-blink", "--max-frames", "3", "-o", str(tmp_path / "d.mp4")]) == 0
     out = capsys.readouterr().out
     assert "eyes=" not in out and "blink retargeting on" not in out and (tmp_path / "d.mp4").exists()
+
+
+def test_missing_or_broken_eye_weights_switch_blinks_off_with_one_sentence(default_model, astronaut, tmp_path,
+                                                                          monkeypatch, caplog):
+    import odecam.engine.blink as blink_mod
+
+    broken = tmp_path / "eye_openness.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    for path in (broken, tmp_path / "missing.safetensors"):
+        monkeypatch.setattr(blink_mod, "EYE_WEIGHTS", path)
+        monkeypatch.setattr(blink_mod.load_eye_net, "__defaults__", (path,))
+        with caplog.at_level("WARNING", logger="odecam.engine.animator"):
+            animator = Animator(default_model, Avatar(default_model, astronaut))
+        assert not animator.blink_active and "blink retargeting is off" in caplog.text
+        with pytest.raises(OdecamError, match="eye-openness weights .* are missing or broken.*--no-blink"):
+            Animator(default_model, Avatar(default_model, astronaut), blink=True)

@@ -62,7 +62,18 @@ def blink_retargeting(model: MotionTransferModel, blink: bool | None):
             raise OdecamError("--blink needs a model whose keypoints are tied to the upper eyelids (trained with "
                               "loss.landmarks, like the shipped default); use --no-blink with this one.")
         return None, None
-    return EyeReader(lids), BlinkTracker()
+    try:
+        reader = EyeReader(lids)
+    except Exception as exc:  # noqa: BLE001 - a missing or broken weights file: say so, never a traceback
+        from odecam.engine.blink import EYE_WEIGHTS
+
+        text = (f"the eye-openness weights {EYE_WEIGHTS} are missing or broken ({type(exc).__name__}); reinstall "
+                "odecam, or use --no-blink")
+        if blink:
+            raise OdecamError(text + ".") from exc
+        log.warning("blink retargeting is off: %s", text)
+        return None, None
+    return reader, BlinkTracker()
 
 
 class Animator:

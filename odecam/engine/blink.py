@@ -99,13 +99,14 @@ class EyeReader:
     def __init__(self, lids: tuple[int, int], net: EyeOpennessNet | None = None) -> None:
         import onnxruntime as ort
 
+        net = net or load_eye_net()
         self.lids = list(lids)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(_eye_net_onnx(net or load_eye_net()), so,
+        self.session = ort.InferenceSession(_eye_net_onnx(net), so,
                                             providers=["CPUExecutionProvider"])
         self._crops = np.empty((2, 1, EYE_CROP[1], EYE_CROP[0]), np.float32)
         self._px = np.empty((2, 2), np.float64)
