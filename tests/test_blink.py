@@ -171,9 +171,9 @@ def test_backends_render_the_blended_state(default_model, astronaut, amount, ref
     for name in ("torch", "onnxruntime"):
         backend = get_backend(name, default_model)
         backend.prepare(avatar.state)
-        backend.set_blend_target(avatar.state, closed)
-        backend.blend_views(0.25)  # another amount first: the blend is recomputed, not accumulated
-        backend.blend_views(amount)
+        backend.set_blend_targets(avatar.state, {"eyes": closed})
+        backend.blend_views({"eyes": 0.25})  # another amount first: the blend is recomputed, not accumulated
+        backend.blend_views({"eyes": amount})
         got, ok = backend.run_frame(kp, jac)
         assert ok and (got - want).abs().max() < 2e-4, name
 

@@ -119,6 +119,16 @@ def add_blink_argument(p) -> None:
                         "eyelids, like the shipped one, and an avatar whose eyes are found; --no-blink: off)")
 
 
+def add_mouth_cavity_argument(p) -> None:
+    """``--mouth-cavity`` / ``--no-mouth-cavity``: mouth retargeting (:mod:`odecam.engine.mouth`); default on."""
+    import argparse
+
+    p.add_argument("--mouth-cavity", action=argparse.BooleanOptionalAction, default=None,
+                   help="an avatar photographed with its teeth showing opens onto a dark mouth under its upper "
+                        "teeth when you open wide, instead of stretched teeth (default: on where the model and "
+                        "photo allow it; --no-mouth-cavity: off)")
+
+
 def add_lip_gain_argument(p) -> None:
     """``--lip-gain G``: lip retargeting (:func:`odecam.engine.animator.lip_retargeting`); default: the engine's."""
     from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument, ode_steps,
-                                     positive_int)
+from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument,
+                                     add_mouth_cavity_argument, ode_steps, positive_int)
 from odecam.export.options import add_backend_arguments
 
 NAME = "demo"
@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--absolute", action="store_true", help="use absolute driving keypoints (no relative motion)")
     add_lip_gain_argument(p)
     add_blink_argument(p)
+    add_mouth_cavity_argument(p)
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="do not level a tilted driving face for the keypoint detector (default: level it, turn the "
                         "keypoints back)")
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(name, model, precision=args.precision, ode_steps=args.ode_steps,
                           **backend_options(name, plan))
     animator = Animator(model, avatar, relative=not args.absolute, ode_steps=args.ode_steps, backend=backend,
-                        lip_gain=args.lip_gain, blink=args.blink)
+                        lip_gain=args.lip_gain, blink=args.blink,
+                        mouth_cavity=args.mouth_cavity)
     framer = FaceFramer(FramingConfig(output_size=size, level_roll=args.level))  # framed as live frames the webcam
     fps = video_fps(driving_path)
     say(f"weights: {loaded.description}")
@@ -105,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
           f"| stages p50 ms: {stages} | ode fallbacks {animator.ode_fallbacks}")
     if animator.blink_active:
         say("blink retargeting on (the eyes stage; --no-blink switches it off)")
+    if animator.mouth_active:
+        say("the avatar's teeth open onto a mouth cavity when the mouth opens wide (--no-mouth-cavity: off)")
     print(f"wrote {out_path} ({n} frames, {2 * size}x{size}, H.264, driving | output)")
     return 0
 

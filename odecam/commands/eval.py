@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument, num_refs,
-                                     positive_int)
+from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument,
+                                     add_mouth_cavity_argument, num_refs, positive_int)
 from odecam.export.options import add_backend_arguments
 
 NAME = "eval"
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(as live --no-level)")
     add_lip_gain_argument(p)
     add_blink_argument(p)
+    add_mouth_cavity_argument(p)
     p.add_argument("--refs", type=num_refs, default=0, help="reference views N from the source video (default 0)")
     p.add_argument("--json", help="write the metrics here")
     p.add_argument("--save-frames", help="write each evaluated pair as NNNNN_real.png (driving) / NNNNN_fake.png here")
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from odecam.engine.animator import lip_retargeting
 
     _, lip_gain = lip_retargeting(model, args.lip_gain)  # a gain the model cannot use is refused here
-    method = model_method(model, backend, precision, lip_gain=args.lip_gain, blink=args.blink)
+    method = model_method(model, backend, precision, lip_gain=args.lip_gain, blink=args.blink,
+                          mouth_cavity=args.mouth_cavity)
     main = evaluate(method, videos, args.protocol, args.refs,
                     save_frames=Path(args.save_frames) if args.save_frames else None, desc="model", **kw)
     rows[f"odecam {model.cfg.name} (N={args.refs})"] = main
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         other = load_checkpoint(ckpt)
         if other.cfg.image_size != size:
             raise OdecamError(f"--compare {name}: its image size {other.cfg.image_size} differs from {size}.")
-        method = model_method(other, backend, precision, lip_gain=args.lip_gain, blink=args.blink)
+        method = model_method(other, backend, precision, lip_gain=args.lip_gain, blink=args.blink,
+                          mouth_cavity=args.mouth_cavity)
         rows[name] = evaluate(method, videos, args.protocol, args.refs,
                               desc=name, **kw)
     if not args.no_baseline:
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
                    checkpoint=args.checkpoint or loaded.description, image_size=size,
                    data=[v.name for v in videos], lip_gain=lip_gain if args.protocol == "animation" else None,
                    blink="auto" if args.blink is None else args.blink,
+                   mouth_cavity="auto" if args.mouth_cavity is None else args.mouth_cavity,
                    baselines={k: v.as_json() for k, v in rows.items() if v is not main})
         if args.source:
             out.update(source=photo.name, source_crop=photo.box, driving_framing="live FaceFramer",

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument, finite_float,
-                                     fps, non_negative_float, ode_steps, positive_float, positive_int)
+from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument,
+                                     add_mouth_cavity_argument, finite_float, fps, non_negative_float, ode_steps,
+                                     positive_float, positive_int)
 
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
@@ -77,6 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use absolute driving keypoints instead of motion relative to your neutral pose")
     add_lip_gain_argument(g)
     add_blink_argument(g)
+    add_mouth_cavity_argument(g)
 
     g = p.add_argument_group("input")
     src = g.add_mutually_exclusive_group()
@@ -143,6 +145,8 @@ def _animator(model, avatar, args):
         kwargs["lip_gain"] = getattr(args, "lip_gain", None)
     if "blink" in params:
         kwargs["blink"] = getattr(args, "blink", None)
+    if "mouth_cavity" in params:
+        kwargs["mouth_cavity"] = getattr(args, "mouth_cavity", None)
     return Animator(model, avatar, relative=args.relative, ode_steps=args.ode_steps, **kwargs)
 
 

@@ -22,6 +22,7 @@ from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE
 from odecam.engine.avatar import Avatar
 from odecam.engine.backends import Backend, get_backend
 from odecam.engine.images import check_frame, to_image, to_tensor
+from odecam.engine.mouth import MouthOpening, mouth_indices
 from odecam.engine.relative_motion import LIP_ROLES, RelativeMotion
 from odecam.engine.timing import StageTimes
 from odecam.errors import OdecamError
@@ -96,16 +97,26 @@ class Animator:
             None: on for a model whose keypoints name the upper eyelids (like the shipped default) and an
             avatar whose eyes are found, else off; True: the same, but a model without eyelid keypoints is
             refused; False: off. :attr:`blink_active` says whether the current avatar blinks.
+        mouth_cavity: mouth retargeting (:mod:`odecam.engine.mouth`): an avatar photographed with its teeth
+            showing opens onto a dark cavity under its upper teeth instead of stretched teeth. None / True: on for a
+            model whose keypoints name the mouth and an avatar whose teeth are found; False: off.
+            :attr:`mouth_active` says whether it applies to the current avatar.
     """
 
     def __init__(self, model: MotionTransferModel, avatar: Avatar, relative: bool = True,
                  adapt_scale: bool = True, ode_steps: int | None = None, backend: str | Backend = "torch",
-                 precision: str = "fp32", lip_gain: float | None = None, blink: bool | None = None) -> None:
+                 precision: str = "fp32", lip_gain: float | None = None, blink: bool | None = None,
+                 mouth_cavity: bool | None = None) -> None:
         self.model = model.eval()
         self.lips, self.lip_gain = lip_retargeting(model, lip_gain)
         self._eye_reader, self._blink_tracker = blink_retargeting(model, blink)
         self.blink_amount = 0.0  # the driver's last blink amount b in [0, 1]
         self.blink_active = False
+        self._mouth_indices = mouth_indices(tuple(getattr(model, "keypoint_roles", ()))) \
+            if mouth_cavity is not False else None
+        self._mouth: MouthOpening | None = None
+        self.mouth_amount = 0.0  # how far the avatar's mouth opens onto its cavity, in [0, 1]
+        self.mouth_active = False
         self.backend = get_backend(backend, model, precision=precision, ode_steps=ode_steps)
         self.relative = relative
         self.adapt_scale = adapt_scale
@@ -127,9 +138,16 @@ class Animator:
         neutral = getattr(self, "motion", None)
         self.avatar = avatar
         self.backend.prepare(avatar.state)
-        closed = avatar.closed_eye_state(self.model) if self._eye_reader is not None else None
-        self.backend.set_blend_target(avatar.state, closed)
-        self.blink_active = closed is not None
+        targets = {}
+        if self._eye_reader is not None and (closed := avatar.closed_eye_state(self.model)) is not None:
+            targets["eyes"] = closed
+        if self._mouth_indices is not None and (cavity := avatar.open_mouth_state(self.model)) is not None:
+            targets["mouth"] = cavity
+        self.backend.set_blend_targets(avatar.state, targets)
+        self.blink_active = "eyes" in targets
+        self.mouth_active = "mouth" in targets
+        self._mouth = MouthOpening(self._mouth_indices, avatar.kp_source) if self.mouth_active else None
+        self.mouth_amount = 0.0
         self.motion = RelativeMotion(avatar.kp_source, avatar.jac_source, self.adapt_scale, self.lip_gain, self.lips)
         if neutral is not None and neutral.neutral is not None:
             jac = torch.inverse(neutral.neutral_jac_inv) if neutral.neutral_jac_inv is not None else None
@@ -206,8 +224,10 @@ class Animator:
             value, jac = self.motion(value, jac)
         if not self.model.cfg.keypoints.estimate_jacobian:
             jac = None
-        if self.blink_active:
-            self.backend.blend_views(self.blink_amount)
+        if self._mouth is not None:
+            self.mouth_amount = self._mouth(value)
+        if self.blink_active or self.mouth_active:
+            self.backend.blend_views({"eyes": self.blink_amount, "mouth": self.mouth_amount})
         prediction, ode_ok = self.backend.run_frame(value, jac, timer=self.timings)
         if not ode_ok:
             self.ode_fallbacks += 1

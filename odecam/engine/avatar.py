@@ -59,6 +59,16 @@ class Avatar:
             self._closed = closed_eye_state(model, self.state, self.views)
         return self._closed
 
+    def open_mouth_state(self, model: MotionTransferModel) -> dict[str, torch.Tensor] | None:
+        """The state of these views with their lower teeth painted as a mouth cavity and this avatar's keypoints
+        (mouth retargeting, :func:`odecam.engine.mouth.open_mouth_state`); None when the source shows no teeth.
+        Made once."""
+        if not hasattr(self, "_cavity"):
+            from odecam.engine.mouth import open_mouth_state
+
+            self._cavity = open_mouth_state(model, self.state, self.views)
+        return self._cavity
+
     @property
     def num_refs(self) -> int:
         return self.num_views - 1

@@ -131,27 +131,41 @@ class Backend:
     def describe(self) -> str:
         return f"{self.name} ({self.device.type}, {self.precision})"
 
-    # -- blink retargeting: the avatar rendered from a blend of two states (odecam.engine.blink) -------------
-    def set_blend_target(self, open_state: dict[str, torch.Tensor],
-                         other_state: dict[str, torch.Tensor] | None) -> None:
-        """After :meth:`prepare` (``open_state``): ``other_state`` is the state :meth:`blend_views` blends towards
-        (the closed-eye avatar: same keypoints, other features and view images); None switches blending off."""
-        self._blend = None if other_state is None else (open_state, other_state)
-        self._blend_amount = 0.0
+    # -- expression retargeting: the avatar rendered from a blend of states (odecam.engine.blink, .mouth) ---------
+    def set_blend_targets(self, base_state: dict[str, torch.Tensor],
+                          targets: dict[str, dict[str, torch.Tensor]]) -> None:
+        """After :meth:`prepare` (``base_state``): the states :meth:`blend_views` blends towards, by name (the
+        closed-eye avatar ``"eyes"``, the open-mouth one ``"mouth"``: the same keypoints, other features and view
+        images, each differing from the base in its own region); an empty dict switches blending off."""
+        self._blend = (base_state, dict(targets)) if targets else None
+        self._blend_amounts: dict[str, float] = {k: 0.0 for k in targets}
 
-    def blend_views(self, amount: float) -> None:
-        """Render from lerp(open, other, amount) of the states given to :meth:`set_blend_target` (their
-        ``BLENDED_KEYS``). This generic version re-prepares the blended state when the amount changes; the
-        onnxruntime backend blends its inputs in place."""
+    def blend_views(self, amounts: dict[str, float]) -> None:
+        """Render from base + sum_k a_k (target_k - base) over the ``BLENDED_KEYS`` of the states given to
+        :meth:`set_blend_targets` (a target not named keeps its amount). This generic version re-prepares the
+        blended state when an amount changes; the onnxruntime backend blends its inputs in place."""
         blend = getattr(self, "_blend", None)
-        if blend is None or amount == self._blend_amount:
+        if blend is None or not self._new_amounts(amounts):
             return
         from odecam.engine.blink import BLENDED_KEYS
 
-        base, other = blend
-        self.prepare({k: torch.lerp(v, other[k], float(amount)) if k in BLENDED_KEYS and amount else v
-                      for k, v in base.items()})
-        self._blend_amount = amount
+        base, targets = blend
+        state = dict(base)
+        for key in BLENDED_KEYS:
+            if key in base:
+                for name, target in targets.items():
+                    if self._blend_amounts[name]:
+                        state[key] = state[key] + self._blend_amounts[name] * (target[key] - base[key])
+        self.prepare(state)
+
+    def _new_amounts(self, amounts: dict[str, float]) -> bool:
+        """Take the amounts of the known targets; True when one changed."""
+        changed = False
+        for name, a in amounts.items():
+            if name in self._blend_amounts and self._blend_amounts[name] != a:
+                self._blend_amounts[name] = float(a)
+                changed = True
+        return changed
 
 
 # -- torch (eager) -----------------------------------------------------------------------------------
@@ -435,37 +449,45 @@ class OnnxRuntimeBackend(_GraphBackend):
             self._tail = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]))
         self.num_views = v
 
-    def set_blend_target(self, open_state: dict[str, torch.Tensor],
-                         other_state: dict[str, torch.Tensor] | None) -> None:
-        """As :meth:`Backend.set_blend_target`; the differences of the graph inputs (and of the tail's view
-        images) are kept, so :meth:`blend_views` is one multiply-add per differing input into a reused buffer."""
-        super().set_blend_target(open_state, other_state)
-        self._blend_inputs: list[tuple[dict, Any, np.ndarray, np.ndarray, np.ndarray]] = []
-        if other_state is None:
-            return
+    def set_blend_targets(self, base_state: dict[str, torch.Tensor],
+                          targets: dict[str, dict[str, torch.Tensor]]) -> None:
+        """As :meth:`Backend.set_blend_targets`; the differences of the graph inputs (and of the tail's view
+        images) from the base are kept, so :meth:`blend_views` is a multiply-add per target into a reused buffer,
+        for the inputs that differ."""
+        super().set_blend_targets(base_state, targets)
         base_feed, base_tail = self._feed, self._tail
-        self.prepare(other_state)
-        other_feed, other_tail = self._feed, self._tail
+        slots: dict[tuple[int, Any], list] = {}  # (container, key) -> [container, key, base, {target: diff}, buf]
+        for name, state in targets.items():
+            self.prepare(state)
+            other_feed, other_tail = self._feed, self._tail
+            pairs = [(base_feed, n, base_feed[n], other_feed[n]) for n in base_feed]
+            if base_tail is not None:
+                pairs += [(base_tail.images, j, base_tail.images[j], other_tail.images[j])
+                          for j in range(len(base_tail.images))]
+            for where, key, base, other in pairs:
+                if not np.array_equal(base, other):
+                    slot = slots.setdefault((id(where), key), [where, key, base, {}, np.empty_like(base)])
+                    slot[3][name] = other - base
         self._feed, self._tail = base_feed, base_tail
-        pairs = [(self._feed, n, base_feed[n], other_feed[n]) for n in base_feed]
-        if base_tail is not None:
-            pairs += [(base_tail.images, j, base_tail.images[j], other_tail.images[j])
-                      for j in range(len(base_tail.images))]
-        for where, key, base, other in pairs:
-            if not np.array_equal(base, other):
-                self._blend_inputs.append((where, key, base, other - base, np.empty_like(base)))
+        self._blend_slots = list(slots.values())
+        self._blend_tmp = {id(s[4]): np.empty_like(s[4]) for s in self._blend_slots if len(s[3]) > 1}
 
-    def blend_views(self, amount: float) -> None:
-        if getattr(self, "_blend", None) is None or amount == self._blend_amount:
+    def blend_views(self, amounts: dict[str, float]) -> None:
+        if getattr(self, "_blend", None) is None or not self._new_amounts(amounts):
             return
-        for where, key, base, diff, buf in self._blend_inputs:
-            if amount:
-                np.multiply(diff, np.float32(amount), out=buf)
-                buf += base
-                where[key] = buf
-            else:
+        for where, key, base, diffs, buf in self._blend_slots:
+            active = [(diff, np.float32(self._blend_amounts[name])) for name, diff in diffs.items()
+                      if self._blend_amounts[name]]
+            if not active:
                 where[key] = base
-        self._blend_amount = amount
+                continue
+            np.multiply(active[0][0], active[0][1], out=buf)
+            for diff, a in active[1:]:
+                tmp = self._blend_tmp[id(buf)]
+                np.multiply(diff, a, out=tmp)
+                buf += tmp
+            buf += base
+            where[key] = buf
 
     def run_keypoints(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.keypoint_pool > 1 and image.shape[-1] == self.cfg.image_size:  # a full-size frame: pool it here

@@ -182,9 +182,10 @@ def close_eyes(image: np.ndarray, corners: np.ndarray) -> np.ndarray:
     ``image`` (S, S, 3) uint8 RGB; eye corners (2, 2, 2) px ([eye][corner], as
     :func:`odecam.realtime.framing.eye_corners`) -> a new image. In each eye's frame (s along the
     corner line from its centre, t down the face) the column at s maps [top, L(s)] of the new picture onto
-    [top, U(s)] of the old, U(s) = -up g(s) the upper lid (up = LID_HEIGHT width), L(s) = LID_REST down g(s) where the lid comes to rest,
-    g(s) = sqrt(1 - (s / half)^2), top = -(up + BROW_MARGIN width): the lid's own lashes end on the lower lid, the
-    iris is covered by lid skin, and nothing moves above the brow margin, below the lid or beside the eye."""
+    [top, U(s)] of the old: U(s) = -up g(s) the upper lid (up = LID_HEIGHT width), L(s) = LID_REST down g(s)
+    where the lid comes to rest, g(s) = sqrt(1 - (s / half)^2), top = -(up + BROW_MARGIN width). The lid's own
+    lashes end on the lower lid, the iris is covered by lid skin, and nothing moves above the brow margin, below
+    the lid or beside the eye."""
     h, w = image.shape[:2]
     map_x, map_y = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
     src_x, src_y = map_x.copy(), map_y.copy()

@@ -97,12 +97,13 @@ Method = Callable[[torch.Tensor, Iterator[torch.Tensor], bool], Iterator[torch.T
 
 
 def model_method(model, backend="torch", precision: str = "fp32", lip_gain: float | None = None,
-                 blink: bool | None = None) -> Method:
+                 blink: bool | None = None, mouth_cavity: bool | None = None) -> Method:
     """Views (1, V, 3, S, S) and driving frames -> predictions, through the engine's avatar cache and the
     given inference backend: a name (``auto`` included, see :func:`odecam.engine.threads.choose_backend`)
     or a built :class:`~odecam.engine.backends.Backend` (see :func:`odecam.engine.backends.get_backend`).
     ``lip_gain``: the engine's lip retargeting in relative mode (None = its default for the model); ``blink``: its
-    blink retargeting (None = on where the model and the avatar allow it)."""
+    blink retargeting and ``mouth_cavity`` its mouth retargeting (None = on where the model and the avatar allow
+    it)."""
     from odecam.engine import Animator, Avatar
 
     if isinstance(backend, str) and backend.strip().lower() == "auto":
@@ -114,7 +115,7 @@ def model_method(model, backend="torch", precision: str = "fp32", lip_gain: floa
         images = [to_image(v) for v in views[0]]
         avatar = Avatar(model, images[0], images[1:])
         animator = Animator(model, avatar, relative=relative, backend=backend, precision=precision,
-                            lip_gain=lip_gain, blink=blink)
+                            lip_gain=lip_gain, blink=blink, mouth_cavity=mouth_cavity)
         for d in driving:
             frame, roll = d if isinstance(d, tuple) else (d, 0.0)  # (levelled frame, roll): turned back by F_K's caller
             value, jac = animator.keypoints(to_image(frame), roll)

@@ -1,0 +1,143 @@
+"""Mouth retargeting: an avatar photographed with its teeth showing opens onto a mouth cavity, not stretched teeth.
+
+When the driver opens wide, the motion field pulls the avatar's lips apart and fills the gap by stretching what
+was between them: in a smiling photo, the teeth (issue 9's "stretched blob"). Beside the motion, as for blinks
+(:mod:`odecam.engine.blink`):
+
+1. once per avatar, :func:`open_mouth_views` finds the teeth between F_K's mouth keypoints (corners and inner
+   lips; bright, unsaturated pixels) and paints the lower part of each column of teeth as a dark cavity, keeping
+   the upper teeth that an open mouth shows; :func:`open_mouth_state` caches F_S and F_C's view images of that
+   picture with the avatar's own keypoints (same motion). A photo with closed lips has no teeth to paint: nothing
+   changes for it.
+2. per frame, :class:`MouthOpening` reads how far the transferred keypoints open the avatar's inner lips beyond
+   its own gap, in mouth widths: amount m = 0 up to :data:`OPEN_FROM`, 1 from :data:`OPEN_TO`;
+3. the backend renders from base + m (open-mouth - base) (``Backend.blend_views``), so the field stretches a
+   dark cavity under the upper teeth instead of the teeth.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+#: the roles of F_K's keypoints that place the mouth: its corners and the inner lips
+MOUTH_ROLES = ("mouth_corner_right", "mouth_corner_left", "inner_upper_lip", "inner_lower_lip")
+#: the avatar's inner-lip gap beyond its own, in mouth widths, where the amount starts rising and where it is 1
+OPEN_FROM, OPEN_TO = 0.08, 0.2
+#: m is rounded to steps of 1 / STEPS (a backend re-blends only when it changes)
+STEPS = 8
+#: teeth: brighter than this (HSV value, 0-255) and less saturated than that; at least this share of the image
+TEETH_VALUE, TEETH_SATURATION, TEETH_MIN_SHARE = 140, 90, 0.0015
+#: the upper share of each column of teeth stays: an open mouth shows its upper teeth
+UPPER_TEETH = 0.45
+#: the painted cavity's colour (RGB)
+CAVITY = (45, 20, 22)
+
+
+def mouth_indices(roles: tuple[str, ...]) -> tuple[int, int, int, int] | None:
+    """Indices of :data:`MOUTH_ROLES` among a model's keypoint roles, or None."""
+    return tuple(roles.index(r) for r in MOUTH_ROLES) if all(r in roles for r in MOUTH_ROLES) else None
+
+
+def teeth_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(S, S, 3) uint8 RGB and the mouth's (4, 2) pixel points (right corner, left corner, inner upper lip, inner
+    lower lip) -> (S, S) bool: the bright, unsaturated pixels inside the mouth's ellipse through its corners,
+    reaching a little past the inner lips."""
+    h, w = image.shape[:2]
+    cr, cl, up, lo = (np.asarray(p, np.float64) for p in points)
+    width = float(np.linalg.norm(cl - cr))
+    if width < 4.0:
+        return np.zeros((h, w), bool)
+    u = (cl - cr) / width
+    n = np.array([-u[1], u[0]])
+    if n[1] < 0:
+        n = -n  # down the face
+    centre = 0.5 * (cr + cl)
+    a = 0.5 * width
+    b_up = max(-(up - centre) @ n, 0.0) + 0.08 * width
+    b_lo = max((lo - centre) @ n, 0.0) + 0.08 * width
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    s = (xx - centre[0]) * u[0] + (yy - centre[1]) * u[1]
+    t = (xx - centre[0]) * n[0] + (yy - centre[1]) * n[1]
+    b = np.where(t < 0, b_up, b_lo)
+    inside = (s / a) ** 2 + (t / b) ** 2 <= 1.0
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    return inside & (hsv[..., 2] > TEETH_VALUE) & (hsv[..., 1] < TEETH_SATURATION)
+
+
+def open_mouth_image(image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """The photo with the lower part of its teeth painted as a mouth cavity (see the module docstring), or None
+    when fewer than :data:`TEETH_MIN_SHARE` of its pixels are teeth (lips closed)."""
+    teeth = teeth_mask(image, points)
+    if teeth.mean() < TEETH_MIN_SHARE:
+        return None
+    lower = np.zeros_like(teeth)
+    rows = np.arange(teeth.shape[0])
+    for c in np.nonzero(teeth.any(0))[0]:
+        col = np.nonzero(teeth[:, c])[0]
+        top, bottom = col.min(), col.max()
+        lower[:, c] = teeth[:, c] & (rows >= top + UPPER_TEETH * (bottom - top + 1))
+    mask = cv2.dilate(lower.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    mask = cv2.GaussianBlur(mask, (0, 0), 1.0)[..., None]
+    out = image.astype(np.float32) * (1.0 - mask) + np.float32(CAVITY) * mask
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def open_mouth_views(views: torch.Tensor, kp: torch.Tensor, indices: tuple[int, int, int, int]
+                     ) -> torch.Tensor | None:
+    """The avatar's views (V, 3, S, S) in [0, 1] with their lower teeth painted as a cavity, placed by F_K's
+    keypoints ``kp`` (V, K, 2); None when the source view shows no teeth. A reference view without teeth is kept."""
+    from odecam.engine.images import to_image
+
+    out = views.clone()
+    size = views.shape[-1]
+    for j in range(views.shape[0]):
+        points = (kp[j, list(indices)].detach().cpu().double().numpy() + 1.0) * 0.5 * (size - 1)
+        painted = open_mouth_image(to_image(views[j:j + 1]), points)
+        if painted is None:
+            if j == 0:
+                return None
+            continue
+        out[j] = torch.from_numpy(painted).permute(2, 0, 1).to(views.dtype) / 255.0
+    return out
+
+
+@torch.no_grad()
+def open_mouth_state(model, state: dict[str, torch.Tensor], views: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """The avatar state of the open-mouth views with the avatar's own keypoints, or None (no teeth, or a model
+    whose keypoints do not name the mouth). ``views`` (1, V, 3, S, S) as the Avatar holds them."""
+    indices = mouth_indices(tuple(getattr(model, "keypoint_roles", ())))
+    if indices is None:
+        return None
+    painted = open_mouth_views(views[0], state["kp"], indices)
+    if painted is None:
+        return None
+    flat = painted.to(views)
+    out = dict(state)
+    out["features"] = model.generator.encode(flat)
+    out["image_small"] = model.generator.dense_motion_network.prepare_view(flat, state["kp"])["image_small"]
+    if "image" in state:
+        out["image"] = flat
+    return out
+
+
+class MouthOpening:
+    """Transferred keypoints (1, K, 2) -> mouth amount m in [0, 1]: the avatar's inner-lip gap beyond its own
+    (``kp_source`` (1, K, 2)), over its mouth width, mapped from [OPEN_FROM, OPEN_TO] to [0, 1]."""
+
+    def __init__(self, indices: tuple[int, int, int, int], kp_source: torch.Tensor) -> None:
+        self.indices = indices
+        k = kp_source.detach().cpu().numpy()[0]
+        cr, cl, up, lo = indices
+        self.width = max(float(np.linalg.norm(k[cl] - k[cr])), 1e-6)
+        self.gap = float(np.linalg.norm(k[lo] - k[up]))
+
+    def __call__(self, kp: torch.Tensor) -> float:
+        k = kp.detach().cpu().numpy()[0]
+        _, _, up, lo = self.indices
+        d = (float(np.hypot(*(k[lo] - k[up]))) - self.gap) / self.width
+        if not np.isfinite(d):
+            return 0.0
+        m = (d - OPEN_FROM) / (OPEN_TO - OPEN_FROM)
+        return round(min(1.0, max(0.0, m)) * STEPS) / STEPS
