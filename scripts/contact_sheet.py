@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--blink", action="append", choices=["on", "off"], default=None,
                     help="per --checkpoint, in the same order: blink retargeting on (where the model and photo allow "
                          "it, the default) or off")
+    ap.add_argument("--mouth-cavity", action="append", choices=["on", "off"], default=None,
+                    help="per --checkpoint, in the same order: mouth retargeting on (where the model and photo "
+                         "allow it, the default) or off")
     ap.add_argument("--pick", choices=["mouth", "eyes"], default="mouth",
                     help="spread the picked frames over the driver's mouth opening (default) or eye opening")
     ap.add_argument("--source", default="astronaut")
@@ -116,6 +119,10 @@ def main() -> None:
     blinks = args.blink or ["on"] * len(checkpoints)
     if len(blinks) != len(checkpoints):
         ap.error(f"{len(blinks)} --blink for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
+    cavities = args.mouth_cavity or ["on"] * len(checkpoints)
+    if len(cavities) != len(checkpoints):
+        ap.error(f"{len(cavities)} --mouth-cavity for {len(checkpoints)} --checkpoint; give one per checkpoint or "
+                 "none")
     tilts = args.keep_tilt or ["no"] * len(checkpoints)
     if len(tilts) != len(checkpoints):
         ap.error(f"{len(tilts)} --keep-tilt for {len(checkpoints)} --checkpoint; give one per checkpoint or none")
@@ -142,9 +149,10 @@ def main() -> None:
         video = load_framed_videos(path, size, max_frames=args.max_frames)[0]
         frames = [to_image(video.frames[i:i + 1]) for i in range(len(video.frames))]
         outs = []
-        for model, gain, keep, blink in zip(models, gains, tilts, blinks):
+        for model, gain, keep, blink, cavity in zip(models, gains, tilts, blinks, cavities):
             avatar = Avatar(model, to_image(photos[keep].tensor))
-            animator = Animator(model, avatar, backend="torch", lip_gain=gain, blink=None if blink == "on" else False)
+            animator = Animator(model, avatar, backend="torch", lip_gain=gain, blink=None if blink == "on" else False,
+                                mouth_cavity=None if cavity == "on" else False)
             # the first frame is the neutral pose; F_K sees the face levelled where live levels it
             outs.append([animator(to_image(lv[0][None]), lv[1]) if (lv := video.levelled.get(i)) else animator(f)
                          for i, f in enumerate(frames)])

@@ -32,7 +32,7 @@ TEETH_VALUE, TEETH_SATURATION, TEETH_MIN_SHARE = 140, 90, 0.0015
 #: the upper share of each column of teeth stays: an open mouth shows its upper teeth
 UPPER_TEETH = 0.45
 #: the painted cavity's colour (RGB)
-CAVITY = (45, 20, 22)
+CAVITY = (80, 40, 42)
 
 
 def mouth_indices(roles: tuple[str, ...]) -> tuple[int, int, int, int] | None:
