@@ -61,3 +61,24 @@ def train_tiny(run_dir: Path, dataset, loss: dict, steps: int = 2, **config) -> 
     Trainer(cfg, run_dir, dataset=dataset, progress=False).train()
     with open(run_dir / "losses.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def default_model() -> MotionTransferModel:
+    """The shipped default (keypoints on the eyelids and the mouth: blink and mouth retargeting apply)."""
+    from odecam.assets import DEFAULT_WEIGHTS
+    from odecam.checkpoint import load_checkpoint
+
+    return load_checkpoint(DEFAULT_WEIGHTS).eval()
+
+
+@pytest.fixture(scope="module")
+def astronaut256() -> np.ndarray:
+    """The built-in avatar framed as the commands frame it, at the model's 256 px (pixels line up)."""
+    import cv2
+
+    from odecam import assets
+    from odecam.engine.images import load_image
+
+    photo = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
+    return cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from odecam.assets import DEFAULT_WEIGHTS
 from odecam.engine import Animator, Avatar
 from odecam.engine.backends import get_backend
 from odecam.engine.blink import (BLEND_STEPS, BLENDED_KEYS, BlinkTracker, EyeReader, _eye_net_onnx, close_eyes,
@@ -15,24 +14,6 @@ from odecam.engine.blink import (BLEND_STEPS, BLENDED_KEYS, BlinkTracker, EyeRea
 from odecam.engine.images import to_image, to_tensor
 from odecam.errors import OdecamError
 from odecam.model.eye_openness import EYE_CROP, EyeOpennessNet, eye_crops
-
-
-@pytest.fixture(scope="module")
-def default_model():
-    from odecam.checkpoint import load_checkpoint
-
-    return load_checkpoint(DEFAULT_WEIGHTS).eval()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    from odecam import assets
-    from odecam.engine.images import load_image
-
-    import cv2
-
-    photo = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
-    return cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)  # the model's size: pixels line up
 
 
 def _face_and_eyes(model, rgb: np.ndarray):
@@ -103,27 +84,27 @@ def test_tracker_refuses_ratios_out_of_order():
 
 
 # -- the avatar's closed eyes, read back by the reader ----------------------------------------------------
-def test_painted_closed_eyes_read_as_closed_and_the_rest_of_the_face_is_kept(default_model, astronaut):
+def test_painted_closed_eyes_read_as_closed_and_the_rest_of_the_face_is_kept(default_model, astronaut256):
     lids = eyelid_indices(default_model.keypoint_roles)
     assert lids is not None
-    corners = _face_and_eyes(default_model, astronaut)
-    closed = close_eyes(astronaut, corners)
-    assert closed.shape == astronaut.shape and closed.dtype == np.uint8
-    changed = np.abs(closed.astype(int) - astronaut.astype(int)).max(-1) > 8
+    corners = _face_and_eyes(default_model, astronaut256)
+    closed = close_eyes(astronaut256, corners)
+    assert closed.shape == astronaut256.shape and closed.dtype == np.uint8
+    changed = np.abs(closed.astype(int) - astronaut256.astype(int)).max(-1) > 8
     ys, xs = np.nonzero(changed)
     eyes_y = corners[..., 1].mean()
     assert 0 < changed.mean() < 0.02  # two eye-sized patches
     assert np.abs(ys - eyes_y).max() < 20 and xs.min() > corners[..., 0].min() - 8
     reader = EyeReader(lids)
     read = {}
-    for name, img in (("open", astronaut), ("closed", closed)):
+    for name, img in (("open", astronaut256), ("closed", closed)):
         kp = default_model.kp_detector(to_tensor(img, 256))["value"]
         read[name] = reader(img, kp)
     assert read["closed"] < 0.6 * read["open"]
 
 
-def test_closed_eye_state_keeps_the_motion_and_changes_the_appearance(default_model, astronaut):
-    avatar = Avatar(default_model, astronaut)
+def test_closed_eye_state_keeps_the_motion_and_changes_the_appearance(default_model, astronaut256):
+    avatar = Avatar(default_model, astronaut256)
     closed = closed_eye_state(default_model, avatar.state, avatar.views)
     assert closed is not None
     for key in ("kp", "jacobian", "heat_view", "grid"):
@@ -143,23 +124,23 @@ def test_no_face_no_blink(default_model):
     assert animator.blink_amount == 0.0 and "eyes" not in animator.timings.percentiles()
 
 
-def test_blink_switch_and_a_model_without_eyelid_keypoints(default_model, tiny_model, astronaut):
-    assert Animator(default_model, Avatar(default_model, astronaut)).blink_active
-    assert not Animator(default_model, Avatar(default_model, astronaut), blink=False).blink_active
-    assert not Animator(tiny_model, Avatar(tiny_model, astronaut)).blink_active  # None: off where it cannot be
+def test_blink_switch_and_a_model_without_eyelid_keypoints(default_model, tiny_model, astronaut256):
+    assert Animator(default_model, Avatar(default_model, astronaut256)).blink_active
+    assert not Animator(default_model, Avatar(default_model, astronaut256), blink=False).blink_active
+    assert not Animator(tiny_model, Avatar(tiny_model, astronaut256)).blink_active  # None: off where it cannot be
     with pytest.raises(OdecamError, match="--blink needs a model whose keypoints are tied to the upper eyelids"):
-        Animator(tiny_model, Avatar(tiny_model, astronaut), blink=True)
-    animator = Animator(default_model, Avatar(default_model, astronaut))
+        Animator(tiny_model, Avatar(tiny_model, astronaut256), blink=True)
+    animator = Animator(default_model, Avatar(default_model, astronaut256))
     with pytest.raises(OdecamError, match="out of range"):
         animator.set_blink(1.5)
 
 
 # -- the backends' blend ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("amount, refs", [(0.0, 0), (0.5, 0), (1.0, 0), (0.5, 1)])
-def test_backends_render_the_blended_state(default_model, astronaut, amount, refs):
+def test_backends_render_the_blended_state(default_model, astronaut256, amount, refs):
     """onnxruntime's in-place blend = the eager model on lerp(open, closed, b) = the torch backend's blend; with a
     reference view (the photo mirrored) too, whose eyes are closed as well."""
-    avatar = Avatar(default_model, astronaut, [np.ascontiguousarray(astronaut[:, ::-1])] * refs)
+    avatar = Avatar(default_model, astronaut256, [np.ascontiguousarray(astronaut256[:, ::-1])] * refs)
     closed = avatar.closed_eye_state(default_model)
     for key in BLENDED_KEYS:  # every view's eyes were closed
         change = (closed[key] - avatar.state[key]).abs().flatten(1).amax(1)
@@ -179,14 +160,14 @@ def test_backends_render_the_blended_state(default_model, astronaut, amount, ref
 
 
 # -- the whole path ----------------------------------------------------------------------------------------
-def test_the_avatar_closes_its_eyes_when_the_driver_does(default_model, astronaut):
+def test_the_avatar_closes_its_eyes_when_the_driver_does(default_model, astronaut256):
     """Driven by the avatar's own photo, then by the same photo with its eyes shut: the blink amount goes from 0
     to 1 and the avatar's eyes change while its mouth does not."""
-    corners = _face_and_eyes(default_model, astronaut)
-    closed_driver = close_eyes(astronaut, corners)
-    animator = Animator(default_model, Avatar(default_model, astronaut), backend="onnxruntime")
+    corners = _face_and_eyes(default_model, astronaut256)
+    closed_driver = close_eyes(astronaut256, corners)
+    animator = Animator(default_model, Avatar(default_model, astronaut256), backend="onnxruntime")
     for _ in range(20):
-        open_frame = animator(astronaut)
+        open_frame = animator(astronaut256)
     assert animator.blink_amount == 0.0
     shut_frame = animator(closed_driver)
     assert animator.blink_amount == 1.0
@@ -197,7 +178,7 @@ def test_the_avatar_closes_its_eyes_when_the_driver_does(default_model, astronau
     eyes = diff[ey - 6:ey + 7, x0:x1 + 1].mean()
     mouth = diff[ey + 60:ey + 90, x0:x1 + 1].mean()
     assert eyes > 15.0 and mouth < 3.0
-    animator(astronaut)
+    animator(astronaut256)
     assert animator.blink_amount == 0.0  # open again
 
 
@@ -220,7 +201,7 @@ def test_demo_without_blink_runs_and_says_nothing_about_it(tmp_path, capsys):
     assert "eyes=" not in out and "blink retargeting on" not in out and (tmp_path / "d.mp4").exists()
 
 
-def test_missing_or_broken_eye_weights_switch_blinks_off_with_one_sentence(default_model, astronaut, tmp_path,
+def test_missing_or_broken_eye_weights_switch_blinks_off_with_one_sentence(default_model, astronaut256, tmp_path,
                                                                           monkeypatch, caplog):
     import odecam.engine.blink as blink_mod
 
@@ -230,7 +211,7 @@ def test_missing_or_broken_eye_weights_switch_blinks_off_with_one_sentence(defau
         monkeypatch.setattr(blink_mod, "EYE_WEIGHTS", path)
         monkeypatch.setattr(blink_mod.load_eye_net, "__defaults__", (path,))
         with caplog.at_level("WARNING", logger="odecam.engine.animator"):
-            animator = Animator(default_model, Avatar(default_model, astronaut))
+            animator = Animator(default_model, Avatar(default_model, astronaut256))
         assert not animator.blink_active and "blink retargeting is off" in caplog.text
         with pytest.raises(OdecamError, match="eye-openness weights .* are missing or broken.*--no-blink"):
-            Animator(default_model, Avatar(default_model, astronaut), blink=True)
+            Animator(default_model, Avatar(default_model, astronaut256), blink=True)

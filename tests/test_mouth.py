@@ -7,30 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from odecam.assets import DEFAULT_WEIGHTS
 from odecam.engine import Animator, Avatar
 from odecam.engine.backends import get_backend
 from odecam.engine.blink import BLENDED_KEYS
 from odecam.engine.mouth import (OPEN_FROM, OPEN_TO, UPPER_TEETH, MouthOpening, mouth_indices, open_mouth_image,
                                  teeth_mask)
-
-
-@pytest.fixture(scope="module")
-def default_model():
-    from odecam.checkpoint import load_checkpoint
-
-    return load_checkpoint(DEFAULT_WEIGHTS).eval()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    import cv2
-
-    from odecam import assets
-    from odecam.engine.images import load_image
-
-    photo = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
-    return cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)
 
 
 def _mouth_points(model, image: np.ndarray) -> np.ndarray:
@@ -40,15 +21,15 @@ def _mouth_points(model, image: np.ndarray) -> np.ndarray:
     return (kp[list(mouth_indices(model.keypoint_roles))] + 1.0) * 127.5
 
 
-def test_the_smiling_astronauts_teeth_are_found_and_the_lower_ones_painted(default_model, astronaut):
-    points = _mouth_points(default_model, astronaut)
-    teeth = teeth_mask(astronaut, points)
+def test_the_smiling_astronauts_teeth_are_found_and_the_lower_ones_painted(default_model, astronaut256):
+    points = _mouth_points(default_model, astronaut256)
+    teeth = teeth_mask(astronaut256, points)
     ys, xs = np.nonzero(teeth)
     assert 0.002 < teeth.mean() < 0.03
     assert points[0, 0] - 4 <= xs.min() and xs.max() <= points[1, 0] + 4  # between the mouth corners
-    painted = open_mouth_image(astronaut, points)
-    assert painted is not None and painted.shape == astronaut.shape
-    darker = (astronaut.astype(int).sum(-1) - painted.astype(int).sum(-1)) > 150
+    painted = open_mouth_image(astronaut256, points)
+    assert painted is not None and painted.shape == astronaut256.shape
+    darker = (astronaut256.astype(int).sum(-1) - painted.astype(int).sum(-1)) > 150
     assert darker.sum() > 0.3 * teeth.sum()
     upper, lower = [], []  # per column of teeth: its top rows stay as they were, its bottom rows go dark
     for c in np.nonzero(teeth.any(0))[0]:
@@ -60,10 +41,10 @@ def test_the_smiling_astronauts_teeth_are_found_and_the_lower_ones_painted(defau
     assert len(upper) > 30 and np.mean(upper) < 0.15 and np.mean(lower) > 0.8, (np.mean(upper), np.mean(lower))
 
 
-def test_closed_lips_have_no_teeth_to_paint(default_model, astronaut):
-    points = _mouth_points(default_model, astronaut)
-    lips = astronaut.copy()
-    lips[teeth_mask(astronaut, points)] = (150, 60, 70)  # the teeth covered by lip colour
+def test_closed_lips_have_no_teeth_to_paint(default_model, astronaut256):
+    points = _mouth_points(default_model, astronaut256)
+    lips = astronaut256.copy()
+    lips[teeth_mask(astronaut256, points)] = (150, 60, 70)  # the teeth covered by lip colour
     assert open_mouth_image(lips, points) is None
 
 
@@ -86,9 +67,9 @@ def test_mouth_amount_follows_the_transferred_lip_gap(dtype):
     assert opening(kp) == 0.0
 
 
-def test_two_blend_targets_at_once_on_every_backend(default_model, astronaut):
+def test_two_blend_targets_at_once_on_every_backend(default_model, astronaut256):
     """eyes and mouth blended together: onnxruntime in place = torch re-prepared = the eager model."""
-    avatar = Avatar(default_model, astronaut)
+    avatar = Avatar(default_model, astronaut256)
     eyes, mouth = avatar.closed_eye_state(default_model), avatar.open_mouth_state(default_model)
     assert eyes is not None and mouth is not None
     amounts = {"eyes": 0.5, "mouth": 0.75}
@@ -111,13 +92,13 @@ def test_two_blend_targets_at_once_on_every_backend(default_model, astronaut):
         assert (backend.run_frame(kp, jac)[0] - plain).abs().max() < 2e-4, name
 
 
-def test_a_wide_open_mouth_shows_the_cavity(default_model, astronaut):
+def test_a_wide_open_mouth_shows_the_cavity(default_model, astronaut256):
     """The avatar driven (absolute keypoints) with its own pose, then with its lower lip dropped by 0.3 mouth
     widths: the mouth amount goes 0 -> 1, and the open mouth is darker with mouth retargeting than without."""
     idx = mouth_indices(default_model.keypoint_roles)
     frames = {}
     for cavity in (False, None):
-        animator = Animator(default_model, Avatar(default_model, astronaut), relative=False, backend="onnxruntime",
+        animator = Animator(default_model, Avatar(default_model, astronaut256), relative=False, backend="onnxruntime",
                             blink=False, mouth_cavity=cavity)
         assert animator.mouth_active is (cavity is None)
         kp, jac = animator.avatar.kp_source.clone(), animator.avatar.jac_source
