@@ -241,17 +241,20 @@ def closed_eye_state(model, state: dict[str, torch.Tensor], views: torch.Tensor)
     when the avatar's eyes cannot be found. ``views`` (1, V, 3, S, S) as :class:`~odecam.engine.avatar.Avatar`
     holds them; ``state`` its open state."""
     closed = closed_eye_views(views[0])
-    if closed is None:
-        return None
-    flat = closed.to(views)
-    out = dict(state)
-    out["features"] = model.generator.encode(flat)
-    prepared = model.generator.dense_motion_network.prepare_view(flat, state["kp"])
-    out["image_small"] = prepared["image_small"]
-    if "image" in state:
-        out["image"] = flat
-    return out
+    return None if closed is None else repainted_state(model, state, closed.to(views))
 
 
-#: the avatar state entries that differ between the open and closed avatars (the rest is the open one's)
+#: the avatar state entries that differ between the photo and a repainted copy of it (the rest is the photo's)
 BLENDED_KEYS = ("features", "image_small", "image")
+
+
+@torch.no_grad()
+def repainted_state(model, state: dict[str, torch.Tensor], views: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The avatar state of repainted views (V, 3, S, S) in [0, 1] with ``state``'s keypoints (so the same motion):
+    the :data:`BLENDED_KEYS` (F_S, F_C's view images, the image skip's) recomputed, the rest kept."""
+    out = dict(state)
+    out["features"] = model.generator.encode(views)
+    out["image_small"] = model.generator.dense_motion_network.prepare_view(views, state["kp"])["image_small"]
+    if "image" in state:
+        out["image"] = views
+    return out

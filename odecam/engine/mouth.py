@@ -110,16 +110,10 @@ def open_mouth_state(model, state: dict[str, torch.Tensor], views: torch.Tensor)
     indices = mouth_indices(tuple(getattr(model, "keypoint_roles", ())))
     if indices is None:
         return None
+    from odecam.engine.blink import repainted_state
+
     painted = open_mouth_views(views[0], state["kp"], indices)
-    if painted is None:
-        return None
-    flat = painted.to(views)
-    out = dict(state)
-    out["features"] = model.generator.encode(flat)
-    out["image_small"] = model.generator.dense_motion_network.prepare_view(flat, state["kp"])["image_small"]
-    if "image" in state:
-        out["image"] = flat
-    return out
+    return None if painted is None else repainted_state(model, state, painted.to(views))
 
 
 class MouthOpening:
