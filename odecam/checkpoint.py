@@ -196,6 +196,11 @@ def load_checkpoint(path: str | Path, cfg: ModelConfig | None = None, device: st
     return model.to(device).eval()
 
 
+def role_indices(roles: tuple[str, ...], names: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The indices of ``names`` among a model's keypoint roles, in that order, or None when one is missing."""
+    return tuple(roles.index(n) for n in names) if all(n in roles for n in names) else None
+
+
 def keypoint_roles(meta: dict[str, str], num_kp: int, source: str = "checkpoint") -> tuple[str, ...]:
     """The checkpoint's keypoint roles (metadata ``keypoint_roles``): at most ``num_kp`` names, each a short
     identifier; () when absent. Anything else is refused with one sentence."""

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from odecam.checkpoint import role_indices
 from odecam.config import DEFAULT_LIP_GAIN, LIP_GAIN_RANGE
 from odecam.engine.avatar import Avatar
 from odecam.engine.backends import Backend, get_backend
@@ -35,8 +36,7 @@ def lip_retargeting(model: MotionTransferModel, lip_gain: float | None) -> tuple
     """(inner-lip keypoint indices or None, the gain to use) for a model and a requested gain (None = default).
 
     A gain other than 1 for a model without lip keypoints is refused with one sentence."""
-    roles = tuple(getattr(model, "keypoint_roles", ()))
-    lips = (roles.index(LIP_ROLES[0]), roles.index(LIP_ROLES[1])) if all(r in roles for r in LIP_ROLES) else None
+    lips = role_indices(tuple(getattr(model, "keypoint_roles", ())), LIP_ROLES)
     if lip_gain is None:
         return lips, DEFAULT_LIP_GAIN if lips is not None else 1.0
     lo, hi = LIP_GAIN_RANGE

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from odecam.checkpoint import role_indices
 from odecam.model.eye_openness import EYE_CROP, EyeOpennessNet, eye_crops
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,7 @@ BLEND_STEPS = 8
 
 def eyelid_indices(roles: tuple[str, ...]) -> tuple[int, int] | None:
     """Indices of the two upper-eyelid keypoints among a model's keypoint roles, or None."""
-    return (roles.index(EYELID_ROLES[0]), roles.index(EYELID_ROLES[1])) if all(r in roles for r in EYELID_ROLES) \
-        else None
+    return role_indices(roles, EYELID_ROLES)
 
 
 # -- the driver's side ----------------------------------------------------------------------------------
@@ -216,23 +216,33 @@ def close_eyes(image: np.ndarray, corners: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REFLECT101)
 
 
-def closed_eye_views(views: torch.Tensor) -> torch.Tensor | None:
-    """The avatar's views (V, 3, S, S) in [0, 1] with every view's eyes closed (:func:`close_eyes`), or None when
-    no face (or no eye corners) is found in the source view. A reference view without a face is kept as it is."""
+def repainted_views(views: torch.Tensor, paint) -> torch.Tensor | None:
+    """Views (V, 3, S, S) in [0, 1] with ``paint(rgb (S, S, 3) uint8, j) -> image or None`` applied to each, or None
+    when the source view (j = 0) cannot be painted; a reference view that cannot is kept as it is."""
     from odecam.engine.images import to_image
-    from odecam.realtime.framing import detect_faces, eye_corners
 
     out = views.clone()
     for j in range(views.shape[0]):
-        rgb = to_image(views[j:j + 1])
-        faces = detect_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), detect_height=max(320, rgb.shape[0]))
-        corners = eye_corners(rgb, faces[0]) if faces else None
-        if corners is None:
+        painted = paint(to_image(views[j:j + 1]), j)
+        if painted is None:
             if j == 0:
                 return None
             continue
-        out[j] = torch.from_numpy(close_eyes(rgb, corners)).permute(2, 0, 1).to(views.dtype) / 255.0
+        out[j] = torch.from_numpy(painted).permute(2, 0, 1).to(views.dtype) / 255.0
     return out
+
+
+def closed_eye_views(views: torch.Tensor) -> torch.Tensor | None:
+    """The avatar's views (V, 3, S, S) in [0, 1] with every view's eyes closed (:func:`close_eyes`), or None when
+    no face (or no eye corners) is found in the source view. A reference view without a face is kept as it is."""
+    from odecam.realtime.framing import detect_faces, eye_corners
+
+    def paint(rgb: np.ndarray, j: int) -> np.ndarray | None:
+        faces = detect_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), detect_height=max(320, rgb.shape[0]))
+        corners = eye_corners(rgb, faces[0]) if faces else None
+        return None if corners is None else close_eyes(rgb, corners)
+
+    return repainted_views(views, paint)
 
 
 @torch.no_grad()

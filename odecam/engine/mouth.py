@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+from odecam.checkpoint import role_indices
+
 #: the roles of F_K's keypoints that place the mouth: its corners and the inner lips
 MOUTH_ROLES = ("mouth_corner_right", "mouth_corner_left", "inner_upper_lip", "inner_lower_lip")
 #: the avatar's inner-lip gap beyond its own, in mouth widths, where the amount starts rising and where it is 1
@@ -37,7 +39,7 @@ CAVITY = (80, 40, 42)
 
 def mouth_indices(roles: tuple[str, ...]) -> tuple[int, int, int, int] | None:
     """Indices of :data:`MOUTH_ROLES` among a model's keypoint roles, or None."""
-    return tuple(roles.index(r) for r in MOUTH_ROLES) if all(r in roles for r in MOUTH_ROLES) else None
+    return role_indices(roles, MOUTH_ROLES)
 
 
 def teeth_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -88,19 +90,11 @@ def open_mouth_views(views: torch.Tensor, kp: torch.Tensor, indices: tuple[int, 
                      ) -> torch.Tensor | None:
     """The avatar's views (V, 3, S, S) in [0, 1] with their lower teeth painted as a cavity, placed by F_K's
     keypoints ``kp`` (V, K, 2); None when the source view shows no teeth. A reference view without teeth is kept."""
-    from odecam.engine.images import to_image
+    from odecam.engine.blink import repainted_views
 
-    out = views.clone()
     size = views.shape[-1]
-    for j in range(views.shape[0]):
-        points = (kp[j, list(indices)].detach().cpu().double().numpy() + 1.0) * 0.5 * (size - 1)
-        painted = open_mouth_image(to_image(views[j:j + 1]), points)
-        if painted is None:
-            if j == 0:
-                return None
-            continue
-        out[j] = torch.from_numpy(painted).permute(2, 0, 1).to(views.dtype) / 255.0
-    return out
+    points = (kp[:, list(indices)].detach().cpu().double().numpy() + 1.0) * 0.5 * (size - 1)  # (V, 4, 2) pixels
+    return repainted_views(views, lambda rgb, j: open_mouth_image(rgb, points[j]))
 
 
 @torch.no_grad()
