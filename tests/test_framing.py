@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from odecam.realtime.framing import CropBox, FaceFramer, FramingConfig, detect_faces
+from odecam.realtime.framing import CropBox, FaceFramer, FramingConfig, detect_faces, detect_faces_near
 
 try:
     from _realtime_media import carphone_path, wolfgang_path
@@ -146,8 +146,81 @@ def test_manual_zoom_and_pan_override() -> None:
     base = [framer.process(frame) for _ in range(40)][-1]
     framer.set_manual(zoom=1.5)
     zoomed = [framer.process(frame) for _ in range(40)][-1]
-    assert zoomed.box.size == pytest.approx(base.box.size / 1.5, abs=2)
+    # the crop is face_scale face sides over the zoom (the face's own box: the crop at zoom 1 may stand still
+    # in its dead zone while the face estimate settles by a few pixels)
+    side = zoomed.face[2] - zoomed.face[0]
+    assert zoomed.box.size == pytest.approx(side * FramingConfig().face_scale / 1.5, abs=2)
+    assert zoomed.box.size < base.box.size / 1.3
     assert zoomed.face is not None and zoomed.box.contains(zoomed.face, tolerance=0.1 * zoomed.box.size)
+
+
+@pytest.mark.parametrize("clip", ["carphone", "wolfgang"])
+def test_search_near_the_tracked_face_finds_the_whole_frames_box(clip: str) -> None:
+    """The tracker's window (cut from the whole frame's image pyramid) gives the whole frame's box, searched
+    around the face found 3 frames earlier; a window with no face in it finds none."""
+    frames = _frames(carphone_path() if clip == "carphone" else wolfgang_path(), limit=90)
+    same = near_level = checked = 0
+    for i in range(3, len(frames), 3):
+        before, now = detect_faces(frames[i - 3]), detect_faces(frames[i])
+        if not before or not now:
+            continue
+        found = detect_faces_near(frames[i], before[0])
+        checked += 1
+        assert found, f"frame {i}: the face 3 frames on is inside the window"
+        (a0, b0, a1, b1), (c0, d0, c1, d1) = found[0], now[0]
+        ratio = (a1 - a0) / (c1 - c0)
+        near_level += 0.8 < ratio < 1.25 and abs((a0 + a1) - (c0 + c1)) / 2 < 0.15 * (c1 - c0)
+        same += abs(ratio - 1) < 0.02
+    assert checked >= 25
+    assert near_level == checked  # never further than one pyramid level (1.2x) off
+    assert same >= 0.75 * checked, (same, checked)
+    h, w = frames[0].shape[:2]
+    face = detect_faces(frames[0])[0]
+    side = face[2] - face[0]
+    blank = frames[0].copy()
+    blank[:, : int(min(w, face[2] + side))] = 90  # the face and its surroundings painted over
+    assert detect_faces_near(blank, face) == []
+
+
+def test_a_face_that_jumps_out_of_the_window_is_found_on_the_whole_frame() -> None:
+    """The window misses a face that moved far between detections: the whole frame is searched at once."""
+    face_frame = _frames(carphone_path(), limit=1)[0]
+    h, w = face_frame.shape[:2]
+    left = np.full((h, 3 * w, 3), 90, np.uint8)
+    right = left.copy()
+    left[:, :w], right[:, 2 * w:] = face_frame, face_frame
+    framer = FaceFramer(FramingConfig(detect_every=1, face_smoothing=1.0))
+    for _ in range(6):
+        out = framer.process(left)
+    assert out.face is not None and out.face[2] < w
+    out = framer.process(right)
+    assert out.face is not None and out.face[0] > 2 * w  # found on this very frame
+
+
+def test_deferred_detection_tracks_the_same_face_one_frame_later() -> None:
+    """Live runs the detector after each frame went out (``defer_detection``): the same detections on the same
+    frames, so the same face track and roll estimate, acting from the next frame on; the first frame detects
+    at once (the crop starts on the face), and a detection nobody ran goes first on the next frame."""
+    frames = _frames(carphone_path(), limit=40)
+    inline, deferred = FaceFramer(), FaceFramer()
+    faces_inline, faces_deferred, ran = [], [], []
+    for f in frames:
+        a = inline.process(f)
+        faces_inline.append((inline._face.copy(), inline._roll_est))
+        b = deferred.process(f, defer_detection=True)
+        ran.append(deferred.detect_deferred())
+        faces_deferred.append((deferred._face.copy(), deferred._roll_est))
+        assert b.image.shape == a.image.shape
+    assert ran == [False] + [i % 3 == 0 for i in range(1, len(frames))]  # frame 0 detected inline
+    for (fa, ra), (fb, rb) in zip(faces_inline, faces_deferred):
+        assert np.allclose(fa, fb) and ra == pytest.approx(rb)
+    # nobody runs the pending detection: the next process() does, before cropping
+    lazy = FaceFramer()
+    for f in frames[:4]:
+        lazy.process(f, defer_detection=True)
+    assert np.allclose(lazy._face, faces_inline[2][0])  # frame 3's detection still pending
+    lazy.process(frames[4], defer_detection=True)
+    assert np.allclose(lazy._face, faces_inline[3][0])
 
 
 def test_user_mistakes_get_one_sentence() -> None:
@@ -157,6 +230,8 @@ def test_user_mistakes_get_one_sentence() -> None:
         FaceFramer().set_manual(zoom=-1.0)
     with pytest.raises(ValueError, match="expects an image"):
         FaceFramer().process(np.zeros(10, np.uint8))
+    with pytest.raises(ValueError, match="search must be 0"):
+        FramingConfig(search=0.5)
 
 
 # ---------------------------------------------------------------------- roll levelling for F_K

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     with VideoFileWriter(out_path, fps, (2 * size, size)) as writer:
         frames = read_frames(driving_path, args.max_frames)
         for frame in tqdm(frames, desc="animating", unit="frame", leave=False):
-            framing = framer.process(frame)
+            framing = framer.process(frame, defer_detection=True)  # the detector after the frame, as live
             driving_view = framing.image  # (S, S, 3) RGB, shown as it is
             output = animator(*framing.model_input())  # F_K on the levelled face, keypoints turned back
             writer.write(np.concatenate([driving_view, output], axis=1))

@@ -70,7 +70,8 @@ def load_framed_videos(path: str | Path, size: int, max_frames: int | None = Non
         framer = FaceFramer(FramingConfig(output_size=size, level_roll=level))
         frames, levelled = [], {}
         for rgb in read_frames(v, max_frames, role="driving video"):
-            framing = framer.process(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # live frames BGR camera frames
+            # as live frames BGR camera frames (its detections after each frame: they act from the next one)
+            framing = framer.process(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), defer_detection=True)
             frames.append(to_tensor(cv2.cvtColor(framing.image, cv2.COLOR_BGR2RGB), size))
             if framing.level_image is not None:
                 levelled[len(frames) - 1] = (to_tensor(cv2.cvtColor(framing.level_image, cv2.COLOR_BGR2RGB), size)[0],

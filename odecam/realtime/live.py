@@ -8,11 +8,13 @@
                               -> Animator.render_tensor -> avatar frame                 the last frame on stalls)
                                                                                     --> FileRecorder (canvas)
                                                                                     --> preview window + overlay
+                              then, while waiting for the next frame: the face detector (every 3rd frame)
 
 Every frame keeps its capture timestamp (``time.monotonic()``) all the way to the sink, which records
 the capture-to-sink latency in :attr:`LiveSession.stats` (with a virtual camera: when the frame is sent;
 without one: when it was handed to the recorder / preview). Per-stage times of the loop are in
-:attr:`LiveSession.timings` (``framing``, ``keypoints``, ``smoothing``, ``render``, ``output``).
+:attr:`LiveSession.timings` (``framing``, ``keypoints``, ``smoothing``, ``render``, ``output``, and
+``face_search``: the face detector, run after the frame went out, so no frame's latency carries it).
 
 Failures: no virtual camera -> the one-sentence how-to, and the session goes on with the preview or
 recording when asked for (else :class:`LiveError`); a camera that stops delivering frames is reopened by
@@ -430,6 +432,7 @@ class LiveSession(LiveWindow, LiveReport):
                 out = self.process(frame)
                 if out is not None:
                     self.deliver(out)
+                self._search_face()
                 self._poll_preview()
                 if max_frames is not None and self.frames >= max_frames:
                     break
@@ -442,6 +445,12 @@ class LiveSession(LiveWindow, LiveReport):
             self._t_end = time.monotonic()
             self.close()
         return self.stats_dict()
+
+    def _search_face(self) -> None:
+        """The face detection the framing left for after the frame went out (the wait for the next frame)."""
+        t = time.perf_counter()
+        if self.framer.detect_deferred():
+            self.timings.add("face_search", (time.perf_counter() - t) * 1000.0)
 
     def _watch_connection(self) -> None:
         cap = self.capture
@@ -469,7 +478,7 @@ class LiveSession(LiveWindow, LiveReport):
                 self.framer.reset()
             t = time.perf_counter()
             image = cv2.flip(frame.image, 1) if mirror else frame.image
-            framing = self.framer.process(image)
+            framing = self.framer.process(image, defer_detection=True)
             model_input, roll = framing.model_input()  # the face levelled for F_K, keypoints turned back
             rgb = cv2.cvtColor(model_input, cv2.COLOR_BGR2RGB)
             t = self._stage(stages, "framing", t)
