@@ -448,6 +448,27 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     p95 +14.6 / +15.3 ms; its per-frame split: extra p50 4.1 ms, p95 18.9 ms. The p50 bar (5 ms) holds in most
     runs on this VM and fails in some: its headline difference of two p50s moves by more than a millisecond
     from run to run.
+* Seventeenth session (2026-12-02): **the face detector off the latency path** (glass to glass). The per-frame
+  split of the last recorded run put the rest of the extra in the framing: dlib's detector ran inline on every
+  third frame, 8-15 ms on carphone's frames scaled to 320 rows (framing p95 15.3 ms), so a third of the frames
+  carried it and the capture-to-sink p50 sat above most of the fast frames. Two changes
+  (`odecam/realtime/framing.py`):
+  * the tracker searches a window of 2.4 face sides around the face it follows (`detect_faces_near`), cut from
+    the whole frame's image pyramid at the level one above where dlib found the face, its corner on a 48-pixel
+    grid, so the detector sees the same pixels and HOG cells: the whole frame's box size in 259 of 261 searches on
+    9 clips 3 frames on (windows resized straight from the frame landed a pyramid level larger in 10-20%), 2.0 ms
+    median against 8.1 ms; the whole frame again when the window finds nothing. The grey conversion now comes
+    before the resize (1.3 -> 0.4 ms for a 640 x 360 frame);
+  * live runs the detection after the frame went out (`FaceFramer.process(frame, defer_detection=True)`,
+    `detect_deferred()`): its result acts from the next frame on, in the wait for the next frame (`face_search`
+    in the stages, 6-8 ms after a frame: cold caches and onnxruntime's spinning threads beside it). The first
+    frame of a track still detects at once. `eval --protocol animation` and `demo` frame the same way
+    (EVALUATION.md: carphone mouth r 0.798 -> 0.802, yaw r 0.845 -> 0.872, face rate 0.967 both; d6, d18 unchanged).
+  * `python benchmarks/latency_live.py --runs 3 --breakdown` (`results/latency_live.json`, idle machine, load
+    0.2-0.8): extra p50 **+2.9 / +3.1 / +3.5 ms** (<= 5: met), p95 **+1.0 / +1.1 / +2.0 ms** (<= 15: met);
+    capture-to-sink p50 13.8-14.7 ms against 17.7-21.9 ms in this session's first runs of the previous code
+    (extra p50 +5.5 / +6.3, p95 +13.9 / +14.5 then); per-frame split: extra p50 3.4 ms, p95 4.5 ms (4.4 / 18.6
+    before). Framing p50 0.85 ms, p95 1.1-1.3 ms (15.3 before).
 """
 
 
