@@ -395,13 +395,15 @@ async def test_end_counts_are_consistent(call):
     emitted frame is a rendered or a held one."""
     rx = call.receiver
     said: list[str] = []
-    sender, _, task = call.sender(max_frames=60, on_event=said.append)
+    idle: list[int] = []  # after_frame: once per frame handed to the sender (odecam send's deferred face search)
+    sender, _, task = call.sender(max_frames=60, on_event=said.append, after_frame=lambda: idle.append(1))
     await asyncio.wait_for(task, 40)
     await call.until(lambda: any("left" in e for e in call.events), what="the sender to leave")
     counts = rx.stats.counts(written=len(call.frames.times))
     sent = sender.stats.frames_sent
     print(f"\nsender: {sender.stats.as_dict()}\nreceiver counts: {counts}; events {call.events}; sender said {said}")
     assert sender.error is None and sent == 60 and sender.stats.frames_read >= sent
+    assert sender.stats.frames_read - 1 <= len(idle) <= sender.stats.frames_read
     assert sent >= counts["received"] >= sent - 3  # loopback: at most the last packets in flight are lost
     assert counts["received"] >= counts["decoded"] >= counts["rendered"] + rx.stats.skipped - 1 >= 1
     assert rx.stats.emitted == counts["rendered"] + counts["held"] == counts["written"]

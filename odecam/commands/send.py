@@ -124,14 +124,17 @@ def run(args: argparse.Namespace) -> int:
         rolls = [0.0]  # prepare's levelling angle, read by extract (both run in the sender's pipeline thread)
 
         def prepare(bgr):
-            image, rolls[0] = framer.process(bgr).model_input()  # the face levelled for F_K
+            # the face levelled for F_K; the face detector runs after the keypoints went out (after_frame)
+            image, rolls[0] = framer.process(bgr, defer_detection=True).model_input()
             return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
         def extract(rgb):  # F_K, keypoints turned back to the unlevelled crop before packing
             value, jac = animator.keypoints(rgb, rolls[0])
             return value[0].cpu().numpy(), None if jac is None else jac[0].cpu().numpy()
+
+        after_frame = framer.detect_deferred
     else:
-        prepare = None  # BGR -> RGB; the engine takes the centre square
+        prepare, after_frame = None, None  # BGR -> RGB; the engine takes the centre square
         extract = animator_extractor(animator)
 
     sender = KeypointSender(args.to, token, LatestFrameCapture(config), extract,
@@ -140,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
                             avatar_bytes=avatar_bytes, avatar_name=Path(args.avatar).stem if args.avatar else "remote",
                             model_name=model.cfg.name, max_frames=args.max_frames,
                             reconnect=not args.no_reconnect, connect_timeout=args.connect_timeout,
-                            ice_servers=args.stun, on_event=lambda text: print(f"odecam send: {text}", flush=True))
+                            ice_servers=args.stun, on_event=lambda text: print(f"odecam send: {text}", flush=True),
+                            after_frame=after_frame)
 
     async def main() -> None:
         stop = asyncio.Event()

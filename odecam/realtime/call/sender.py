@@ -105,6 +105,8 @@ class KeypointSender:
         extractor: F_K (see :func:`animator_extractor`).
         num_kp, with_jacobian: what ``extractor`` returns.
         prepare: BGR frame -> RGB frame for ``extractor`` (cropping, framing); default: BGR to RGB.
+        after_frame: called on the frame thread once a frame's keypoints went to the sender, in the wait for
+            the next frame (``odecam send``: the face detection its framing left for later).
         avatar_bytes: a JPEG/PNG file to show as the avatar at the receiver (None: the receiver's own).
         avatar_name: its name.
         model_name: told to the receiver in the hello.
@@ -125,7 +127,8 @@ class KeypointSender:
                  max_frames: int | None = None, reconnect: bool = True, connect_timeout: float = 30.0,
                  ice_servers: Sequence[str] = (), loopback: bool | None = None,
                  packet_filter: Callable[[bytes], Iterable[bytes]] | None = None,
-                 keyframe_interval: int = 30, on_event: Callable[[str], None] | None = None) -> None:
+                 keyframe_interval: int = 30, on_event: Callable[[str], None] | None = None,
+                 after_frame: Callable[[], object] | None = None) -> None:
         from odecam.realtime.webrtc_server import is_loopback_host
 
         self.offer_url, host = offer_url(url)
@@ -133,6 +136,7 @@ class KeypointSender:
         self.source = source
         self.extractor = extractor
         self.prepare = prepare or _bgr_to_rgb
+        self.after_frame = after_frame
         self.avatar_bytes = avatar_bytes
         self.avatar_name = avatar_name
         self.model_name = model_name
@@ -238,6 +242,8 @@ class KeypointSender:
                 value, jac = self.extractor(self.prepare(frame.image))
                 blink = getattr(self.extractor, "blink", None)
                 self._call(self._send_frame, value, jac, frame.timestamp, blink() if blink else None)
+                if self.after_frame is not None:
+                    self.after_frame()
         except Exception as exc:  # noqa: BLE001 - report it as the sender's error, never hang
             log.debug("sender pipeline failed", exc_info=True)
             message = str(exc) if isinstance(exc, OdecamError) else f"{type(exc).__name__}: {exc}"
