@@ -265,6 +265,80 @@ async def test_track_repeats_the_last_image_when_idle(portrait):
     track.stop()
 
 
+class _FramesSource(MediaStreamTrack):
+    """Given RGB frames, one every ``period`` seconds, looped."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[np.ndarray], period: float = 0.02) -> None:
+        super().__init__()
+        self.frames, self.period, self.sent = frames, period, 0
+
+    async def recv(self) -> VideoFrame:
+        await asyncio.sleep(self.period)
+        frame = VideoFrame.from_ndarray(self.frames[self.sent % len(self.frames)], format="rgb24")
+        frame.pts, frame.time_base = self.sent, VIDEO_TIME_BASE
+        self.sent += 1
+        return frame
+
+
+class _RecordingAnimator(_SlowAnimator):
+    """Keeps the driving images (and rolls) it is given."""
+
+    def __init__(self, avatar) -> None:
+        super().__init__(avatar)
+        self.images: list[np.ndarray] = []
+
+    def __call__(self, frame: np.ndarray, roll: float = 0.0) -> np.ndarray:
+        self.images.append(frame)
+        return np.zeros((32, 32, 3), np.uint8)
+
+
+@pytest.mark.asyncio
+async def test_track_frames_the_face_as_live_does(portrait, carphone_frames):
+    """serve frames each peer's webcam as live frames it: the face followed (here off-centre in a wide frame,
+    where the centre square holds no face), the detector run after each avatar frame went out."""
+    from odecam.realtime.framing import FramingConfig
+
+    h, w = carphone_frames[0].shape[:2]
+    wide = [np.concatenate([np.full((h, 3 * w, 3), 90, np.uint8), f], axis=1) for f in carphone_frames]
+    animator = _RecordingAnimator(types.SimpleNamespace(source_image=portrait, name="a"))
+    track = AnimatedTrack(animator, idle_s=0.3, framing=FramingConfig(output_size=64))
+    searched: list[str] = []  # who ran each deferred detection: the worker after the frame, or the next frame
+    detect = track.framer.detect_deferred
+
+    def spy() -> bool:
+        ran = detect()
+        if ran:
+            searched.append(sys._getframe(1).f_code.co_name)
+        return ran
+
+    track.framer.detect_deferred = spy
+    source = _FramesSource(wide)
+    track.attach(source)
+    for _ in range(12):
+        await track.recv()
+    source.stop()
+    track.stop()
+    assert len(animator.images) >= 8 and all(im.shape == (64, 64, 3) for im in animator.images)
+    last = animator.images[-1]
+    assert np.abs(last.astype(int) - 90).mean() > 30  # the face's crop, not the grey centre square
+    face = track.framer.box
+    assert face is not None and face.x >= 3 * w - face.size // 2  # the crop sits on the face, at the right
+    # the detector ran after avatar frames went out (every 3rd frame), not at the start of the next frame
+    assert len(searched) >= 2 and "process" not in searched, searched
+
+    plain = _RecordingAnimator(types.SimpleNamespace(source_image=portrait, name="a"))
+    track = AnimatedTrack(plain, idle_s=0.3)  # no framing: the animator gets the whole frame
+    source = _FramesSource(wide)
+    track.attach(source)
+    for _ in range(3):
+        await track.recv()
+    source.stop()
+    track.stop()
+    assert plain.images and plain.images[-1].shape == (h, 4 * w, 3)
+
+
 # -- an aiortc client, in a loopback-only network -----------------------------------------------------
 class ClipTrack(VideoStreamTrack):
     """The carphone clip at 30 fps, looped."""

@@ -47,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-crop", action="store_true",
                    help="take the --source images as they are (default: crop the largest face square)")
     add_keep_tilt_argument(p, "--source photo")
+    p.add_argument("--no-follow", dest="follow", action="store_false",
+                   help="do not follow the face in the browser's webcam: a fixed centre crop (default: follow it, "
+                        "as odecam live does)")
+    p.add_argument("--no-level", dest="level", action="store_false",
+                   help="do not level a tilted face for the keypoint detector (default: level it, turn the "
+                        "keypoints back)")
     add_backend_arguments(p)
 
 
@@ -137,9 +143,13 @@ def run(args: argparse.Namespace) -> int:
     loopback = is_loopback_host(args.host)
     factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
     described = factory(avatars[0]).backend.describe()  # builds (and caches) the graphs before any peer
+    from odecam.realtime.framing import FaceFramer, FramingConfig
+
+    framing = FramingConfig(output_size=loaded.model.cfg.image_size, follow_face=args.follow, level_roll=args.level)
+    FaceFramer(framing)  # loads the face detector and landmarks now rather than on the first call
     server = AvatarServer(loaded.model, avatars, token, max_peers=args.max_peers, loopback=loopback,
                           ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps,
-                          animator_factory=factory)
+                          animator_factory=factory, framing=framing)
 
     async def main() -> None:
         running = await start(server, args.host, args.port, ssl_context)
@@ -147,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
         stop_on_signals(stop)
         print(f"odecam serve: weights: {loaded.description}")
         print(f"odecam serve: backend {described}; {plan.describe()}")
-        print(f"odecam serve: avatars: {', '.join(a.name for a in avatars)}; at most {args.max_peers} calls")
+        print(f"odecam serve: avatars: {', '.join(a.name for a in avatars)}; at most {args.max_peers} calls; "
+              f"the webcam framed as odecam live frames it ({'face followed' if args.follow else 'centre crop'}"
+              f"{', levelled' if args.level else ''})")
         if not loopback and ssl_context is None:
             print("odecam serve: note: browsers on other machines give camera access only to https pages; "
                   "pass --cert and --key (this machine can use http://127.0.0.1)")

@@ -10,6 +10,11 @@ inference rate (at most the camera rate). Timestamps come from the wall clock at
 whenever no new frame arrives for ``idle_s``, the last image (at first the avatar's still portrait) is
 sent again so the browser never shows a frozen black box.
 
+With a :class:`~odecam.realtime.framing.FramingConfig` (``odecam serve`` passes one), each peer's frames are
+framed as ``odecam live`` frames the webcam: the face followed and cropped, levelled for F_K, the face detector
+run in the worker after the avatar frame went out (:meth:`FaceFramer.process(..., defer_detection=True)
+<odecam.realtime.framing.FaceFramer.process>`). Without one the animator takes the frame's centre square.
+
 Avatar switches and recalibration requested from the event loop are applied by the worker thread right
 before its next frame, so they never race with a running inference.
 """
@@ -24,6 +29,7 @@ import zlib
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 from av import VideoFrame
@@ -32,6 +38,7 @@ from odecam.engine.animator import Animator
 from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
 from odecam.errors import OdecamError
+from odecam.realtime.framing import FaceFramer, FramingConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +74,16 @@ class AnimatedTrack(MediaStreamTrack):
         animator: this peer's animator (its relative-motion state is per peer).
         executor: where inference runs (the server shares one single-thread executor between peers).
         idle_s: send the last image again if no new one is ready after this many seconds.
+        framing: frame the driving face as ``odecam live`` does (see the module docstring); None: the centre square.
     """
 
     kind = "video"
 
-    def __init__(self, animator: Animator, executor: Executor | None = None, idle_s: float = 1.0) -> None:
+    def __init__(self, animator: Animator, executor: Executor | None = None, idle_s: float = 1.0,
+                 framing: FramingConfig | None = None) -> None:
         super().__init__()
         self.animator = animator
+        self.framer = None if framing is None else FaceFramer(framing)
         self.executor = executor
         self.idle_s = idle_s
         self.stats = TrackStats()
@@ -162,6 +172,11 @@ class AnimatedTrack(MediaStreamTrack):
                 continue
             self._output = out
             self._output_ready.set()
+            if self.framer is not None:  # the face detection the framing left for after the frame went out
+                try:
+                    await loop.run_in_executor(self.executor, self.framer.detect_deferred)
+                except RuntimeError:  # the executor was shut down: the server is stopping
+                    return
 
     def _animate(self, frame: VideoFrame) -> np.ndarray | None:
         """Worker thread: apply pending control, animate one driving frame."""
@@ -174,8 +189,12 @@ class AnimatedTrack(MediaStreamTrack):
             self.animator.set_avatar(avatar)
         if recal:
             self.animator.recalibrate()
-        rgb = frame.to_ndarray(format="rgb24")
-        out = self.animator(rgb)
+        if self.framer is None:
+            out = self.animator(frame.to_ndarray(format="rgb24"))
+        else:
+            framing = self.framer.process(frame.to_ndarray(format="bgr24"), defer_detection=True)
+            image, roll = framing.model_input()  # the face levelled for F_K, keypoints turned back
+            out = self.animator(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), roll)
         crc = zlib.crc32(out.data)
         with self._lock:
             self.stats.frames_animated += 1

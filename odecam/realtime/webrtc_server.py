@@ -56,6 +56,7 @@ from odecam.engine.avatar import Avatar
 from odecam.errors import OdecamError
 from odecam.model import MotionTransferModel
 from odecam.realtime.avatar_track import AnimatedTrack
+from odecam.realtime.framing import FramingConfig
 from odecam.realtime.signalling import (MAX_BODY, ConnectionLimits, RateLimitedLog, Running, bad_request,
                                         json_error, json_errors, read_offer, require_token, serve_app)
 from odecam.realtime.validation import MessageRefused, parse_control
@@ -174,13 +175,15 @@ class AvatarServer:
         animator_factory: builds a peer's animator from its first avatar (default: an
             :class:`Animator` over ``model``); tests use it to wrap the animator.
         limits: HTTP connection caps and timeouts (:class:`ConnectionLimits`).
+        framing: each peer's webcam framed as ``odecam live`` frames it (face followed, levelled for F_K);
+            None: the animator takes each frame's centre square.
     """
 
     def __init__(self, model: MotionTransferModel, avatars: Sequence[Avatar], token: str, max_peers: int = 4,
                  loopback: bool = True, ice_servers: Sequence[str] = (), relative: bool = True,
                  ode_steps: int | None = None, idle_s: float = 1.0,
                  animator_factory: Callable[[Avatar], Animator] | None = None,
-                 limits: ConnectionLimits | None = None) -> None:
+                 limits: ConnectionLimits | None = None, framing: FramingConfig | None = None) -> None:
         if not avatars:
             raise ValueError("at least one avatar is needed")
         names = [a.name for a in avatars]
@@ -201,6 +204,7 @@ class AvatarServer:
         self.animator_factory = animator_factory or (
             lambda avatar: Animator(self.model, avatar, relative=self.relative, ode_steps=self.ode_steps))
         self.limits = limits or ConnectionLimits()
+        self.framing = framing
         self._ratelog = RateLimitedLog(log)
         self.peers: dict[str, Peer] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odecam-infer")
@@ -292,7 +296,7 @@ class AvatarServer:
         def on_track(track) -> None:
             if track.kind != "video" or peer.track is not None:
                 return
-            peer.track = AnimatedTrack(peer.animator, self.executor, idle_s=self.idle_s)
+            peer.track = AnimatedTrack(peer.animator, self.executor, idle_s=self.idle_s, framing=self.framing)
             peer.track.attach(track)
             pc.addTrack(peer.track)
 
