@@ -212,6 +212,13 @@ def test_letterbox_and_concurrent_submit(fake_backend) -> None:
     out = letterbox(np.full((10, 40, 3), 200, np.uint8), 80, 40, (1, 2, 3))
     assert out.shape == (40, 80, 3)
     assert np.all(out[:10] == (1, 2, 3)) and np.all(out[30:] == (1, 2, 3)) and np.all(out[10:30] == 200)
+    # into a reused canvas full of junk: borders and picture drawn as on a new one (left/right and top/bottom)
+    rng = np.random.default_rng(0)
+    for frame, (w, h) in (((rng.random((16, 16, 3)) * 255).astype(np.uint8), (48, 24)),
+                          ((rng.random((16, 16, 3)) * 255).astype(np.uint8), (24, 48))):
+        junk = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        assert np.array_equal(letterbox(frame, w, h, (5, 6, 7), out=junk), letterbox(frame, w, h, (5, 6, 7)))
+        assert np.array_equal(letterbox(frame, w, h, (9, 9, 9), out=junk), letterbox(frame, w, h, (9, 9, 9)))
 
     sink = VirtualCameraSink(SinkConfig(width=64, height=64, fps=60.0, backend=FAKE)).start()
     frames = [np.full((16, 16, 3), v, np.uint8) for v in range(0, 250, 10)]
