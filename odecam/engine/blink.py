@@ -109,6 +109,8 @@ class EyeReader:
         self.session = ort.InferenceSession(_eye_net_onnx(net), so,
                                             providers=["CPUExecutionProvider"])
         self._crops = np.empty((2, 1, EYE_CROP[1], EYE_CROP[0]), np.float32)
+        self._scratch = (np.empty((EYE_CROP[1], EYE_CROP[0], 3), np.uint8),  # an eye's crop and its grey
+                         np.empty((EYE_CROP[1], EYE_CROP[0]), np.uint8))
         self._px = np.empty((2, 2), np.float64)
 
     def __call__(self, frame: np.ndarray, kp: torch.Tensor) -> float:
@@ -120,7 +122,7 @@ class EyeReader:
             self._px[e, 1] = (pts[k, 1] + 1.0) * 0.5 * (h - 1)
         if not np.isfinite(self._px).all():
             return float("nan")
-        eye_crops(frame, self._px, out=self._crops[:, 0])
+        eye_crops(frame, self._px, out=self._crops[:, 0], scratch=self._scratch)
         return float(self.session.run(None, {"crops": self._crops})[0].mean())
 
 

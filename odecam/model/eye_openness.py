@@ -44,14 +44,17 @@ class EyeOpennessNet(nn.Module):
 
 
 def eye_crops(image: np.ndarray, lids: np.ndarray, out: np.ndarray | None = None, drop: float = DROP,
-              box: tuple[float, float] = BOX) -> np.ndarray:
+              box: tuple[float, float] = BOX, scratch: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """A frame, grey (H, W) float32 in [0, 1] or (H, W, 3) uint8 RGB, and its (2, 2) upper-eyelid keypoints in
     pixels (the right, then the left eye of the face) -> (2, 20, 32) float32 grey crops in [0, 1], the left eye
     mirrored. An RGB frame is cut first and made grey after (only the crops' pixels are read; the same crops
     to the uint8 rounding). ``out``: a buffer of that shape to fill; ``drop`` and ``box``: the crop's placement
-    (the shipped network was trained with the defaults)."""
+    (the shipped network was trained with the defaults); ``scratch``: (20, 32, 3) and (20, 32) uint8 buffers for
+    an RGB frame's crop and its grey (the per-frame caller's, so nothing is allocated per frame)."""
     if out is None:
         out = np.empty((2, EYE_CROP[1], EYE_CROP[0]), np.float32)
+    if scratch is None and image.ndim == 3:
+        scratch = (np.empty((EYE_CROP[1], EYE_CROP[0], 3), np.uint8), np.empty((EYE_CROP[1], EYE_CROP[0]), np.uint8))
     width = EYE_WIDTH * float(np.linalg.norm(lids[1] - lids[0]))
     w, h = box[0] * width, box[1] * width
     dst = np.float32([[0, 0], [EYE_CROP[0], 0], [0, EYE_CROP[1]]])
@@ -63,6 +66,8 @@ def eye_crops(image: np.ndarray, lids: np.ndarray, out: np.ndarray | None = None
         if image.ndim == 2:
             cv2.warpAffine(image, m, EYE_CROP, dst=out[e], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         else:
-            rgb = cv2.warpAffine(image, m, EYE_CROP, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            np.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.float32(1.0 / 255.0), out=out[e])
+            cv2.warpAffine(image, m, EYE_CROP, dst=scratch[0], flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+            cv2.cvtColor(scratch[0], cv2.COLOR_RGB2GRAY, dst=scratch[1])
+            np.multiply(scratch[1], np.float32(1.0 / 255.0), out=out[e])
     return out
