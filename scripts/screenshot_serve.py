@@ -27,10 +27,12 @@ async def main(out: Path) -> None:
     from odecam.commands.serve import load_avatars
     from odecam.engine.video import read_frames
     from odecam.engine.weights import load_model
+    from odecam.realtime.framing import FramingConfig
     from odecam.realtime.webrtc_server import AvatarServer, start
 
     model = load_model(None, None).model
-    server = AvatarServer(model, load_avatars(model, []), TOKEN, max_peers=1, loopback=True)
+    server = AvatarServer(model, load_avatars(model, []), TOKEN, max_peers=1, loopback=True,
+                          framing=FramingConfig(output_size=model.cfg.image_size))  # as odecam serve frames it
     running = await start(server, "127.0.0.1", 0)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "carphone.y4m"

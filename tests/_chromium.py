@@ -246,8 +246,8 @@ def inset_animator_factory(model, **kwargs):
         model_changes = 0
         _last = None
 
-        def __call__(self, frame: np.ndarray) -> np.ndarray:
-            out = super().__call__(frame)
+        def __call__(self, frame: np.ndarray, roll: float = 0.0) -> np.ndarray:
+            out = super().__call__(frame, roll)
             if self._last is not None and not np.array_equal(out, self._last):
                 self.model_changes += 1
             self._last = out

@@ -63,14 +63,16 @@ async def test_browser_round_trip(tmp_path, clip):
     from odecam.engine import Avatar
     from odecam.engine.images import load_image
     from odecam.engine.weights import load_model
+    from odecam.realtime.framing import FramingConfig
     from odecam.realtime.webrtc_server import AvatarServer, start
 
     t0 = time.monotonic()
     model = load_model(None, "lite").model
     portrait = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path()))
     avatars = [Avatar(model, portrait, name="astronaut"), Avatar(model, 255 - portrait, name="negative")]
-    server = AvatarServer(model, avatars, TOKEN, max_peers=2, loopback=True,
-                          animator_factory=inset_animator_factory(model))
+    server = AvatarServer(model, avatars, TOKEN, max_peers=2, loopback=True,  # the webcam framed, as odecam serve
+                          animator_factory=inset_animator_factory(model),
+                          framing=FramingConfig(output_size=model.cfg.image_size))
     running = await start(server, "127.0.0.1", 0)
     try:
         async with Chromium(f"{running.url}#token={TOKEN}", clip, tmp_path) as browser:
