@@ -48,6 +48,24 @@ def test_closed_lips_have_no_teeth_to_paint(default_model, astronaut256):
     assert open_mouth_image(lips, points) is None
 
 
+def test_pale_lips_and_grey_photos_are_not_taken_for_teeth(default_model, astronaut256):
+    """Pale closed lips pass the bright-and-unsaturated test (so did a third of the portraits in the training
+    stills, painted dark across their lips before); only a patch much less saturated than the face around the
+    mouth is teeth. A grey photo has no colour to tell teeth by: no cavity."""
+    import cv2
+
+    points = _mouth_points(default_model, astronaut256)
+    hsv = cv2.cvtColor(astronaut256, cv2.COLOR_RGB2HSV)
+    lips = hsv.copy()
+    teeth = teeth_mask(astronaut256, points)
+    lips[teeth] = (175, 65, 225)  # pale pink lips where the teeth were: bright, S 65 (the skin around: about 76)
+    pale = cv2.cvtColor(lips, cv2.COLOR_HSV2RGB)
+    assert cv2.cvtColor(pale, cv2.COLOR_RGB2HSV)[..., 1][teeth].max() < 90  # the old, absolute test took them
+    assert not teeth_mask(pale, points).any() and open_mouth_image(pale, points) is None
+    grey = cv2.cvtColor(cv2.cvtColor(astronaut256, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    assert not teeth_mask(grey, points).any() and open_mouth_image(grey, points) is None
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_mouth_amount_follows_the_transferred_lip_gap(dtype):
     idx = (0, 1, 2, 3)

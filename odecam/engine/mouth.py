@@ -5,10 +5,11 @@ was between them: in a smiling photo, the teeth (issue 9's "stretched blob"). Be
 (:mod:`odecam.engine.blink`):
 
 1. once per avatar, :func:`open_mouth_views` finds the teeth between F_K's mouth keypoints (corners and inner
-   lips; bright, unsaturated pixels) and paints the lower part of each column of teeth as a dark cavity, keeping
-   the upper teeth that an open mouth shows; :func:`open_mouth_state` caches F_S and F_C's view images of that
-   picture with the avatar's own keypoints (same motion). A photo with closed lips has no teeth to paint: nothing
-   changes for it.
+   lips; bright, unsaturated patches holding pixels much less saturated than the face around the mouth, so pale
+   lips and their highlights do not count) and paints the lower part of each column of teeth as a dark cavity,
+   keeping the upper teeth that an open mouth shows; :func:`open_mouth_state` caches F_S and F_C's view images of
+   that picture with the avatar's own keypoints (same motion). A photo with closed lips has no teeth to paint,
+   and a grey photo no colour to find them by: nothing changes for them.
 2. per frame, :class:`MouthOpening` reads how far the transferred keypoints open the avatar's inner lips beyond
    its own gap, in mouth widths: amount m = 0 up to :data:`OPEN_FROM`, 1 from :data:`OPEN_TO`;
 3. the backend renders from base + m (open-mouth - base) (``Backend.blend_views``), so the field stretches a
@@ -31,6 +32,12 @@ OPEN_FROM, OPEN_TO = 0.08, 0.2
 STEPS = 8
 #: teeth: brighter than this (HSV value, 0-255) and less saturated than that; at least this share of the image
 TEETH_VALUE, TEETH_SATURATION, TEETH_MIN_SHARE = 140, 90, 0.0015
+#: a patch of such pixels is teeth only when it holds this many pixels per squared mouth width (its "seeds") less
+#: saturated than TEETH_SEED x the median saturation of the skin and lips around the mouth: pale lips and their
+#: highlights pass the first test, not this one
+TEETH_SEED, TEETH_SEED_SHARE = 0.55, 0.01
+#: a face less saturated than this around its mouth (a grey photo) has no colour to tell its teeth by
+MIN_SKIN_SATURATION = 25
 #: the upper share of each column of teeth stays: an open mouth shows its upper teeth
 UPPER_TEETH = 0.45
 #: the painted cavity's colour (RGB)
@@ -45,7 +52,8 @@ def mouth_indices(roles: tuple[str, ...]) -> tuple[int, int, int, int] | None:
 def teeth_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(S, S, 3) uint8 RGB and the mouth's (4, 2) pixel points (right corner, left corner, inner upper lip, inner
     lower lip) -> (S, S) bool: the bright, unsaturated pixels inside the mouth's ellipse through its corners,
-    reaching a little past the inner lips."""
+    reaching a little past the inner lips, in the patches that hold enough much less saturated pixels than the
+    face around the mouth (:data:`TEETH_SEED`): teeth, not pale lips. Empty for a grey photo."""
     h, w = image.shape[:2]
     cr, cl, up, lo = (np.asarray(p, np.float64) for p in points)
     width = float(np.linalg.norm(cl - cr))
@@ -62,10 +70,18 @@ def teeth_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     s = (xx - centre[0]) * u[0] + (yy - centre[1]) * u[1]
     t = (xx - centre[0]) * n[0] + (yy - centre[1]) * n[1]
-    b = np.where(t < 0, b_up, b_lo)
-    inside = (s / a) ** 2 + (t / b) ** 2 <= 1.0
+    r = (s / a) ** 2 + (t / np.where(t < 0, b_up, b_lo)) ** 2
+    around = (np.abs(s) < 0.9 * width) & (np.abs(t) < 0.45 * width) & (r > 1.3)  # skin and lips, not the mouth
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    return inside & (hsv[..., 2] > TEETH_VALUE) & (hsv[..., 1] < TEETH_SATURATION)
+    skin = float(np.median(hsv[..., 1][around])) if around.any() else 0.0
+    if skin < MIN_SKIN_SATURATION:
+        return np.zeros((h, w), bool)
+    bright = (r <= 1.0) & (hsv[..., 2] > TEETH_VALUE) & (hsv[..., 1] < TEETH_SATURATION)
+    seeds = bright & (hsv[..., 1] < TEETH_SEED * skin)
+    count, labels = cv2.connectedComponents(bright.astype(np.uint8), connectivity=8)
+    keep = np.bincount(labels[seeds], minlength=count) >= TEETH_SEED_SHARE * width * width
+    keep[0] = False  # the background label
+    return keep[labels]
 
 
 def open_mouth_image(image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
