@@ -317,6 +317,18 @@ def test_to_tensor_pool_is_the_area_pooled_frame():
                 assert got is out
 
 
+def test_to_tensor_takes_a_read_only_frame_without_a_warning():
+    """A decoder's read-only frame (PyAV, np.frombuffer) converts silently and the tensor owns its memory."""
+    import warnings
+
+    frame = np.frombuffer(np.arange(64 * 64 * 3, dtype=np.uint8).tobytes(), np.uint8).reshape(64, 64, 3)
+    assert not frame.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = to_tensor(frame, 64)
+    assert t.shape == (1, 3, 64, 64) and float(t[0, 2, 0, 0]) == pytest.approx(2 / 255.0)
+
+
 def test_bench_source_times_the_eyes_stage_with_a_face(tmp_path, capsys):
     """--source astronaut: the avatar is a face, so the shipped default reads the driver's eyes (its 'eyes'
     stage); without it the avatar is random pixels and nothing is read."""

@@ -252,7 +252,10 @@ def to_tensor(img: np.ndarray, size: int, out: torch.Tensor | None = None, pool:
         for c, plane in enumerate(cv2.split(np.ascontiguousarray(sq))):
             np.divide(plane, np.float32(255.0), out=planes[c])  # float32 x / 255, as div_ computes it
         return out
-    t = torch.from_numpy(np.ascontiguousarray(sq)).permute(2, 0, 1).unsqueeze(0)
+    arr = np.ascontiguousarray(sq)
+    if not arr.flags.writeable:  # e.g. a decoder's read-only frame: torch warns about (and cannot own) it
+        arr = arr.copy()
+    t = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
     if out is None:
         return t.float().div_(255.0)
     out.copy_(t).div_(255.0)
