@@ -282,6 +282,16 @@ class _FramesSource(MediaStreamTrack):
         return frame
 
 
+async def _drive(track: AnimatedTrack, frames: list[np.ndarray], outputs: int) -> None:
+    """Feed ``frames`` to ``track`` until it gave ``outputs`` frames, then stop both."""
+    source = _FramesSource(frames)
+    track.attach(source)
+    for _ in range(outputs):
+        await track.recv()
+    source.stop()
+    track.stop()
+
+
 class _RecordingAnimator(_SlowAnimator):
     """Keeps the driving images (and rolls) it is given."""
 
@@ -314,12 +324,7 @@ async def test_track_frames_the_face_as_live_does(portrait, carphone_frames):
         return ran
 
     track.framer.detect_deferred = spy
-    source = _FramesSource(wide)
-    track.attach(source)
-    for _ in range(12):
-        await track.recv()
-    source.stop()
-    track.stop()
+    await _drive(track, wide, 12)
     assert len(animator.images) >= 8 and all(im.shape == (64, 64, 3) for im in animator.images)
     last = animator.images[-1]
     assert np.abs(last.astype(int) - 90).mean() > 30  # the face's crop, not the grey centre square
@@ -329,13 +334,7 @@ async def test_track_frames_the_face_as_live_does(portrait, carphone_frames):
     assert len(searched) >= 2 and "process" not in searched, searched
 
     plain = _RecordingAnimator(types.SimpleNamespace(source_image=portrait, name="a"))
-    track = AnimatedTrack(plain, idle_s=0.3)  # no framing: the animator gets the whole frame
-    source = _FramesSource(wide)
-    track.attach(source)
-    for _ in range(3):
-        await track.recv()
-    source.stop()
-    track.stop()
+    await _drive(AnimatedTrack(plain, idle_s=0.3), wide, 3)  # no framing: the animator gets the whole frame
     assert plain.images and plain.images[-1].shape == (h, 4 * w, 3)
 
 
