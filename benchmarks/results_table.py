@@ -469,6 +469,18 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     capture-to-sink p50 13.8-14.7 ms against 17.7-21.9 ms in this session's first runs of the previous code
     (extra p50 +5.5 / +6.3, p95 +13.9 / +14.5 then); per-frame split: extra p50 3.4 ms, p95 4.5 ms (4.4 / 18.6
     before). Framing p50 0.85 ms, p95 1.1-1.3 ms (15.3 before).
+  * The crop's shrink to 256 px on the latency path: OpenCV's `INTER_AREA` at a ratio that is not an integer takes
+    its generic path, 0.9 ms for a 300 px crop, 1.6 ms for 480 px, 2.3-2.4 ms for 587-700 px, 4.0 ms for 1000
+    px (a 1080p webcam's face crop). `framing.area_downscale` (bilinear to 512, then the exact 2 x 2 average of
+    the integer-factor path; a k x k average first from 1024 px) takes 0.3-0.6 ms and stays within 52-58 dB
+    PSNR of `INTER_AREA` on faces; F_K's keypoints move by at most 0.07 / 0.12 / 0.32 px (d6, d18, carphone
+    blown up to 700 px; 60 frames each). The framing stage of a 1080p frame (carphone blown up, face crop
+    about 590 px): 2.4-2.7 -> 0.9-1.0 ms p50.
+  * Measured, not adopted: the last up-block of F_G (nearest 2x upsample, depthwise 3x3, pointwise 64 -> 32, BN,
+    ReLU) and the head computed at 64 x 64 in its four output phases (`fastpath._phase_kernel`, the same function
+    to 6e-8) instead of at 128 x 128: 1.59-1.70 -> 1.48-1.52 ms for that stage in onnxruntime (2 threads), about
+    2% of a frame, for a two-level phase order in the tail. OpenCV's threads for the tail (1 against 2):
+    no difference at N=0 or N=1.
 """
 
 
