@@ -368,7 +368,9 @@ def test_handle_key_switches_avatar_recalibrates_mirrors_toggles_overlay_and_qui
     # m: the driving picture is flipped (fixed centre crop here), and the neutral pose re-taken
     assert handle_key(session, ord("m")) == "mirror on" and session.mirror
     lf = step(50)
-    expect = cv2.resize(cv2.flip(clip_bgr[50], 1)[:, 16:160], (64, 64), interpolation=cv2.INTER_AREA)
+    from odecam.realtime.framing import area_downscale
+
+    expect = area_downscale(cv2.flip(clip_bgr[50], 1)[:, 16:160], 64)[0]  # the centre square, shrunk as framing does
     assert np.array_equal(lf.driving, expect)
     assert torch.allclose(animator.motion.neutral[0], torch.from_numpy(lf.smoothed))
     assert handle_key(session, ord("M")) == "mirror off" and not session.mirror

@@ -140,7 +140,7 @@ class Backend:
         return changed
 
 
-# -- torch (eager) -----------------------------------------------------------------------------------
+# -- compiled graphs (shared logic) ---------------------------------------------------------------------
 class _GraphBackend(Backend):
     """A backend running a keypoints graph and one frame graph per number of views."""
 

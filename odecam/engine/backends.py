@@ -45,6 +45,7 @@ from odecam.export.options import ALIASES, BACKENDS, PRECISIONS, add_backend_arg
 from odecam.model import MotionTransferModel
 
 
+# -- torch (eager) -----------------------------------------------------------------------------------
 class TorchBackend(Backend):
     """The eager model; times every stage of ``animate``."""
 
@@ -81,9 +82,6 @@ class TorchBackend(Backend):
         jac = jac.to(self.device, self.dtype) if jac is not None else None
         out = self.model.animate(self.state, kp, jac, num_views=self.num_views, ode_steps=self.ode_steps, timer=timer)
         return out["prediction"].float(), bool(out["ode_ok"])
-
-
-# -- compiled graphs (shared logic) ---------------------------------------------------------------------
 
 
 # -- TorchScript / TensorRT (torch modules run on torch tensors) ---------------------------------------

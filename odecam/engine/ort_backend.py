@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from odecam.engine.backend_base import (BackendError, StageTimer, _GraphBackend, _no_timer, _state_from_outputs,
+                                        _views_of, cpu_cores)
+from odecam.export import exporter as _exporter, graphs as _graphs, onnx as _onnx  # noqa: F401  (code digest)
 from odecam.model import MotionTransferModel
 
 log = logging.getLogger(__name__)
-from odecam.engine.backend_base import (BackendError, StageTimer, _GraphBackend, _no_timer, _state_from_outputs, _views_of,
-                                        cpu_cores)
-from odecam.export import exporter as _exporter, graphs as _graphs, onnx as _onnx  # noqa: F401  (code digest)
 
-# -- onnxruntime ----------------------------------------------------------------------------------------
+
 def onnx_cache_dir() -> Path:
     """Where in-process ONNX exports are cached: $ODECAM_CACHE_DIR, else ~/.cache/odecam/onnx."""
     env = os.environ.get("ODECAM_CACHE_DIR")

@@ -1,7 +1,9 @@
 """Face-following square crop of the webcam frame, stable while the head is still.
 
 :class:`FaceFramer` finds the face with dlib's HOG frontal face detector (built into dlib,
-no model file, fully offline) on a downscaled grey copy of every Nth frame, turns the face
+no model file, fully offline) on a downscaled grey copy of every Nth frame (while it follows a face,
+only a window around it: :func:`detect_faces_near`; in a live loop after the frame went out:
+``process(frame, defer_detection=True)`` then :meth:`FaceFramer.detect_deferred`), turns the face
 box into a square crop box with a margin, and moves the crop only when the face leaves a
 dead zone around its current position (then glides there and stops). A still head therefore
 gets a crop that does not move by a single pixel, which keeps the model's input stable.
@@ -32,8 +34,8 @@ import numpy as np
 
 from odecam.rotation import rotate_image
 
-__all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces", "detect_faces_near", "detect_faces_scored",
-           "face_crop_box", "face_roll", "eye_corners", "level_image", "area_downscale"]
+__all__ = ["FramingConfig", "CropBox", "Framing", "FaceFramer", "detect_faces", "detect_faces_near",
+           "detect_faces_scored", "face_crop_box", "face_roll", "eye_corners", "level_image", "area_downscale"]
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +196,8 @@ class FramingConfig:
         detect_every: run the face detector on every Nth frame only.
         detect_height: rows of the downscaled frame the detector runs on.
         search: while a face is tracked, the detector scans only a window of this many face sides around it
-            (:func:`detect_faces_near`, the face scaled to ``search_face_px``), and the whole frame only when
+            (:func:`detect_faces_near`, on the pyramid level where the face is ``search_face_px`` or more), and
+            the whole frame only when
             that finds nothing (the face left the window: lost, or another person); 0 = always the whole
             frame. The window is cut from the whole frame's image pyramid, so a face gets the same box from
             either. On carphone the window cuts the detector's frames from about 8-11 ms to about 3 ms.
