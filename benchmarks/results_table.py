@@ -476,6 +476,12 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     PSNR of `INTER_AREA` on faces; F_K's keypoints move by at most 0.07 / 0.12 / 0.32 px (d6, d18, carphone
     blown up to 700 px; 60 frames each). The framing stage of a 1080p frame (carphone blown up, face crop
     about 590 px): 2.4-2.7 -> 0.9-1.0 ms p50.
+  * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
+    --frames 400` at the session's start (`results/cpu_default256_speed_s17.json`, quiet machine): **N=0 8.2 ms
+    p50 (122 fps, 4.4x the floor), N=1 10.2 ms (98 fps, 5.0x)**. Targets (150 / 100 fps, 3x the floor): **NOT met**.
+    In `odecam live` at 30 fps (carphone, 300 frames, `ODECAM_SPIN` on / auto / off, two rounds): capture-to-sink
+    p50 13.7-14.0 / 14.4-19.9 / 15.7-15.8 ms, the frame graph 8.1-8.3 / 8.5-12.8 / 10.0-10.1 ms: spinning pays
+    at 30 fps on the idle machine too (auto spun 63% of the time).
   * Measured, not adopted: the last up-block of F_G (nearest 2x upsample, depthwise 3x3, pointwise 64 -> 32, BN,
     ReLU) and the head computed at 64 x 64 in its four output phases (`fastpath._phase_kernel`, the same function
     to 6e-8) instead of at 128 x 128: 1.59-1.70 -> 1.48-1.52 ms for that stage in onnxruntime (2 threads), about
