@@ -62,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import cv2
     import torch
 
     from odecam import assets
@@ -125,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
         def prepare(bgr):
             # the face levelled for F_K; the face detector runs after the keypoints went out (after_frame)
-            image, rolls[0] = framer.process(bgr, defer_detection=True).model_input()
-            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            rgb, rolls[0] = framer.process(bgr, defer_detection=True).model_input_rgb()
+            return rgb
 
         def extract(rgb):  # F_K, keypoints turned back to the unlevelled crop before packing
             value, jac = animator.keypoints(rgb, rolls[0])

@@ -29,7 +29,6 @@ import zlib
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 from av import VideoFrame
@@ -193,8 +192,7 @@ class AnimatedTrack(MediaStreamTrack):
             out = self.animator(frame.to_ndarray(format="rgb24"))
         else:
             framing = self.framer.process(frame.to_ndarray(format="bgr24"), defer_detection=True)
-            image, roll = framing.model_input()  # the face levelled for F_K, keypoints turned back
-            out = self.animator(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), roll)
+            out = self.animator(*framing.model_input_rgb())  # the face levelled for F_K, keypoints turned back
         crc = zlib.crc32(out.data)
         with self._lock:
             self.stats.frames_animated += 1

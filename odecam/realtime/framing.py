@@ -321,6 +321,11 @@ class Framing:
         centre (``Animator.keypoints(image, roll=roll)``)."""
         return (self.image, 0.0) if self.level_image is None else (self.level_image, self.roll)
 
+    def model_input_rgb(self) -> tuple[np.ndarray, float]:
+        """:meth:`model_input` of a BGR (camera) frame, turned RGB for the engine: (image (S, S, 3) RGB, roll)."""
+        image, roll = self.model_input()
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), roll
+
 
 class FaceFramer:
     """Face-following, jitter-free square crop of a video stream.
@@ -460,10 +465,9 @@ class FaceFramer:
 
     def _detect(self, frame: np.ndarray, cfg: FramingConfig) -> list[tuple[float, float, float, float]]:
         """Faces in ``frame``: in a window around the tracked face while it is found there, else the whole frame."""
-        if self._face is not None and cfg.search:
-            cx, cy, s = self._face
-            near = detect_faces_near(frame, (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2), cfg.search,
-                                     cfg.search_face_px, cfg.detect_height)
+        face = self._face_box()
+        if face is not None and cfg.search:
+            near = detect_faces_near(frame, face, cfg.search, cfg.search_face_px, cfg.detect_height)
             if near:
                 return near
         return detect_faces(frame, cfg.detect_height)

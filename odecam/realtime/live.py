@@ -479,8 +479,7 @@ class LiveSession(LiveWindow, LiveReport):
             t = time.perf_counter()
             image = cv2.flip(frame.image, 1) if mirror else frame.image
             framing = self.framer.process(image, defer_detection=True)
-            model_input, roll = framing.model_input()  # the face levelled for F_K, keypoints turned back
-            rgb = cv2.cvtColor(model_input, cv2.COLOR_BGR2RGB)
+            rgb, roll = framing.model_input_rgb()  # the face levelled for F_K, keypoints turned back
             t = self._stage(stages, "framing", t)
             raw, jac = self.animator.keypoints(rgb, roll)
             t = self._stage(stages, "keypoints", t)
