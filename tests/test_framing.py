@@ -444,3 +444,54 @@ def test_unroll_rotation_is_cached_per_angle_and_unchanged() -> None:
     a = unroll_rotation(5.0)
     assert unroll_rotation(5.0, torch.float64) is not a and unroll_rotation(5.0, torch.float64).dtype == torch.float64
     assert unroll_rotation(6.0) is not unroll_rotation(5.0)
+
+
+def _far_face_frames(count: int) -> list[np.ndarray]:
+    """Carphone 3x (a 170-px face, a sixth of the height) sliding right 4 px a frame in a 1920 x 1080 frame
+    of blurred noise: a person sitting back from a 1080p camera."""
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (1080, 1920, 3), dtype=np.uint8), (0, 0), 3)
+    out = []
+    for i, f in enumerate(_frames(carphone_path(), limit=count)):
+        big = cv2.resize(f, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+        frame = background.copy()
+        frame[300:300 + big.shape[0], 600 + 4 * i:600 + 4 * i + big.shape[1]] = big
+        out.append(frame)
+    return out
+
+
+def test_a_face_far_from_a_hd_camera_is_found_and_followed() -> None:
+    """A face too small for the 320-row detector is found at ``far_height`` rows and tracked in windows cut at
+    that height; with the far search off, the crop stays on the frame's centre."""
+    frames = _far_face_frames(45)
+    assert detect_faces(frames[0]) == []  # a sixth of the height: too small at 320 rows
+    framer = FaceFramer()
+    outs = []
+    for f in frames:
+        outs.append(framer.process(f, defer_detection=True))
+        framer.detect_deferred()
+    truth = [detect_faces(f, 640)[0] for f in frames[::3]]
+    assert all(o.face is not None for o in outs)
+    for i, face in zip(range(0, len(frames), 3), truth):
+        out = outs[i]
+        assert out.box.contains(face, tolerance=0.05 * out.box.size), (i, out.box, face)
+        side = (face[2] - face[0] + face[3] - face[1]) / 2
+        assert out.box.size == pytest.approx(FramingConfig().face_scale * side, rel=0.15)
+    assert outs[-1].box.x > outs[0].box.x + 60  # followed the slide (176 px in all)
+    off = FaceFramer(FramingConfig(far_height=0)).process(frames[0])
+    assert off.face is None and off.box.size == 1080
+
+
+def test_the_far_search_runs_on_the_first_miss_and_every_far_every_th(monkeypatch) -> None:
+    """No one in view: the whole frame at 320 rows on every detection, at ``far_height`` on the first miss and
+    every ``far_every``-th after it."""
+    import odecam.realtime.framing as framing
+
+    heights = []
+    real = framing.detect_faces
+    monkeypatch.setattr(framing, "detect_faces", lambda frame, h=320: heights.append(h) or real(frame, h))
+    framer = FaceFramer(FramingConfig(detect_every=1, far_every=4))
+    empty = np.full((360, 640, 3), 90, np.uint8)
+    for _ in range(9):
+        framer.process(empty)
+    assert heights == [320, 640, 320, 320, 320, 320, 640, 320, 320, 320, 320, 640]

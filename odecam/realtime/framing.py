@@ -114,7 +114,8 @@ def detect_faces(frame_bgr: np.ndarray, detect_height: int = 320) -> list[tuple[
     """Detect frontal faces; returns ``(x0, y0, x1, y1)`` boxes in ``frame_bgr`` pixels, largest first.
 
     The frame is resized to ``detect_height`` rows first (dlib's HOG finds faces of about
-    80 px and up at that scale, so a face must fill roughly a quarter of the frame height).
+    80 px and up at that scale: at 320 rows a face must fill roughly a quarter of the frame height;
+    :class:`FaceFramer` looks again at ``FramingConfig.far_height`` rows for a smaller one).
     """
     boxes = [box for box, _ in detect_faces_scored(frame_bgr, detect_height)]
     boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
@@ -203,6 +204,13 @@ class FramingConfig:
             either. On carphone the window cuts the detector's frames from about 8-11 ms to about 3 ms.
         search_face_px: the tracked face's box side in the search window at least, pixels, 73 (dlib's
             smallest box) or more (see :func:`detect_faces_near`).
+        far_height: when the whole frame at ``detect_height`` rows holds no face, it is searched again at this
+            many rows, for a face too small to be found there (at 320 rows a face must be about a quarter of
+            the frame's height, 270 px of a 1080p camera; at 640, an eighth): on the first such miss and on
+            every ``far_every``-th after it (3-4x the time of a search at 320 rows: with no one in view, 2.5
+            times a second at 30 fps, after the frame went out in live). A face found there is tracked with
+            windows cut at that height (the same pixels, so the same box). 0 = never.
+        far_every: see ``far_height``.
         face_scale: crop side as a multiple of the detector's face box side (margin around the face).
         face_offset_y: crop centre shift, in face sides (negative = up, to include hair and forehead).
             The defaults match the training clips: centre-cropped square frames of 24 of them hold
@@ -238,6 +246,8 @@ class FramingConfig:
     detect_height: int = 320
     search: float = 2.4
     search_face_px: float = 80.0
+    far_height: int = 640
+    far_every: int = 4
     face_scale: float = 1.9
     face_offset_y: float = -0.05
     dead_zone: float = 0.1
@@ -263,6 +273,9 @@ class FramingConfig:
         if not (self.search == 0 or self.search >= 1) or not self.search_face_px >= 73:
             raise ValueError(f"search must be 0 (whole frame) or at least 1 face side, and search_face_px at least 73 "
                              f"pixels (dlib's smallest face box); got {self.search} and {self.search_face_px}.")
+        if self.far_height < 0 or 0 < self.far_height <= self.detect_height or self.far_every < 1:
+            raise ValueError(f"far_height must be 0 (off) or more rows than detect_height ({self.detect_height}), and "
+                             f"far_every 1 or more; got {self.far_height} and {self.far_every}.")
         if not self.zoom > 0:
             raise ValueError(f"zoom must be a positive factor (1 = no zoom), got {self.zoom}.")
         if not all(0 < v <= 1 for v in (self.speed, self.face_smoothing, self.size_smoothing)):
@@ -361,6 +374,7 @@ class FaceFramer:
         self._roll_moving = False
         self._fresh_roll = False  # a new face track was measured: start levelled in place
         self._deferred: np.ndarray | None = None  # a frame whose detection process() left for detect_deferred()
+        self._whole_misses = 0  # whole-frame searches in a row that found no face (far_every counts them)
         self._big: np.ndarray | None = None  # area_downscale's working buffer
 
     def set_manual(
@@ -464,13 +478,26 @@ class FaceFramer:
         return (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2)
 
     def _detect(self, frame: np.ndarray, cfg: FramingConfig) -> list[tuple[float, float, float, float]]:
-        """Faces in ``frame``: in a window around the tracked face while it is found there, else the whole frame."""
+        """Faces in ``frame``: in a window around the tracked face while it is found there, else the whole frame
+        (again at ``far_height`` rows on the first miss and every ``far_every``-th after it)."""
         face = self._face_box()
         if face is not None and cfg.search:
-            near = detect_faces_near(frame, face, cfg.search, cfg.search_face_px, cfg.detect_height)
+            near = detect_faces_near(frame, face, cfg.search, cfg.search_face_px, self._search_height(face, frame, cfg))
             if near:
                 return near
-        return detect_faces(frame, cfg.detect_height)
+        boxes = detect_faces(frame, cfg.detect_height)
+        if boxes or not cfg.far_height:
+            self._whole_misses = 0
+            return boxes
+        self._whole_misses += 1
+        return detect_faces(frame, cfg.far_height) if self._whole_misses % cfg.far_every == 1 % cfg.far_every else []
+
+    @staticmethod
+    def _search_height(face: tuple[float, float, float, float], frame: np.ndarray, cfg: FramingConfig) -> int:
+        """The rows the tracked face's window is cut at: ``detect_height``, or ``far_height`` for a face too small
+        for it (a side under 70 px there, below dlib's smallest box: only the far search found it)."""
+        side = (face[2] - face[0] + face[3] - face[1]) / 2.0 * cfg.detect_height / frame.shape[0]
+        return cfg.far_height if cfg.far_height and side < 70.0 else cfg.detect_height
 
     def _measure_roll(self, frame: np.ndarray, face: tuple[float, float, float, float], cfg: FramingConfig) -> None:
         """Measure the tracked face's roll (on the detector's frames) into the running estimate."""
