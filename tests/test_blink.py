@@ -19,7 +19,7 @@ from odecam.model.eye_openness import EYE_CROP, EyeOpennessNet, eye_crops
 def _face_and_eyes(model, rgb: np.ndarray):
     import cv2
 
-    from odecam.realtime.framing import detect_faces, eye_corners
+    from odecam.realtime.face_detection import detect_faces, eye_corners
 
     face = detect_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[0]
     return eye_corners(rgb, face)

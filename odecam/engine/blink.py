@@ -182,7 +182,7 @@ def close_eyes(image: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """Close both eyes the way a blink does: the upper lid and the skin above it slide down to the lower lid.
 
     ``image`` (S, S, 3) uint8 RGB; eye corners (2, 2, 2) px ([eye][corner], as
-    :func:`odecam.realtime.framing.eye_corners`) -> a new image. In each eye's frame (s along the
+    :func:`odecam.realtime.face_detection.eye_corners`) -> a new image. In each eye's frame (s along the
     corner line from its centre, t down the face) the column at s maps [top, L(s)] of the new picture onto
     [top, U(s)] of the old: U(s) = -up g(s) the upper lid (up = LID_HEIGHT width), L(s) = LID_REST down g(s)
     where the lid comes to rest, g(s) = sqrt(1 - (s / half)^2), top = -(up + BROW_MARGIN width). The lid's own
@@ -237,7 +237,7 @@ def repainted_views(views: torch.Tensor, paint) -> torch.Tensor | None:
 def closed_eye_views(views: torch.Tensor) -> torch.Tensor | None:
     """The avatar's views (V, 3, S, S) in [0, 1] with every view's eyes closed (:func:`close_eyes`), or None when
     no face (or no eye corners) is found in the source view. A reference view without a face is kept as it is."""
-    from odecam.realtime.framing import detect_faces, eye_corners
+    from odecam.realtime.face_detection import detect_faces, eye_corners
 
     def paint(rgb: np.ndarray, j: int) -> np.ndarray | None:
         faces = detect_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), detect_height=max(320, rgb.shape[0]))

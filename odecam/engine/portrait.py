@@ -13,7 +13,7 @@ The square is shifted, never padded, to stay inside the image, and is at most th
 side. With no face found the whole image is kept and the model's centre square applies, as before.
 
 A tilted face is levelled first (``level=True``, the default): the roll of its eye line (dlib's 5-point
-model, :func:`odecam.realtime.framing.face_roll`) beyond :data:`LEVEL_MIN_ROLL` degrees is undone by turning
+model, :func:`odecam.realtime.face_detection.face_roll`) beyond :data:`LEVEL_MIN_ROLL` degrees is undone by turning
 the photo about the face's centre (borders reflected, :mod:`odecam.rotation`), so the avatar is upright, as
 live levels the driving face for F_K. Measured on carphone driving the astronaut turned by 20 degrees: head
 roll correlation 0.44 kept tilted, 0.97 turned upright, as from the upright photo (EVALUATION.md, "A tilted
@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from odecam.config import LEVEL_MIN_ROLL
-from odecam.realtime.framing import CropBox, FramingConfig, detect_faces_scored, face_crop_box, face_roll
+from odecam.realtime.face_detection import detect_faces_scored, face_roll
+from odecam.realtime.framing import CropBox, FramingConfig, face_crop_box
 from odecam.rotation import warp_reflected
 
 __all__ = ["PortraitFraming", "find_portrait", "frame_portrait", "load_portrait", "describe_portrait"]
