@@ -62,11 +62,14 @@ async def _child(preset: str, max_peers: int, trace: bool = False, trim: bool = 
 
     from odecam.commands.serve import load_avatars
     from odecam.engine.weights import load_model
+    from odecam.realtime.framing import FramingConfig
     from odecam.realtime.webrtc_server import AvatarServer, start
 
     torch.set_num_threads(1)
     loaded = load_model(None, preset)
-    server = AvatarServer(loaded.model, load_avatars(loaded.model, []), TOKEN, max_peers=max_peers, loopback=True)
+    # each peer's track frames the face as `odecam serve` does by default (a FaceFramer per peer)
+    server = AvatarServer(loaded.model, load_avatars(loaded.model, []), TOKEN, max_peers=max_peers, loopback=True,
+                          framing=FramingConfig(output_size=loaded.model.cfg.image_size))
     running = await start(server, "127.0.0.1", 0)
     print(json.dumps({"ready": running.url, "weights": loaded.description}), flush=True)
     loop = asyncio.get_running_loop()
