@@ -15,7 +15,8 @@ This process plays the clients, all aiortc peers on 127.0.0.1:
 Verdict, over the soak (not the teardown): RSS's least-squares slope over the second half must stay
 under 2 MiB/min and its last-quarter peak within 10% of the second quarter's; fds, threads and tasks
 (which step by a few as churn peers come and go) must have a last-quarter median at most 4 above the
-second quarter's; and once every client has left, the peers must be closed and the fds back to
+second quarter's, both taken over the samples with the number of connected peers the two quarters saw most
+(a count moves by about 10 tasks with one peer more or less); and once every client has left, the peers must be closed and the fds back to
 their starting count (``--settle`` seconds after, default 40: past ICE consent expiry and the
 server's 30 s connect deadline). Memory that settles after warm-up passes; a leak per call does not (churn
 makes about 20 calls a minute).
@@ -277,13 +278,26 @@ def _slope_per_min(t: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(t, y, 1)[0] * 60.0) if len(t) >= 3 else 0.0
 
 
+def _at_common_peers(peers: np.ndarray, in_q2: np.ndarray, in_q4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two quarters' samples narrowed to the number of connected peers they both saw most often (churn
+    makes it swing between 4 and 6: a quarter that happened to hold more peers is not growth); unchanged when
+    they share none."""
+    shared = set(peers[in_q2]) & set(peers[in_q4])
+    if not shared:
+        return in_q2, in_q4
+    n = max(shared, key=lambda c: (int(np.sum(peers[in_q2 | in_q4] == c)), c))
+    return in_q2 & (peers == n), in_q4 & (peers == n)
+
+
 def verdict(all_samples: list[dict]) -> dict:
-    """Growth during the soak (second-half slope, last vs second quarter), and whether fds, threads and
-    tasks went back near their starting values once every client had left."""
+    """Growth during the soak (second-half slope, last vs second quarter; fds, threads and tasks compared at
+    equal numbers of connected peers), and whether fds, threads and tasks went back near their starting values
+    once every client had left."""
     samples = [s for s in all_samples if s.get("phase", "soak") == "soak"]
     after = [s for s in all_samples if s.get("phase") == "after"]
     t = np.array([s["t"] for s in samples], float)
     out = {}
+    peers = np.array([s["peers"] for s in samples], int)
     half, q2, q4 = t.max() / 2, (t.max() / 4, t.max() / 2), (3 * t.max() / 4, t.max() + 1)
     for key, (max_slope, max_rise) in LIMITS.items():
         y = np.array([s[key] for s in samples], float)
@@ -291,6 +305,8 @@ def verdict(all_samples: list[dict]) -> dict:
         slope = _slope_per_min(t[second], y[second])
         in_q2, in_q4 = (t >= q2[0]) & (t < q2[1]), (t >= q4[0]) & (t < q4[1])
         peak_q2, peak_q4 = float(y[in_q2].max()), float(y[in_q4].max())
+        if key != "rss_mib":  # a count steps by ~10 tasks / 2 fds per connected peer: compare at equal peers
+            in_q2, in_q4 = _at_common_peers(peers, in_q2, in_q4)
         med_q2, med_q4 = float(np.median(y[in_q2])), float(np.median(y[in_q4]))
         if key == "rss_mib":
             ok = slope < max_slope and peak_q4 <= peak_q2 * (1 + max_rise)
