@@ -47,6 +47,31 @@ def test_the_onnx_graph_computes_the_network():
     assert np.abs(got - want).max() < 1e-5
 
 
+def test_the_eye_graph_is_cached_and_a_warm_start_does_not_import_onnx(tmp_path):
+    """The reader's graph is written once to the ONNX cache; a new process reads it back without importing onnx
+    (0.8 s of start-up); a damaged cache file is built again and the reader reads as before."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ODECAM_CACHE_DIR": str(tmp_path)}
+    probe = ("import sys, numpy as np; from odecam.engine.blink import EyeReader; r = EyeReader((0, 1)); "
+             "out = r.session.run(None, {'crops': np.full((2, 1, 20, 32), 0.5, np.float32)})[0]; "
+             "print('onnx' in sys.modules, float(out.sum()))")
+    def start() -> list[str]:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    runs = [start(), start()]
+    cached = list(tmp_path.glob("eye-openness-*.onnx"))
+    assert len(cached) == 1
+    assert runs[0][0] == "True" and runs[1][0] == "False"  # the first built it, the second only read it
+    cached[0].write_bytes(b"not a graph")
+    again = start()
+    assert again[1] == runs[0][1] == runs[1][1]
+    assert cached[0].read_bytes() != b"not a graph"
+
+
 def test_rgb_crops_equal_grey_crops_to_the_uint8_rounding():
     import cv2
 

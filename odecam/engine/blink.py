@@ -19,8 +19,10 @@ receiver sets the amount itself (``Animator.set_blink``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -81,6 +83,34 @@ def _eye_net_onnx(net: EyeOpennessNet) -> bytes:
     return model.SerializeToString()
 
 
+def eye_net_onnx_cached(net: EyeOpennessNet, rebuild: bool = False) -> bytes:
+    """:func:`_eye_net_onnx`, cached on disk beside the backends' ONNX exports
+    (:func:`odecam.engine.ort_backend.onnx_cache_dir`), keyed by the weights and this module's code: a warm start
+    reads the bytes and never imports ``onnx`` (0.8 s of every command's start-up, most of it ``ml_dtypes``).
+    ``rebuild``: write the graph again (the cached file did not load). A read-only cache folder just builds."""
+    from odecam.engine.ort_backend import onnx_cache_dir
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for name, value in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    path = onnx_cache_dir() / f"eye-openness-{digest.hexdigest()[:32]}.onnx"
+    if not rebuild:
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+    data = _eye_net_onnx(net)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        log.debug("could not cache the eye network's graph in %s (%s)", path.parent, exc)
+    return data
+
+
 def load_eye_net(path: str | Path = EYE_WEIGHTS) -> EyeOpennessNet:
     """The shipped eye-openness network (safetensors; nothing is unpickled)."""
     from safetensors.torch import load_file
@@ -106,8 +136,11 @@ class EyeReader:
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(_eye_net_onnx(net), so,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(eye_net_onnx_cached(net), so, providers=["CPUExecutionProvider"])
+        except Exception:  # a damaged cache file: build the graph again
+            self.session = ort.InferenceSession(eye_net_onnx_cached(net, rebuild=True), so,
+                                                providers=["CPUExecutionProvider"])
         self._crops = np.empty((2, 1, EYE_CROP[1], EYE_CROP[0]), np.float32)
         self._scratch = (np.empty((EYE_CROP[1], EYE_CROP[0], 3), np.uint8),  # an eye's crop and its grey
                          np.empty((EYE_CROP[1], EYE_CROP[0]), np.uint8))
