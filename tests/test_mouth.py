@@ -41,6 +41,27 @@ def test_the_smiling_astronauts_teeth_are_found_and_the_lower_ones_painted(defau
     assert len(upper) > 30 and np.mean(upper) < 0.15 and np.mean(lower) > 0.8, (np.mean(upper), np.mean(lower))
 
 
+def test_fewer_upper_teeth_are_kept_towards_the_corners(default_model, astronaut256):
+    """The share of each column of teeth left unpainted falls from UPPER_TEETH at the mouth's centre towards its
+    corners (the field stretches the corner columns most: kept whole, their teeth became fangs)."""
+    points = _mouth_points(default_model, astronaut256)
+    teeth = teeth_mask(astronaut256, points)
+    painted = open_mouth_image(astronaut256, points)
+    darker = (astronaut256.astype(int).sum(-1) - painted.astype(int).sum(-1)) > 60
+    centre, half = (points[0, 0] + points[1, 0]) / 2, abs(points[1, 0] - points[0, 0]) / 2
+    kept = {}  # |x| in half mouth widths -> share of the column above its first painted row
+    for c in np.nonzero(teeth.any(0))[0]:
+        col = np.nonzero(teeth[:, c])[0]
+        top, bottom = col.min(), col.max()
+        dark = np.nonzero(darker[top:bottom + 1, c])[0]
+        if bottom - top + 1 >= 6 and len(dark):
+            kept[abs(c - centre) / half] = dark[0] / (bottom - top + 1)
+    middle = [v for x, v in kept.items() if x < 0.3]
+    outer = [v for x, v in kept.items() if x > 0.6]
+    assert middle and outer, kept
+    assert np.median(middle) > 0.3 and np.median(outer) < 0.25 * np.median(middle), (middle, outer)
+
+
 def test_closed_lips_have_no_teeth_to_paint(default_model, astronaut256):
     points = _mouth_points(default_model, astronaut256)
     lips = astronaut256.copy()

@@ -7,7 +7,8 @@ was between them: in a smiling photo, the teeth (issue 9's "stretched blob"). Be
 1. once per avatar, :func:`open_mouth_views` finds the teeth between F_K's mouth keypoints (corners and inner
    lips; bright, unsaturated patches holding pixels much less saturated than the face around the mouth, so pale
    lips and their highlights do not count) and paints the lower part of each column of teeth as a dark cavity,
-   keeping the upper teeth that an open mouth shows; :func:`open_mouth_state` caches F_S and F_C's view images of
+   keeping the upper teeth that an open mouth shows (less of them towards the corners, where the field stretches
+   them most); :func:`open_mouth_state` caches F_S and F_C's view images of
    that picture with the avatar's own keypoints (same motion). A photo with closed lips has no teeth to paint,
    and a grey photo no colour to find them by: nothing changes for them.
 2. per frame, :class:`MouthOpening` reads how far the transferred keypoints open the avatar's inner lips beyond
@@ -38,8 +39,11 @@ TEETH_VALUE, TEETH_SATURATION, TEETH_MIN_SHARE = 140, 90, 0.0015
 TEETH_SEED, TEETH_SEED_SHARE = 0.55, 0.01
 #: a face less saturated than this around its mouth (a grey photo) has no colour to tell its teeth by
 MIN_SKIN_SATURATION = 25
-#: the upper share of each column of teeth stays: an open mouth shows its upper teeth
+#: the upper share of each column of teeth stays: an open mouth shows its upper teeth. The share falls off towards the
+#: mouth's corners, to UPPER_TEETH_CORNER x UPPER_TEETH there (quadratically in the distance from the centre): the
+#: field stretches the corners' columns most, and a tooth kept whole there became a fang
 UPPER_TEETH = 0.45
+UPPER_TEETH_CORNER = 0.0
 #: the painted cavity's colour (RGB)
 CAVITY = (80, 40, 42)
 
@@ -92,10 +96,14 @@ def open_mouth_image(image: np.ndarray, points: np.ndarray) -> np.ndarray | None
         return None
     lower = np.zeros_like(teeth)
     rows = np.arange(teeth.shape[0])
+    cr, cl = np.asarray(points[0], np.float64), np.asarray(points[1], np.float64)
+    centre_x, half = 0.5 * (cr[0] + cl[0]), max(0.5 * abs(cl[0] - cr[0]), 1.0)
     for c in np.nonzero(teeth.any(0))[0]:
         col = np.nonzero(teeth[:, c])[0]
         top, bottom = col.min(), col.max()
-        lower[:, c] = teeth[:, c] & (rows >= top + UPPER_TEETH * (bottom - top + 1))
+        x = min(1.0, abs(c - centre_x) / half)  # 0 at the mouth's centre, 1 at its corners
+        keep = UPPER_TEETH * (1.0 - (1.0 - UPPER_TEETH_CORNER) * x * x)
+        lower[:, c] = teeth[:, c] & (rows >= top + keep * (bottom - top + 1))
     mask = cv2.dilate(lower.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
     mask = cv2.GaussianBlur(mask, (0, 0), 1.0)[..., None]
     out = image.astype(np.float32) * (1.0 - mask) + np.float32(CAVITY) * mask
