@@ -75,21 +75,53 @@ def eye_crops(rgb: np.ndarray, lids: np.ndarray, drop: float, box: tuple[float, 
     return model_eye_crops(grey, lids, drop=drop, box=box)
 
 
-def collect(model, data: Path, drop: float, box: tuple[float, float], seed: int = 0):
-    """(crops (n, 2, 20, 32), openness (n, 2), clip index (n,)) from the prepared clips: 60 random frames a clip and
-    its 20 least-open-eyed (``eye_openness_probe.clip_samples``)."""
+def collect(model, data: Path, drop: float, box: tuple[float, float], seed: int = 0, per_clip: int = 60,
+            lowest: int = 20, jitter: float = 0.0, copies: int = 0):
+    """(crops (n, 2, 20, 32), openness (n, 2), clip index (n,)) from the prepared clips: ``per_clip`` random frames a
+    clip and its ``lowest`` least-open-eyed (``eye_openness_probe.clip_samples``). ``copies`` > 0: that many more
+    crops of each frame, each with both eyelid keypoints moved by N(0, ``jitter`` eye widths) and the box scaled by
+    exp(N(0, ``jitter``)) (F_K's keypoints move from frame to frame: a reader that does not move with them is
+    steadier)."""
+    rng = np.random.default_rng(seed + 1)
     xs, ys, groups = [], [], []
-    for gi, imgs, lm in PROBE["clip_samples"](data, model.cfg.image_size, lambda p: eye_openness(p).mean(-1), 60,
-                                              seed=seed):
+    for gi, imgs, lm in PROBE["clip_samples"](data, model.cfg.image_size, lambda p: eye_openness(p).mean(-1),
+                                              per_clip, lowest, seed=seed):
         lids = eyelid_keypoints(model, torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255)
         for im, lid, label in zip(imgs, lids, eye_openness(lm)):
-            xs.append(eye_crops(im, lid, drop, box))
-            ys.append(label)
-            groups.append(gi)
+            width = 0.45 * float(np.linalg.norm(lid[1] - lid[0]))
+            for k in range(1 + copies):
+                moved, scaled = lid, box
+                if k:
+                    moved = lid + rng.normal(0.0, jitter * width, lid.shape)
+                    scaled = tuple(b * float(np.exp(rng.normal(0.0, jitter))) for b in box)
+                xs.append(eye_crops(im, moved, drop, scaled))
+                ys.append(label)
+                groups.append(gi)
     return np.stack(xs), np.stack(ys).astype(np.float32), np.array(groups)
 
 
-def train(x: np.ndarray, y: np.ndarray, steps: int, seed: int = 0) -> EyeNet:
+def degrade(batch: torch.Tensor, blur: float, noise: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Training-time look of a low-resolution or noisy webcam on (B, 1, 20, 32) crops: half of them blurred by a
+    Gaussian of sigma U(0, ``blur``) crop pixels (a 176 x 144 driver blown up to 256 px is soft), all with
+    N(0, U(0, ``noise``)) pixel noise."""
+    if blur > 0:
+        n = batch.shape[0]
+        sigma = torch.rand(n, generator=gen) * blur
+        soft = torch.rand(n, generator=gen) < 0.5
+        x = torch.arange(-3, 4, dtype=batch.dtype)
+        k = torch.exp(-(x[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
+        k = k / k.sum(1, keepdim=True)  # (B, 7) separable kernels
+        padded = F.pad(batch, (3, 3, 3, 3), mode="replicate")
+        rows = sum(k[:, i, None, None, None] * padded[..., :, i:i + batch.shape[-1]] for i in range(7))
+        both = sum(k[:, i, None, None, None] * rows[..., i:i + batch.shape[-2], :] for i in range(7))
+        batch = torch.where(soft[:, None, None, None], both, batch)
+    if noise > 0:
+        level = torch.rand(batch.shape[0], 1, 1, 1, generator=gen) * noise
+        batch = batch + level * torch.randn(batch.shape, generator=gen)
+    return batch
+
+
+def train(x: np.ndarray, y: np.ndarray, steps: int, seed: int = 0, blur: float = 0.0, noise: float = 0.0) -> EyeNet:
     torch.manual_seed(seed)
     net = EyeNet()
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -101,6 +133,7 @@ def train(x: np.ndarray, y: np.ndarray, steps: int, seed: int = 0) -> EyeNet:
         flip = torch.rand(len(idx)) < 0.5  # a mirrored eye is still an eye
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         batch = batch * (0.7 + 0.6 * torch.rand(len(idx), 1, 1, 1))  # contrast
+        batch = degrade(batch, blur, noise)
         loss = F.l1_loss(net(batch), yt[idx])
         opt.zero_grad()
         loss.backward()
@@ -139,18 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--drop", type=float, default=0.15, help="crop centre below the eyelid keypoint, in eye widths")
     ap.add_argument("--crop", type=float, nargs=2, default=(1.6, 1.0), help="crop width, height in eye widths")
+    ap.add_argument("--per-clip", type=int, default=60, help="random frames a clip (and --lowest least-open ones)")
+    ap.add_argument("--lowest", type=int, default=20)
+    ap.add_argument("--jitter", type=float, default=0.0, help="eyelid keypoint jitter of the extra crops, eye widths")
+    ap.add_argument("--copies", type=int, default=0, help="extra jittered crops of each frame")
+    ap.add_argument("--blur", type=float, default=0.0, help="training blur of half the crops: sigma up to this, px")
+    ap.add_argument("--noise", type=float, default=0.0, help="training pixel noise: std up to this")
     ap.add_argument("--out", type=Path, default=Path("/work/runs/eye-crops"))
     args = ap.parse_args(argv)
     model = load_checkpoint(args.checkpoint).eval()
     if not {"upper_eyelid_right", "upper_eyelid_left"} <= set(model.keypoint_roles):
         raise SystemExit(f"{args.checkpoint}: its keypoint roles do not name the upper eyelids")
     box = tuple(args.crop)
-    x, y, groups = collect(model, args.data, args.drop, box)
+    x, y, groups = collect(model, args.data, args.drop, box, per_clip=args.per_clip, lowest=args.lowest,
+                           jitter=args.jitter, copies=args.copies)
     keep = np.isfinite(y).all(1)
     x, y, groups = x[keep], y[keep], groups[keep]
     test = groups % 5 == 0
     print(f"{len(y)} frames ({int(test.sum())} of held-out clips); openness mean {y.mean():.3f}, std {y.std():.3f}")
-    net = train(x[~test].reshape(-1, CROP[1], CROP[0]), y[~test].reshape(-1), args.steps)
+    net = train(x[~test].reshape(-1, CROP[1], CROP[0]), y[~test].reshape(-1), args.steps, blur=args.blur,
+                noise=args.noise)
     r_clips = float(np.corrcoef(predict(net, x[test]), y[test].mean(1))[0, 1])
     print(f"held-out clips: r = {r_clips:.3f}")
     report = {"frames": int(len(y)), "held_out_clips_r": r_clips, "drop": args.drop, "crop": list(box), "drivers": {}}

@@ -45,3 +45,15 @@ def test_the_eye_network_reads_a_batch_of_crops():
     out = net(torch.rand(5, 1, 20, 32))
     assert out.shape == (5,)
     assert sum(p.numel() for p in net.parameters()) < 20_000
+
+
+def test_training_degradation_blurs_half_the_crops_and_keeps_their_mean():
+    gen = torch.Generator().manual_seed(0)
+    crops = torch.zeros(64, 1, 20, 32)
+    crops[..., 10, 16] = 1.0  # one bright pixel in the middle of each crop
+    out = MOD["degrade"](crops, 2.0, 0.0, gen)
+    assert torch.allclose(out.sum((1, 2, 3)), torch.ones(64), atol=1e-5)  # normalised kernels: nothing gained or lost
+    spread = (out[..., 10, 16] < 0.9).float().mean()
+    assert 0.3 < spread < 0.7  # about half of them blurred
+    noisy = MOD["degrade"](torch.full((256, 1, 20, 32), 0.5), 0.0, 0.04, gen)
+    assert 0.01 < float((noisy - 0.5).std()) < 0.04  # std U(0, 0.04): about 0.023 over the batch
