@@ -95,13 +95,18 @@ def detect_faces(frame_bgr: np.ndarray, detect_height: int = 320) -> list[tuple[
 
 def _detector_image(frame: np.ndarray, detect_height: int) -> tuple[np.ndarray, float]:
     """The detector's input: ``frame`` (BGR or grey) in grey at ``detect_height`` rows, and that scale (grey
-    first: one channel to resize, 1.3 -> 0.4 ms for a 640 x 360 frame)."""
+    first: one channel to resize, 1.3 -> 0.4 ms for a 640 x 360 frame). A shrink is bilinear to twice the size,
+    then the exact 2 x 2 average (OpenCV's ``INTER_AREA`` at a ratio that is not an integer takes its slow generic
+    path: 1080p to 320 rows 2.2 -> 0.3 ms, to 640 rows 2.7 -> 1.3 ms, 720p to 320 rows 1.7 -> 0.4 ms); every search
+    (whole frame, window, far) reads the same image."""
     h, w = frame.shape[:2]
     scale = detect_height / float(h)
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    small = cv2.resize(grey, (max(1, round(w * scale)), detect_height),
-                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return small, scale
+    size = (max(1, round(w * scale)), detect_height)
+    if scale >= 1:
+        return cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR), scale
+    double = cv2.resize(grey, (2 * size[0], 2 * size[1]), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(double, size, interpolation=cv2.INTER_AREA), scale
 
 
 def detect_faces_near(
