@@ -489,10 +489,11 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     no difference at N=0 or N=1.
 * Eighteenth session (2026-12-02): no speed change to the per-frame path; the VM ran slow all session.
   * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
-    --frames 400` (`results/cpu_default256_speed_s18.json`): BENCH_S18. The 3x3 convolutions themselves measured
-    CONV_S18 GFLOP/s against 208 last session: the same code ran this much slower (no code of the per-frame path
-    changed; the graphs' cache key, which digests that code, is the same). Targets (150 / 100 fps, 3x the floor):
-    **NOT met**.
+    --frames 400` (`results/cpu_default256_speed_s18.json`, the session's quietest moment): **N=0 9.2 ms p50
+    (109 fps, 4.3x the floor), N=1 13.1 ms (76 fps, 5.6x)**; earlier runs this session 14.3 / 17.4 and 16.2 / 19.1
+    ms. The 3x3 convolutions themselves measured 191 GFLOP/s (148-165 in the slow runs) against 208 last session:
+    the same code ran slower (no code of the per-frame path changed; the graphs' cache key, which digests that
+    code, is the same). Targets (150 / 100 fps, 3x the floor): **NOT met**.
   * Start-up: the blink reader's ONNX graph was built node by node with the `onnx` package on every start, and
     importing `onnx` (its `ml_dtypes`) took 0.8 s; the graph is now cached beside the exported graphs (keyed by its
     weights and code), so a warm start never imports `onnx`: `odecam demo` 8.0 -> 5.7-6.3 s wall (2.6 s of it the
@@ -500,7 +501,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   * The framer's search for a face too small for 320 rows (`FramingConfig.far_height` = 640; a 1080p frame with
     a 147 px face, this VM): whole frame at 320 rows 14.4 ms, at 640 rows 55 ms (on the first miss and every
     fourth after it, after the frame went out), the tracked face's window at 640 rows 8.9 ms (every third frame,
-    after the frame went out). Frames with a face found at 320 rows are unchanged.
+    after the frame went out). Frames with a face found at 320 rows are unchanged. The detector's input then
+    shrank by bilinear-to-twice plus the exact 2 x 2 average instead of `INTER_AREA` at a non-integer ratio (its
+    slow path: 2.2 -> 0.3 ms for 1080p to 320 rows): 10.8 / 40.5 / 4.8 ms for the three (carphone, d6, d18
+    evals identical).
   * Measured, not adopted: the tail's sampling maps upsampled by `cv2.warpAffine` on the displacement (then the
     identity added) instead of two matrix products: 0.6-0.9 ms against 0.25-0.3 ms for two views, and 0.05 px
     off. The tail's parts at 1 thread, N=1 (this VM, quiet moment): phase copy 0.25, channel split 0.12, maps
