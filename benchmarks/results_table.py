@@ -505,6 +505,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     shrank by bilinear-to-twice plus the exact 2 x 2 average instead of `INTER_AREA` at a non-integer ratio (its
     slow path: 2.2 -> 0.3 ms for 1080p to 320 rows): 10.8 / 40.5 / 4.8 ms for the three (carphone, d6, d18
     evals identical).
+  * Glass to glass with this session's framing (`python benchmarks/latency_live.py --runs 3 --breakdown`,
+    `results/latency_live.json`, idle, load 0.7-0.9): extra p50 **+3.4 / +3.2 / +3.4 ms** (<= 5: met), p95
+    **+1.9 / +3.2 / +2.3 ms** (<= 15: met); capture-to-sink p50 14.5-14.8 ms; `face_search` 8.1-8.2 ms after each
+    detecting frame.
   * Measured, not adopted: the tail's sampling maps upsampled by `cv2.warpAffine` on the displacement (then the
     identity added) instead of two matrix products: 0.6-0.9 ms against 0.25-0.3 ms for two views, and 0.05 px
     off. The tail's parts at 1 thread, N=1 (this VM, quiet moment): phase copy 0.25, channel split 0.12, maps
