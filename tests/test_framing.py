@@ -262,6 +262,10 @@ def test_user_mistakes_get_one_sentence() -> None:
         FaceFramer().process(np.zeros(10, np.uint8))
     with pytest.raises(ValueError, match="search must be 0"):
         FramingConfig(search=0.5)
+    with pytest.raises(ValueError, match=r"far_height must be 0 \(off\), None \(twice detect_height\) or more rows"):
+        FramingConfig(far_height=300)
+    assert FaceFramer._far_rows(FramingConfig(detect_height=480)) == 960  # the far search follows detect_height
+    assert FaceFramer._far_rows(FramingConfig(far_height=0)) == 0
 
 
 # ---------------------------------------------------------------------- roll levelling for F_K

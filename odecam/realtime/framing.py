@@ -62,11 +62,11 @@ class FramingConfig:
         search_face_px: the tracked face's box side in the search window at least, pixels, 73 (dlib's
             smallest box) or more (see :func:`detect_faces_near`).
         far_height: when the whole frame at ``detect_height`` rows holds no face, it is searched again at this
-            many rows, for a face too small to be found there (at 320 rows a face must be about a quarter of
-            the frame's height, 270 px of a 1080p camera; at 640, an eighth): on the first such miss and on
-            every ``far_every``-th after it (3-4x the time of a search at 320 rows: with no one in view, 2.5
-            times a second at 30 fps, after the frame went out in live). A face found there is tracked with
-            windows cut at that height (the same pixels, so the same box). 0 = never.
+            many rows (None: twice ``detect_height``, 640), for a face too small to be found there (at 320 rows a
+            face must be about a quarter of the frame's height, 270 px of a 1080p camera; at 640, an eighth): on
+            the first such miss and on every ``far_every``-th after it (3-4x the time of a search at 320 rows:
+            with no one in view, 2.5 times a second at 30 fps, after the frame went out in live). A face found
+            there is tracked with windows cut at that height (the same pixels, so the same box). 0 = never.
         far_every: see ``far_height``.
         face_scale: crop side as a multiple of the detector's face box side (margin around the face).
         face_offset_y: crop centre shift, in face sides (negative = up, to include hair and forehead).
@@ -103,7 +103,7 @@ class FramingConfig:
     detect_height: int = 320
     search: float = 2.4
     search_face_px: float = 80.0
-    far_height: int = 640
+    far_height: int | None = None
     far_every: int = 4
     face_scale: float = 1.9
     face_offset_y: float = -0.05
@@ -130,9 +130,11 @@ class FramingConfig:
         if not (self.search == 0 or self.search >= 1) or not self.search_face_px >= 73:
             raise ValueError(f"search must be 0 (whole frame) or at least 1 face side, and search_face_px at least 73 "
                              f"pixels (dlib's smallest face box); got {self.search} and {self.search_face_px}.")
-        if self.far_height < 0 or 0 < self.far_height <= self.detect_height or self.far_every < 1:
-            raise ValueError(f"far_height must be 0 (off) or more rows than detect_height ({self.detect_height}), and "
-                             f"far_every 1 or more; got {self.far_height} and {self.far_every}.")
+        if self.far_height is not None and (self.far_height < 0 or 0 < self.far_height <= self.detect_height) \
+                or self.far_every < 1:
+            raise ValueError(f"far_height must be 0 (off), None (twice detect_height) or more rows than detect_height "
+                             f"({self.detect_height}), and far_every 1 or more; got {self.far_height} and "
+                             f"{self.far_every}.")
         if not self.zoom > 0:
             raise ValueError(f"zoom must be a positive factor (1 = no zoom), got {self.zoom}.")
         if not all(0 < v <= 1 for v in (self.speed, self.face_smoothing, self.size_smoothing)):
@@ -343,18 +345,24 @@ class FaceFramer:
             if near:
                 return near
         boxes = detect_faces(frame, cfg.detect_height)
-        if boxes or not cfg.far_height:
+        far = self._far_rows(cfg)
+        if boxes or not far:
             self._whole_misses = 0
             return boxes
         self._whole_misses += 1
-        return detect_faces(frame, cfg.far_height) if self._whole_misses % cfg.far_every == 1 % cfg.far_every else []
+        return detect_faces(frame, far) if self._whole_misses % cfg.far_every == 1 % cfg.far_every else []
 
     @staticmethod
-    def _search_height(face: tuple[float, float, float, float], frame: np.ndarray, cfg: FramingConfig) -> int:
-        """The rows the tracked face's window is cut at: ``detect_height``, or ``far_height`` for a face too small
+    def _far_rows(cfg: FramingConfig) -> int:
+        """The far search's rows: ``far_height``, twice ``detect_height`` when None, 0 when off."""
+        return 2 * cfg.detect_height if cfg.far_height is None else cfg.far_height
+
+    def _search_height(self, face: tuple[float, float, float, float], frame: np.ndarray, cfg: FramingConfig) -> int:
+        """The rows the tracked face's window is cut at: ``detect_height``, or the far search's for a face too small
         for it (a side under 70 px there, below dlib's smallest box: only the far search found it)."""
         side = (face[2] - face[0] + face[3] - face[1]) / 2.0 * cfg.detect_height / frame.shape[0]
-        return cfg.far_height if cfg.far_height and side < 70.0 else cfg.detect_height
+        far = self._far_rows(cfg)
+        return far if far and side < 70.0 else cfg.detect_height
 
     def _measure_roll(self, frame: np.ndarray, face: tuple[float, float, float, float], cfg: FramingConfig) -> None:
         """Measure the tracked face's roll (on the detector's frames) into the running estimate."""
