@@ -482,6 +482,14 @@ def test_a_face_far_from_a_hd_camera_is_found_and_followed() -> None:
         side = (face[2] - face[0] + face[3] - face[1]) / 2
         assert out.box.size == pytest.approx(FramingConfig().face_scale * side, rel=0.15)
     assert outs[-1].box.x > outs[0].box.x + 60  # followed the slide (176 px in all)
+    # the window cut at 640 rows (a shrunk frame: the bilinear + 2x2 path) gives the whole frame's box there: the
+    # same size, the same place to within a HOG cell (in 12 of these 14, to the pixel)
+    for before, face, now in zip(truth, truth[1:], frames[3::3]):
+        near = detect_faces_near(now, before, detect_height=640)
+        assert near, (before, face)
+        (a0, b0, a1, b1), (c0, d0, c1, d1) = near[0], face
+        assert abs((a1 - a0) / (c1 - c0) - 1) < 0.02
+        assert np.hypot((a0 + a1 - c0 - c1) / 2, (b0 + b1 - d0 - d1) / 2) < 0.15 * (c1 - c0), (near, face)
     off = FaceFramer(FramingConfig(far_height=0)).process(frames[0])
     assert off.face is None and off.box.size == 1080
 
