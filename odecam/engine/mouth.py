@@ -5,8 +5,9 @@ was between them: in a smiling photo, the teeth (issue 9's "stretched blob"). Be
 (:mod:`odecam.engine.blink`):
 
 1. once per avatar, :func:`open_mouth_views` finds the teeth between F_K's mouth keypoints (corners and inner
-   lips; bright, unsaturated patches holding pixels much less saturated than the face around the mouth, so pale
-   lips and their highlights do not count) and paints the lower part of each column of teeth as a dark cavity,
+   lips; the mouth's axis from the eye line of dlib's 5 points, which F_K's corners on a still tilt; bright pixels
+   clearly less saturated than the face around the mouth, in patches holding pixels much less saturated still,
+   so pale lips and their highlights do not count) and paints a dark cavity under a smooth line across them,
    keeping the upper teeth that an open mouth shows (less of them towards the corners, where the field stretches
    them most); :func:`open_mouth_state` caches F_S and F_C's view images of
    that picture with the avatar's own keypoints (same motion). A photo with closed lips has no teeth to paint,
@@ -31,8 +32,10 @@ MOUTH_ROLES = ("mouth_corner_right", "mouth_corner_left", "inner_upper_lip", "in
 OPEN_FROM, OPEN_TO = 0.08, 0.2
 #: m is rounded to steps of 1 / STEPS (a backend re-blends only when it changes)
 STEPS = 8
-#: teeth: brighter than this (HSV value, 0-255) and less saturated than that; at least this share of the image
-TEETH_VALUE, TEETH_SATURATION, TEETH_MIN_SHARE = 140, 90, 0.0015
+#: teeth: brighter than this (HSV value, 0-255) and less saturated than that and than TEETH_SKIN x the median
+#: saturation of the skin and lips around the mouth (a pale face's lips pass the fixed bound, not this one); at
+#: least this share of the image
+TEETH_VALUE, TEETH_SATURATION, TEETH_SKIN, TEETH_MIN_SHARE = 140, 90, 0.75, 0.0015
 #: a patch of such pixels is teeth only when it holds this many pixels per squared mouth width (its "seeds") less
 #: saturated than TEETH_SEED x the median saturation of the skin and lips around the mouth: pale lips and their
 #: highlights pass the first test, not this one
@@ -46,6 +49,9 @@ UPPER_TEETH = 0.45
 UPPER_TEETH_CORNER = 0.0
 #: the painted cavity's colour (RGB)
 CAVITY = (80, 40, 42)
+#: the teeth's top and bottom edges are each one parabola across the mouth (fitted again without the columns this
+#: many pixels off the first fit) before the cavity is cut under them: a smooth line, not a tooth-by-tooth saw edge
+EDGE_TOLERANCE = 1.5
 
 
 def mouth_indices(roles: tuple[str, ...]) -> tuple[int, int, int, int] | None:
@@ -53,21 +59,25 @@ def mouth_indices(roles: tuple[str, ...]) -> tuple[int, int, int, int] | None:
     return role_indices(roles, MOUTH_ROLES)
 
 
-def teeth_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+def teeth_mask(image: np.ndarray, points: np.ndarray, axis: np.ndarray | None = None) -> np.ndarray:
     """(S, S, 3) uint8 RGB and the mouth's (4, 2) pixel points (right corner, left corner, inner upper lip, inner
-    lower lip) -> (S, S) bool: the bright, unsaturated pixels inside the mouth's ellipse through its corners,
-    reaching a little past the inner lips, in the patches that hold enough much less saturated pixels than the
-    face around the mouth (:data:`TEETH_SEED`): teeth, not pale lips. Empty for a grey photo."""
+    lower lip) -> (S, S) bool: the bright pixels clearly less saturated than the face around the mouth
+    (:data:`TEETH_SKIN`) inside the mouth's ellipse (as wide as the corners, centred between the inner lips,
+    reaching a little past them), in the patches that hold enough much less saturated pixels
+    (:data:`TEETH_SEED`): teeth, not pale lips. ``axis``: the mouth's direction (2,) (the eye line; default: the
+    corners' line, which F_K tilts on some stills). Empty for a grey photo."""
     h, w = image.shape[:2]
     cr, cl, up, lo = (np.asarray(p, np.float64) for p in points)
-    width = float(np.linalg.norm(cl - cr))
+    u = cl - cr if axis is None else np.asarray(axis, np.float64)
+    u = u / max(float(np.linalg.norm(u)), 1e-9)
+    width = abs(float((cl - cr) @ u))
     if width < 4.0:
         return np.zeros((h, w), bool)
-    u = (cl - cr) / width
     n = np.array([-u[1], u[0]])
     if n[1] < 0:
         n = -n  # down the face
     centre = 0.5 * (cr + cl)
+    centre = centre + ((0.5 * (up + lo) - centre) @ n) * n  # level with the inner lips
     a = 0.5 * width
     b_up = max(-(up - centre) @ n, 0.0) + 0.08 * width
     b_lo = max((lo - centre) @ n, 0.0) + 0.08 * width
@@ -80,7 +90,7 @@ def teeth_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     skin = float(np.median(hsv[..., 1][around])) if around.any() else 0.0
     if skin < MIN_SKIN_SATURATION:
         return np.zeros((h, w), bool)
-    bright = (r <= 1.0) & (hsv[..., 2] > TEETH_VALUE) & (hsv[..., 1] < TEETH_SATURATION)
+    bright = (r <= 1.0) & (hsv[..., 2] > TEETH_VALUE) & (hsv[..., 1] < min(TEETH_SATURATION, TEETH_SKIN * skin))
     seeds = bright & (hsv[..., 1] < TEETH_SEED * skin)
     count, labels = cv2.connectedComponents(bright.astype(np.uint8), connectivity=8)
     keep = np.bincount(labels[seeds], minlength=count) >= TEETH_SEED_SHARE * width * width
@@ -88,37 +98,74 @@ def teeth_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def open_mouth_image(image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+def _smooth_edge(span: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A parabola through ``values`` (C,) over columns ``span`` (C,), fitted by least squares twice, the second time
+    without the points more than :data:`EDGE_TOLERANCE` pixels off the first: a mouth's edge is one smooth curve,
+    and a lip's highlight touching the teeth, or a gap between two teeth, is not part of it."""
+    x = (span - span.mean()) / max(float(np.ptp(span)), 1.0)
+    degree = min(2, len(span) - 1)
+    coef = np.polyfit(x, values, degree)
+    near = np.abs(np.polyval(coef, x) - values) <= EDGE_TOLERANCE
+    if near.sum() > degree + 2:
+        coef = np.polyfit(x[near], values[near], degree)
+    return np.polyval(coef, x)
+
+
+def open_mouth_image(image: np.ndarray, points: np.ndarray, axis: np.ndarray | None = None) -> np.ndarray | None:
     """The photo with the lower part of its teeth painted as a mouth cavity (see the module docstring), or None
-    when fewer than :data:`TEETH_MIN_SHARE` of its pixels are teeth (lips closed)."""
-    teeth = teeth_mask(image, points)
+    when fewer than :data:`TEETH_MIN_SHARE` of its pixels are teeth (lips closed). ``axis``: as :func:`teeth_mask`.
+
+    Per column of the teeth's span, their top and bottom rows (gaps between teeth filled in), smoothed across
+    columns (:func:`_smooth_edge`); the cavity fills each column from ``UPPER_TEETH`` of the way down (tapering
+    to ``UPPER_TEETH_CORNER`` at the corners) to the bottom line."""
+    teeth = teeth_mask(image, points, axis)
     if teeth.mean() < TEETH_MIN_SHARE:
         return None
-    lower = np.zeros_like(teeth)
-    rows = np.arange(teeth.shape[0])
+    columns = np.nonzero(teeth.any(0))[0]
+    first, last = int(columns.min()), int(columns.max())
+    span = np.arange(first, last + 1)
+    top = np.interp(span, columns, teeth[:, columns].argmax(0))
+    bottom = np.interp(span, columns, teeth.shape[0] - 1 - teeth[::-1, columns].argmax(0))
     cr, cl = np.asarray(points[0], np.float64), np.asarray(points[1], np.float64)
     centre_x, half = 0.5 * (cr[0] + cl[0]), max(0.5 * abs(cl[0] - cr[0]), 1.0)
-    for c in np.nonzero(teeth.any(0))[0]:
-        col = np.nonzero(teeth[:, c])[0]
-        top, bottom = col.min(), col.max()
-        x = min(1.0, abs(c - centre_x) / half)  # 0 at the mouth's centre, 1 at its corners
-        keep = UPPER_TEETH * (1.0 - (1.0 - UPPER_TEETH_CORNER) * x * x)
-        lower[:, c] = teeth[:, c] & (rows >= top + keep * (bottom - top + 1))
-    mask = cv2.dilate(lower.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    top, bottom = _smooth_edge(span, top), _smooth_edge(span, bottom)
+    x = np.minimum(1.0, np.abs(span - centre_x) / half)  # 0 at the mouth's centre, 1 at its corners
+    keep = UPPER_TEETH * (1.0 - (1.0 - UPPER_TEETH_CORNER) * x * x)
+    cut = top + keep * (bottom - top + 1)
+    rows = np.arange(teeth.shape[0])[:, None]
+    lower = np.zeros(teeth.shape, np.uint8)
+    lower[:, first:last + 1] = (rows >= cut) & (rows <= bottom)
+    mask = cv2.dilate(lower, np.ones((3, 3), np.uint8)).astype(np.float32)
     mask = cv2.GaussianBlur(mask, (0, 0), 1.0)[..., None]
     out = image.astype(np.float32) * (1.0 - mask) + np.float32(CAVITY) * mask
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def mouth_axis(image: np.ndarray) -> np.ndarray | None:
+    """The direction (2,) of the eye line of the largest face in ``image`` (S, S, 3) uint8 RGB (dlib's 5 points),
+    from the eye on the left of the screen to the other: the mouth's axis on a frontal face. None when no face (or
+    no predictor) is found."""
+    from odecam.realtime.face_detection import detect_faces, eye_corners
+
+    faces = detect_faces(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), detect_height=max(320, image.shape[0]))
+    corners = eye_corners(image, faces[0]) if faces else None
+    if corners is None:
+        return None
+    d = corners[1].mean(0) - corners[0].mean(0)
+    norm = float(np.linalg.norm(d))
+    return d / norm if norm > 1.0 else None
+
+
 def open_mouth_views(views: torch.Tensor, kp: torch.Tensor, indices: tuple[int, int, int, int]
                      ) -> torch.Tensor | None:
     """The avatar's views (V, 3, S, S) in [0, 1] with their lower teeth painted as a cavity, placed by F_K's
-    keypoints ``kp`` (V, K, 2); None when the source view shows no teeth. A reference view without teeth is kept."""
+    keypoints ``kp`` (V, K, 2) along each view's eye line (:func:`mouth_axis`); None when the source view shows no
+    teeth. A reference view without teeth is kept."""
     from odecam.engine.blink import repainted_views
 
     size = views.shape[-1]
     points = (kp[:, list(indices)].detach().cpu().double().numpy() + 1.0) * 0.5 * (size - 1)  # (V, 4, 2) pixels
-    return repainted_views(views, lambda rgb, j: open_mouth_image(rgb, points[j]))
+    return repainted_views(views, lambda rgb, j: open_mouth_image(rgb, points[j], mouth_axis(rgb)))
 
 
 @torch.no_grad()
