@@ -107,6 +107,10 @@ class GeneratorConfig:
     #: with the image skip) then run at 1/2 or 1/4 resolution with 4 or 16 outputs per channel, put at full
     #: resolution by ``pixel_shuffle`` (ESPCN). 1: the up-blocks go all the way (the paper's decoder)
     pixel_shuffle: int = 1
+    #: odecam addition: sigma, in output pixels, of a Gaussian blur of the image skip's mask M before the blend
+    #: (2 ceil(3 sigma) + 1 taps, reflected at the border); 0 = off. A pixel-shuffle head gives M in 2 x 2 (and
+    #: its features' 4 x 4) blocks, which show where M drops at an open mouth; the blur leaves an M of 1 as it is
+    mask_blur: float = 0.0
 
 
 @dataclass
@@ -228,7 +232,7 @@ RULES: dict[str, dict[str, tuple]] = {
     "generator": {"block_expansion": ("int", 1, 128), "max_features": ("int", 1, 512),
                   "num_down_blocks": ("int", 0, 5), "num_bottleneck_blocks": ("int", 0, 12), "depthwise": _BOOL,
                   "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL,
-                  "pixel_shuffle": ("int", 1, 4)},
+                  "pixel_shuffle": ("int", 1, 4), "mask_blur": ("float", 0.0, 4.0)},
 }
 #: the ODE step counts a config or ``--ode-steps`` may ask for
 MAX_ODE_STEPS = RULES["evolution"]["steps"][2]

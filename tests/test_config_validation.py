@@ -55,6 +55,7 @@ def test_presets_are_valid_and_every_field_has_a_rule():
     ("motion.mode", "third_order", "not a known motion mode"),
     ("generator.block_expansion", -8, "from 1 to 128"),
     ("generator.max_features", 0, "generator.max_features = 0 is out of range"),
+    ("generator.mask_blur", -1.0, "generator.mask_blur = -1.0 is out of range"),
     ("keypoints.scale_factor", 0, "keypoints.scale_factor = 0 is out of range"),
     ("keypoints.scale_factor", 1.5, "out of range"),
     ("keypoints.scale_factor", 0.3, "must be 1/n"),

@@ -78,6 +78,46 @@ def test_phases_of_the_shuffle_head_give_the_same_frame(views, shuffle):
         tail.from_phases(np.zeros((1, n, n, 12), np.float32), phased["displacement"], phased["weights"])
 
 
+@pytest.mark.parametrize("sigma", [0.7, 1.0])
+def test_the_blurred_mask_is_the_same_in_the_model_and_the_tail(sigma):
+    """generator.mask_blur: from_phases blurs M (OpenCV, reflected border) as Generator.decode_parts does (torch), to
+    float rounding; the taps are OpenCV's Gaussian; an M of 1 stays 1; the blur changes M only near its edges."""
+    import cv2
+
+    from odecam.config import preset
+    from odecam.model import MotionTransferModel
+    from odecam.model.generator import mask_blur_kernel
+
+    taps = mask_blur_kernel(sigma)
+    assert len(taps) == 2 * int(np.ceil(3 * sigma)) + 1 and abs(float(taps.sum()) - 1.0) < 1e-6
+    assert np.allclose(taps, cv2.getGaussianKernel(len(taps), sigma, cv2.CV_32F).ravel(), atol=1e-6)
+    assert mask_blur_kernel(0.0) is None
+    cfg = preset("lite").replace(image_size=64)
+    cfg.generator.pixel_shuffle, cfg.generator.final_kernel = 2, 1
+    torch.manual_seed(0)
+    plain = MotionTransferModel(cfg).eval()
+    blurred = MotionTransferModel(cfg.replace(**{"generator.mask_blur": sigma})).eval()
+    blurred.load_state_dict(plain.state_dict())
+    g = torch.Generator().manual_seed(1)
+    ones = torch.ones(1, 1, 64, 64)
+    assert torch.allclose(blurred.generator.blur_mask(ones), ones, atol=1e-6)
+    with torch.no_grad():
+        state = blurred.prepare_views(torch.rand(1, 1, 3, 64, 64, generator=g))
+        kp = blurred.kp_detector(torch.rand(1, 3, 64, 64, generator=g))["value"]
+        parts = blurred.animate(state, kp, skip_tail=True)
+        raw = plain.animate(state, kp, skip_tail=True)["skip_mask"]
+        phased = blurred.animate(state, kp, skip_tail=True, phases=True)
+    m = raw[0, 0].numpy()
+    want_mask = cv2.sepFilter2D(m, -1, taps, taps, borderType=cv2.BORDER_REFLECT_101)
+    assert float(np.abs(parts["skip_mask"][0, 0].numpy() - want_mask).max()) < 1e-6
+    assert float((parts["skip_mask"] - raw).abs().max()) > 1e-3  # it does blur
+    tail = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]), mask_blur=sigma)
+    want = tail(parts["prediction"].permute(0, 2, 3, 1).contiguous(), parts["skip_mask"].permute(0, 2, 3, 1).contiguous(),
+                parts["displacement"], parts["weights"])
+    got = tail.from_phases(phased["prediction"].contiguous().numpy(), phased["displacement"], phased["weights"])
+    assert float((got - want).abs().max()) < 1e-5
+
+
 def test_each_frame_is_a_new_array():
     """Working buffers are reused; a returned frame is not overwritten by the next call."""
     images, disp, weights, decoded, mask = _inputs(2, 64, 8, 16, seed=3)

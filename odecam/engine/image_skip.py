@@ -38,9 +38,11 @@ class ImageSkipTail:
     ``__call__(decoded (1, S, S, 3), mask (1, S, S, 1), displacement (V, 2, h_m, w_m), weights (1, V, 1, h, w))``,
     decoded and mask channels-last as ``FrameGraph(nhwc_tail=True)`` returns them -> the frame as a (1, 3, S, S)
     float32 view of a new channels-last array (``permute(0, 2, 3, 1)`` of it is contiguous: what ``to_image``
-    and the sinks read). The working buffers are reused from call to call; the returned frame is the caller's."""
+    and the sinks read). The working buffers are reused from call to call; the returned frame is the caller's.
+    ``mask_blur``: ``generator.mask_blur``, applied by :meth:`from_phases` (the phase layout leaves M unblurred;
+    ``__call__``'s M comes blurred from ``Generator.decode_parts``)."""
 
-    def __init__(self, view_images: torch.Tensor, field_size: tuple[int, int]) -> None:
+    def __init__(self, view_images: torch.Tensor, field_size: tuple[int, int], mask_blur: float = 0.0) -> None:
         v, c, h, w = view_images.shape
         if c != 3:
             raise ValueError(f"view images must be (V, 3, H, W), got {tuple(view_images.shape)}")
@@ -70,6 +72,9 @@ class ImageSkipTail:
         self._rgbm = np.empty((0, 0, 4), np.float32)  # from_phases: the head at full resolution, and split
         self._decoded = np.empty((0, 0, 3), np.float32)
         self._mask = np.empty((0, 0), np.float32)
+        from odecam.model.generator import mask_blur_kernel
+
+        self._blur = mask_blur_kernel(mask_blur)  # generator.mask_blur's taps, or None
 
     def warp(self, displacement: torch.Tensor) -> np.ndarray:
         """Every view image warped by its field: (V, 2, h_m, w_m) -> (V, S, S, 3) channels-last (a reused buffer)."""
@@ -122,6 +127,8 @@ class ImageSkipTail:
             self._mask = np.empty((h, w), np.float32)
         np.copyto(self._rgbm.reshape(hr, r, wr, r, 4), phases.reshape(hr, wr, r, r, 4).transpose(0, 2, 1, 3, 4))
         cv2.mixChannels([self._rgbm], [self._decoded, self._mask], [0, 0, 1, 1, 2, 2, 3, 3])
+        if self._blur is not None:  # Generator.blur_mask's: separable, reflected at the border
+            cv2.sepFilter2D(self._mask, -1, self._blur, self._blur, dst=self._mask, borderType=cv2.BORDER_REFLECT_101)
         return self._blend(self.fuse(self.warp(displacement), weights), self._decoded, self._mask)
 
     def __call__(self, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,

@@ -33,6 +33,9 @@ channel, put at full resolution by ``F.pixel_shuffle`` (B, C r^2, H/r, W/r) -> (
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -127,9 +130,20 @@ class Generator(nn.Module):
                 out = block(out)
             parts = fastpath.upsampled_head(out, self.up_blocks[-1], [self.final, self.skip_mask], torch.sigmoid)
             if parts is not None:
-                return parts[0], parts[1]
+                return parts[0], self.blur_mask(parts[1])
         rgb, mask = fused_convs(self._up(features), [self.final, self.skip_mask], act=torch.sigmoid)
-        return rgb, mask
+        return rgb, self.blur_mask(mask)
+
+    def blur_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """M (B, 1, H, W) -> M blurred by ``generator.mask_blur`` (:func:`mask_blur_kernel`, separable, reflected at
+        the border as OpenCV's default ``BORDER_REFLECT_101``); M itself when 0."""
+        taps = mask_blur_kernel(self.cfg.generator.mask_blur)
+        if taps is None:
+            return mask
+        k = torch.as_tensor(taps, dtype=mask.dtype, device=mask.device)
+        pad = len(taps) // 2
+        out = F.conv2d(F.pad(mask, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(out, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
 
     def shuffle_head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``pixel_shuffle`` r > 1 with the image skip: the last up-block's output (B, C, H/r, W/r) -> (decoded image
@@ -138,7 +152,7 @@ class Generator(nn.Module):
         bias = torch.cat([self.final.bias, self.skip_mask.bias], dim=0)
         y = torch.sigmoid(F.conv2d(x, weight, bias, padding=self.final.padding))
         rgb, mask = F.pixel_shuffle(y, self.shuffle).split([self.cfg.num_channels, 1], dim=1)
-        return rgb, mask
+        return rgb, self.blur_mask(mask)
 
     def decode_phases(self, features: torch.Tensor) -> torch.Tensor:
         """``pixel_shuffle`` r > 1 with the image skip: fused features -> the output convolutions' r * r phases,
@@ -146,7 +160,8 @@ class Generator(nn.Module):
         holds pixel (r y + i, r x + j) of channel c (the C image channels, then M). A caller that blends
         channels-last puts this at full resolution with one copy (``reshape(B, H/r, W/r, r, r, C + 1)``, axes 2
         and 3 swapped: :meth:`odecam.engine.image_skip.ImageSkipTail.from_phases`), where :meth:`decode_parts`
-        costs a ``pixel_shuffle`` (DepthToSpace, 0.7 ms in onnxruntime at 256 px) and two transposes."""
+        costs a ``pixel_shuffle`` (DepthToSpace, 0.7 ms in onnxruntime at 256 px) and two transposes. M is not yet
+        blurred (``generator.mask_blur``): the caller blurs it at full resolution (:meth:`blur_mask`'s taps)."""
         if self.shuffle == 1 or self.skip_mask is None:
             raise ValueError("decode_phases needs a pixel-shuffle head with the image skip (generator.pixel_shuffle > 1)")
         r, c = self.shuffle, self.cfg.num_channels + 1
@@ -286,6 +301,17 @@ def view_weights(confidence: torch.Tensor, b: int, num_views: int, h: int, w: in
     if num_views == 1:
         return torch.ones(b, 1, 1, h, w, dtype=confidence.dtype, device=confidence.device)
     return fastpath.softmax(_resized(confidence, h, w).view(b, num_views, 1, h, w), dim=1)
+
+
+def mask_blur_kernel(sigma: float) -> np.ndarray | None:
+    """The 1-D Gaussian taps (2 ceil(3 sigma) + 1,) float32 of ``generator.mask_blur`` = sigma (summing to 1, as
+    ``cv2.getGaussianKernel`` makes them), or None for 0."""
+    if not sigma > 0:
+        return None
+    half = int(math.ceil(3.0 * sigma))
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    taps = np.exp(-0.5 * (x / sigma) ** 2)
+    return (taps / taps.sum()).astype(np.float32)
 
 
 def blend_skip(decoded: torch.Tensor, mask: torch.Tensor, warped_image: torch.Tensor) -> torch.Tensor:
