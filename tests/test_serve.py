@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 
 aiohttp = pytest.importorskip("aiohttp", reason="odecam serve needs aiohttp: pip install aiohttp (a dependency to "
                               "declare in pyproject.toml)")
@@ -28,6 +29,7 @@ from odecam import assets
 from odecam.cli import main as cli_main
 from odecam.engine import Avatar
 from odecam.engine.images import load_image
+from odecam.engine.relative_motion import RelativeMotion
 from odecam.realtime.avatar_track import AnimatedTrack, still_image
 from odecam.realtime.webrtc_server import (MAX_BODY, AvatarServer, check_token, is_loopback_host, loopback_ice,
                                            start)
@@ -293,15 +295,32 @@ async def _drive(track: AnimatedTrack, frames: list[np.ndarray], outputs: int) -
 
 
 class _RecordingAnimator(_SlowAnimator):
-    """Keeps the driving images (and rolls) it is given."""
+    """Keeps the driving images (and rolls) it is given; with framing the track calls F_K and the render apart
+    (nobody in view: the rest pose, odecam.realtime.presence), so those are here too."""
 
     def __init__(self, avatar) -> None:
         super().__init__(avatar)
         self.images: list[np.ndarray] = []
+        self.motion = RelativeMotion(torch.zeros(1, 2, 2), adapt_scale=False)
+        self.rests = 0
 
     def __call__(self, frame: np.ndarray, roll: float = 0.0) -> np.ndarray:
         self.images.append(frame)
         return np.zeros((32, 32, 3), np.uint8)
+
+    def keypoints(self, frame: np.ndarray, roll: float = 0.0):
+        self.images.append(frame)
+        return torch.zeros(1, 2, 2), None
+
+    def render_tensor(self, value, jac) -> torch.Tensor:
+        return torch.zeros(1, 3, 32, 32)
+
+    def render_rest(self) -> torch.Tensor:
+        self.rests += 1
+        return torch.full((1, 3, 32, 32), 0.5)
+
+    def set_blink(self, amount: float) -> None:
+        pass
 
 
 @pytest.mark.asyncio
@@ -336,6 +355,26 @@ async def test_track_frames_the_face_as_live_does(portrait, carphone_frames):
     plain = _RecordingAnimator(types.SimpleNamespace(source_image=portrait, name="a"))
     await _drive(AnimatedTrack(plain, idle_s=0.3), wide, 3)  # no framing: the animator gets the whole frame
     assert plain.images and plain.images[-1].shape == (h, 4 * w, 3)
+
+
+@pytest.mark.asyncio
+async def test_with_nobody_in_view_the_track_sends_the_avatar_at_rest(portrait, carphone_frames):
+    """A peer whose camera shows an empty room: F_K never runs on it (its keypoints would pull the avatar apart);
+    the avatar at rest is rendered once and sent for every frame."""
+    from odecam.realtime.framing import FramingConfig
+
+    room = [np.full_like(carphone_frames[0], 90) for _ in range(4)]
+    animator = _RecordingAnimator(types.SimpleNamespace(source_image=portrait, name="a"))
+    track = AnimatedTrack(animator, idle_s=0.3, framing=FramingConfig(output_size=64))
+    sent = []
+    source = _FramesSource(room)
+    track.attach(source)
+    for _ in range(8):
+        sent.append((await track.recv()).to_ndarray(format="rgb24"))
+    source.stop()
+    track.stop()
+    assert track.stats.frames_animated >= 3 and animator.images == [] and animator.rests == 1
+    assert all(np.abs(f.astype(int) - 128).max() <= 1 for f in sent[-3:])
 
 
 # -- an aiortc client, in a loopback-only network -----------------------------------------------------

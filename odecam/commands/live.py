@@ -97,6 +97,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-level", dest="level", action="store_false",
                    help="do not level a tilted face for the keypoint detector (default: level it, turn the "
                         "keypoints back)")
+    g.add_argument("--rest-fade", type=non_negative_float, default=0.4, metavar="SECONDS",
+                   help="with nobody in view (the face lost), the avatar glides to its photo's pose over this many "
+                        "seconds instead of following the empty room, and back when a face returns (default: 0.4)")
+    g.add_argument("--no-rest", dest="rest", action="store_false",
+                   help="keep driving the avatar with the keypoints of whatever is in view, face or not")
     g.add_argument("--smoothing", choices=["on", "off"], default="on",
                    help="One Euro smoothing of the driving keypoints (default: on)")
     g.add_argument("--min-cutoff", type=positive_float, default=0.5,
@@ -193,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         pan_y=args.pan_y,
         follow_face=args.follow,
         level_roll=args.level,
+        rest=args.rest,
+        rest_fade=args.rest_fade,
         mirror=args.mirror,
         stdin_commands=True,
     )

@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="with face framing, do not level a tilted face for the keypoint detector (default: level "
                         "it and turn the keypoints back before sending)")
+    p.add_argument("--rest-fade", type=non_negative_float, default=0.4, metavar="SECONDS",
+                   help="with --framing face and nobody in view, the keypoints sent glide to the first face's pose "
+                        "(the receiver's avatar rests) over this many seconds, and back when a face returns "
+                        "(default: 0.4)")
+    p.add_argument("--no-rest", action="store_true",
+                   help="send the keypoints of whatever is in view, face or not")
     p.add_argument("--max-frames", type=positive_int, help="stop after sending this many frames")
     p.add_argument("--max-seconds", type=positive_float, help="stop after this many seconds")
     p.add_argument("--connect-timeout", type=positive_float, default=30.0,
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise OdecamError("odecam send needs the aiohttp package, which is not installed; "
                           "run: pip install aiohttp") from None
-    from odecam.realtime.keypoint_call import (AvatarRefused, KeypointSender, animator_extractor,
+    from odecam.realtime.keypoint_call import (AvatarRefused, FramedExtractor, KeypointSender, animator_extractor,
                                                decode_avatar_image, offer_url)
     from odecam.realtime.webrtc_server import check_token
 
@@ -116,22 +122,12 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint, args.preset)
     model = loaded.model
     animator = Animator(model, Avatar(model, portrait, name="sender"))  # only its F_K is used
-    if framing == "face":
-        from odecam.realtime.framing import FaceFramer, FramingConfig
+    if framing == "face":  # the face followed and levelled; nobody in view: the rest pose (FramedExtractor)
+        from odecam.realtime.framing import FramingConfig
 
-        framer = FaceFramer(FramingConfig(output_size=model.cfg.image_size, level_roll=args.level))
-        rolls = [0.0]  # prepare's levelling angle, read by extract (both run in the sender's pipeline thread)
-
-        def prepare(bgr):
-            # the face levelled for F_K; the face detector runs after the keypoints went out (after_frame)
-            rgb, rolls[0] = framer.process(bgr, defer_detection=True).model_input_rgb()
-            return rgb
-
-        def extract(rgb):  # F_K, keypoints turned back to the unlevelled crop before packing
-            value, jac = animator.keypoints(rgb, rolls[0])
-            return value[0].cpu().numpy(), None if jac is None else jac[0].cpu().numpy()
-
-        after_frame = framer.detect_deferred
+        extract = FramedExtractor(animator, FramingConfig(output_size=model.cfg.image_size, level_roll=args.level),
+                                  rest_fade=None if args.no_rest else args.rest_fade)
+        prepare, after_frame = extract.prepare, extract.after_frame
     else:
         prepare, after_frame = None, None  # BGR -> RGB; the engine takes the centre square
         extract = animator_extractor(animator)

@@ -137,6 +137,7 @@ class Animator:
         """Switch to another cached avatar; the neutral pose is kept."""
         neutral = getattr(self, "motion", None)
         self.avatar = avatar
+        self._rest: torch.Tensor | None = None  # render_rest's frame, made on first use
         self.backend.prepare(avatar.state)
         targets = {}
         if self._eye_reader is not None and (closed := avatar.closed_eye_state(self.model)) is not None:
@@ -233,6 +234,19 @@ class Animator:
             self.ode_fallbacks += 1
             log.warning("ODE produced NaN/Inf on frame %d; used the coarse motion field instead", self.frames)
         return prediction
+
+    @torch.no_grad()
+    def render_rest(self) -> torch.Tensor:
+        """The avatar at rest (1, 3, S, S) float: its own pose (the source's keypoints, absolute), eyes open, mouth
+        closed: what relative motion gives at the neutral pose. Rendered once per avatar and kept (the same tensor
+        each call; do not change it): nobody in view costs no model run (:mod:`odecam.realtime.presence`)."""
+        if self._rest is None:
+            self.blink_amount = self.mouth_amount = 0.0
+            if self.blink_active or self.mouth_active:
+                self.backend.blend_views({"eyes": 0.0, "mouth": 0.0})
+            jac = self.avatar.jac_source if self.model.cfg.keypoints.estimate_jacobian else None
+            self._rest = self.backend.run_frame(self.avatar.kp_source, jac)[0].clone()
+        return self._rest
 
     def _render(self, value: torch.Tensor, jac: torch.Tensor | None, t0: float) -> np.ndarray:
         image = to_image(self.render_tensor(value, jac))

@@ -13,7 +13,9 @@ sent again so the browser never shows a frozen black box.
 With a :class:`~odecam.realtime.framing.FramingConfig` (``odecam serve`` passes one), each peer's frames are
 framed as ``odecam live`` frames the webcam: the face followed and cropped, levelled for F_K, the face detector
 run in the worker after the avatar frame went out (:meth:`FaceFramer.process(..., defer_detection=True)
-<odecam.realtime.framing.FaceFramer.process>`). Without one the animator takes the frame's centre square.
+<odecam.realtime.framing.FaceFramer.process>`), and with nobody in view the avatar glides to its rest pose instead
+of following F_K on the empty room (:mod:`odecam.realtime.presence`). Without one the animator takes the frame's
+centre square.
 
 Avatar switches and recalibration requested from the event loop are applied by the worker thread right
 before its next frame, so they never race with a running inference.
@@ -38,6 +40,7 @@ from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
 from odecam.errors import OdecamError
 from odecam.realtime.framing import FaceFramer, FramingConfig
+from odecam.realtime.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class AnimatedTrack(MediaStreamTrack):
         super().__init__()
         self.animator = animator
         self.framer = None if framing is None else FaceFramer(framing)
+        self.presence = Presence()  # with framing: nobody in view, the avatar rests (odecam.realtime.presence)
+        self._rest: tuple[Avatar, np.ndarray] | None = None  # the avatar at rest, RGB
         self.executor = executor
         self.idle_s = idle_s
         self.stats = TrackStats()
@@ -192,7 +197,20 @@ class AnimatedTrack(MediaStreamTrack):
             out = self.animator(frame.to_ndarray(format="rgb24"))
         else:
             framing = self.framer.process(frame.to_ndarray(format="bgr24"), defer_detection=True)
-            out = self.animator(*framing.model_input_rgb())  # the face levelled for F_K, keypoints turned back
+            weight = self.presence.update(self.presence.in_view(framing, self.framer.config.follow_face),
+                                          time.monotonic())
+            if self.presence.present:  # the face levelled for F_K, keypoints turned back
+                value, jac = self.presence.hold(*self.animator.keypoints(*framing.model_input_rgb()))
+            else:  # nobody in view: no F_K on the empty room; the last pose seen glides to rest
+                value, jac = self.presence.held
+                self.animator.set_blink(0.0)
+            if weight == 0.0 or value is None:
+                if self._rest is None or self._rest[0] is not self.animator.avatar:
+                    self._rest = (self.animator.avatar, to_image(self.animator.render_rest()))
+                out = self._rest[1]
+            else:
+                out = to_image(self.animator.render_tensor(*self.presence.towards_neutral(value, jac,
+                                                                                           self.animator.motion)))
         crc = zlib.crc32(out.data)
         with self._lock:
             self.stats.frames_animated += 1

@@ -179,6 +179,8 @@ class Framing:
             exactly 0.0 when the crop is not levelled.
         level_image: ``image`` turned about its centre by ``-roll`` so the eyes are level (same size and
             channel order), the input for F_K; None when ``roll`` is 0 (use ``image``).
+        missed: frames since the detector last found the tracked face (0 while it finds it; the face is dropped
+            at ``lost_after``).
     """
 
     image: np.ndarray
@@ -187,6 +189,7 @@ class Framing:
     detected: bool
     roll: float = 0.0
     level_image: np.ndarray | None = None
+    missed: int = 0
 
     def model_input(self) -> tuple[np.ndarray, float]:
         """(image for F_K, roll): F_K's keypoints on that image turn back by ``+roll`` degrees about the
@@ -307,7 +310,8 @@ class FaceFramer:
         face = self._face_box()
         roll = self._glide_roll(face, cfg)
         level = None if roll == 0.0 else level_image(image, roll)
-        return Framing(image=image, box=crop, face=face, detected=detected, roll=roll, level_image=level)
+        return Framing(image=image, box=crop, face=face, detected=detected, roll=roll, level_image=level,
+                       missed=self._missed if face is not None else 0)
 
     def detect_deferred(self) -> bool:
         """Run the detection :meth:`process` left for later (``defer_detection``) on its frame; False when

@@ -16,11 +16,12 @@ from odecam.realtime.call.protocol import (AVATAR_CHUNK, AVATAR_LABEL, CONNECT_T
                                            RECEIVER_CONTROL, SENDER_CONTROL, boot_id, offer_url)
 from odecam.realtime.call.receiver import KeypointReceiver, start_receiver
 from odecam.realtime.call.render import FrameInfo, ReceiverStats, Sink
-from odecam.realtime.call.sender import Extractor, FrameSource, KeypointSender, SenderStats, animator_extractor
+from odecam.realtime.call.sender import (Extractor, FramedExtractor, FrameSource, KeypointSender, SenderStats,
+                                        animator_extractor)
 
 __all__ = [
     "AVATAR_CHUNK", "AVATAR_LABEL", "CONNECT_TIMEOUT_S", "KP_LABEL", "MAX_AVATAR_BYTES", "MAX_CONTROL_MESSAGE",
     "MAX_PACKET_BYTES", "PROTOCOL", "RECEIVER_CONTROL", "SENDER_CONTROL", "AvatarAssembler", "AvatarRefused",
-    "Extractor", "FrameInfo", "FrameSource", "KeypointReceiver", "KeypointSender", "ReceiverStats", "SenderStats",
+    "Extractor", "FrameInfo", "FrameSource", "FramedExtractor", "KeypointReceiver", "KeypointSender", "ReceiverStats", "SenderStats",
     "Sink", "animator_extractor", "boot_id", "decode_avatar_image", "offer_url", "start_receiver",
 ]

@@ -51,6 +51,7 @@ from odecam.engine.video import video_fps
 from odecam.realtime.capture import CaptureConfig, CapturedFrame, CaptureError, LatestFrameCapture, Opener
 from odecam.realtime.framing import FaceFramer, FramingConfig
 from odecam.realtime.one_euro import OneEuroConfig, OneEuroFilter
+from odecam.realtime.presence import Presence
 from odecam.realtime.live_config import LiveConfig, LiveError
 from odecam.realtime.live_ui import HOTKEYS, WINDOW, LiveReport, LiveWindow, display_problem, handle_key
 from odecam.realtime.virtual_camera import (
@@ -172,6 +173,9 @@ class LiveSession(LiveWindow, LiveReport):
         self.on_frame = on_frame
         self.size = animator.model.cfg.image_size
         self.smoother = KeypointSmoother(config.min_cutoff, config.beta, enabled=config.smoothing)
+        self.presence = Presence(config.rest_fade)  # nobody in view: the avatar rests
+        self._rest_avatar: np.ndarray | None = None  # the avatar at rest, BGR (the same array for each rest frame)
+        self._rest_of: Avatar | None = None
         self.framer = FaceFramer(FramingConfig(output_size=self.size, follow_face=config.follow_face,
                                                zoom=config.zoom, pan_x=config.pan_x, pan_y=config.pan_y,
                                                level_roll=config.level_roll))
@@ -479,17 +483,38 @@ class LiveSession(LiveWindow, LiveReport):
             t = time.perf_counter()
             image = cv2.flip(frame.image, 1) if mirror else frame.image
             framing = self.framer.process(image, defer_detection=True)
-            rgb, roll = framing.model_input_rgb()  # the face levelled for F_K, keypoints turned back
+            present = not self.config.rest or self.presence.in_view(framing, self.framer.config.follow_face)
+            weight = self.presence.update(present, frame.timestamp)
             t = self._stage(stages, "framing", t)
-            raw, jac = self.animator.keypoints(rgb, roll)
-            t = self._stage(stages, "keypoints", t)
-            value, jac = self.smoother(raw, jac, frame.timestamp)
-            if calibrate:
-                self.animator.motion.set_neutral(value, jac)
-            t = self._stage(stages, "smoothing", t)
-            avatar_rgb = to_image(self.animator.render_tensor(value, jac))
-            avatar = cv2.cvtColor(avatar_rgb, cv2.COLOR_RGB2BGR)
-            self._stage(stages, "render", t)
+            if present:
+                rgb, roll = framing.model_input_rgb()  # the face levelled for F_K, keypoints turned back
+                raw, jac = self.animator.keypoints(rgb, roll)
+                t = self._stage(stages, "keypoints", t)
+                value, jac = self.presence.hold(*self.smoother(raw, jac, frame.timestamp))
+                if calibrate:
+                    self.animator.motion.set_neutral(value, jac)
+                t = self._stage(stages, "smoothing", t)
+            else:  # nobody in view: no F_K on the empty room; the last pose seen glides to rest
+                if calibrate:
+                    with self._lock:
+                        self._calibrate = True  # calibrate on the next face
+                value, jac = self.presence.held
+                raw = value
+                self.animator.set_blink(0.0)
+                self.smoother.reset()  # the next face starts the filter afresh
+            if weight == 0.0 or value is None:
+                if self._rest_avatar is None or self._rest_of is not self.animator.avatar:
+                    self._rest_avatar = cv2.cvtColor(to_image(self.animator.render_rest()), cv2.COLOR_RGB2BGR)
+                    self._rest_of = self.animator.avatar
+                avatar = self._rest_avatar
+                if value is None:
+                    raw = value = self.animator.avatar.kp_source
+                self._stage(stages, "rest", t)
+            else:
+                avatar_rgb = to_image(self.animator.render_tensor(*self.presence.towards_neutral(
+                    value, jac, self.animator.motion)))
+                avatar = cv2.cvtColor(avatar_rgb, cv2.COLOR_RGB2BGR)
+                self._stage(stages, "render", t)
         except Exception as e:  # a failed model step: skip this frame, keep going
             self.failed += 1
             if calibrate:

@@ -40,6 +40,8 @@ class LiveConfig:
         max_frames: stop after this many avatar frames (None: until the video ends, ``q`` or Ctrl+C).
         smoothing, min_cutoff, beta: One Euro filtering of the driving keypoints.
         zoom, pan_x, pan_y, follow_face, level_roll: framing of the driving frame (see :class:`FramingConfig`).
+        rest, rest_fade: with nobody in view (the framer follows no face) the avatar glides to its rest pose over
+            ``rest_fade`` seconds instead of following F_K on the empty room (:mod:`odecam.realtime.presence`).
         mirror: flip the driving frame horizontally (the avatar moves like your mirror image).
         overlay: start with the statistics overlay on in the preview.
         stdin_commands: also read hotkeys as lines on stdin (``c`` + Enter), where the preview is off.
@@ -66,6 +68,8 @@ class LiveConfig:
     pan_y: float = 0.0
     follow_face: bool = True
     level_roll: bool = True
+    rest: bool = True
+    rest_fade: float = 0.4
     mirror: bool = False
     overlay: bool = True
     stdin_commands: bool = False
@@ -77,6 +81,8 @@ class LiveConfig:
             w, h = self.canvas
             if w < 2 or h < 2 or w % 2 or h % 2:
                 raise LiveError(f"the canvas must have an even width and height, got {w}x{h}; e.g. 1280x720.")
+        if not 0 <= self.rest_fade <= 60:
+            raise LiveError(f"--rest-fade must be between 0 and 60 seconds, got {self.rest_fade:g}.")
         if self.max_frames is not None and self.max_frames < 1:
             raise LiveError(f"--max-frames must be at least 1, got {self.max_frames}.")
         try:

@@ -31,7 +31,7 @@ from odecam.realtime.validation import MessageRefused, parse_control
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Extractor", "FrameSource", "KeypointSender", "SenderStats", "animator_extractor"]
+__all__ = ["Extractor", "FrameSource", "FramedExtractor", "KeypointSender", "SenderStats", "animator_extractor"]
 
 
 class FrameSource(Protocol):
@@ -47,8 +47,8 @@ class FrameSource(Protocol):
     def ended(self) -> bool: ...
 
 
-Extractor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
-"""RGB frame (H, W, 3) uint8 -> raw F_K keypoints (K, 2) and jacobians (K, 2, 2) or None."""
+Extractor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None] | None]
+"""RGB frame (H, W, 3) uint8 -> raw F_K keypoints (K, 2) and jacobians (K, 2, 2) or None; or None: send nothing."""
 
 
 def animator_extractor(animator: Animator) -> Extractor:
@@ -60,6 +60,58 @@ def animator_extractor(animator: Animator) -> Extractor:
 
     extract.blink = lambda: animator.blink_amount  # type: ignore[attr-defined]
     return extract
+
+
+class FramedExtractor:
+    """F_K on the driver's face, framed as ``live`` frames it (:class:`~odecam.realtime.framing.FaceFramer`: the face
+    followed and levelled, the detector after the keypoints went out), with nobody in view the rest pose
+    (:mod:`odecam.realtime.presence`): F_K is not run on the empty room and the keypoints sent glide from the last
+    pose seen to the first face's (the receiver's neutral pose, so its avatar shows its photo), and back when a face
+    returns. Before the first face nothing is sent (the receiver keeps the avatar's still portrait).
+
+    ``prepare(bgr) -> rgb`` and ``__call__(rgb) -> (K, 2), (K, 2, 2) or None``, or None to send nothing, in the
+    sender's pipeline thread; ``after_frame`` runs the deferred face detection; ``blink()`` the blink amount."""
+
+    def __init__(self, animator: Animator, framing, rest_fade: float | None = 0.4) -> None:
+        from odecam.realtime.framing import FaceFramer
+        from odecam.realtime.presence import Presence
+
+        self.animator = animator
+        self.framer = FaceFramer(framing)
+        self.presence = None if rest_fade is None else Presence(rest_fade)
+        self.after_frame = self.framer.detect_deferred
+        self._roll = 0.0
+        self._present = True
+
+    def prepare(self, bgr: np.ndarray) -> np.ndarray:
+        framing = self.framer.process(bgr, defer_detection=True)
+        self._present = self.presence is None or self.presence.in_view(framing, self.framer.config.follow_face)
+        rgb, self._roll = framing.model_input_rgb()  # the face levelled for F_K; keypoints turned back in __call__
+        return rgb
+
+    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+        p = self.presence
+        if p is None:
+            value, jac = self.animator.keypoints(rgb, self._roll)
+        else:
+            weight = p.update(self._present, time.monotonic())
+            if p.present:
+                value, jac = p.hold(*self.animator.keypoints(rgb, self._roll))
+            else:  # nobody in view: no F_K on the empty room
+                self.animator.set_blink(0.0)
+                value, jac = p.held
+                if value is None:  # at rest: the neutral pose, or nothing before the first face
+                    if self.animator.motion.neutral is None:
+                        return None
+                    value = self.animator.motion.neutral
+            if weight < 1.0:
+                value, jac = p.towards_neutral(value, jac, self.animator.motion)
+            elif self.animator.motion.neutral is None:
+                self.animator.motion.set_neutral(value, jac)  # the first face: the receiver's neutral too
+        return value[0].cpu().numpy(), None if jac is None else jac[0].cpu().numpy()
+
+    def blink(self) -> float:
+        return self.animator.blink_amount
 
 
 @dataclass
@@ -239,9 +291,10 @@ class KeypointSender:
                         return
                     continue
                 self.stats.frames_read += 1
-                value, jac = self.extractor(self.prepare(frame.image))
-                blink = getattr(self.extractor, "blink", None)
-                self._call(self._send_frame, value, jac, frame.timestamp, blink() if blink else None)
+                keypoints = self.extractor(self.prepare(frame.image))
+                if keypoints is not None:  # None: nothing to send for this frame (FramedExtractor: nobody yet)
+                    blink = getattr(self.extractor, "blink", None)
+                    self._call(self._send_frame, *keypoints, frame.timestamp, blink() if blink else None)
                 if self.after_frame is not None:
                     self.after_frame()
         except Exception as exc:  # noqa: BLE001 - report it as the sender's error, never hang
