@@ -513,6 +513,17 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     identity added) instead of two matrix products: 0.6-0.9 ms against 0.25-0.3 ms for two views, and 0.05 px
     off. The tail's parts at 1 thread, N=1 (this VM, quiet moment): phase copy 0.25, channel split 0.12, maps
     0.43, two remaps 0.60, fusion 0.22, blend 0.20 ms.
+* Nineteenth session (2026-12-02): the default blurs F_G's skip mask M (`generator.mask_blur` 1, a 7-tap separable
+  Gaussian in the onnxruntime tail; the open mouth's pixelated patch, EVALUATION.md), and with nobody in view
+  `live`, `serve` and `send` stop F_K and repeat the avatar at rest (no model run while away).
+  * A/B against the session's start (`python benchmarks/ab_cpu.py --old <c51cfcd> --refs 0 1 --frames 400`,
+    `results/ab_cpu_speed_mask_blur.json`, interleaved, a slow moment of the VM): **0.99x N=0** (11.90 -> 11.97 ms
+    p50), **1.00x N=1** (13.90 -> 13.91 ms); the blur alone: 0.07 ms for 256 x 256 (`cv2.sepFilter2D`). The
+    frames differ where M is not 1 (max abs 0.2 at the lips; 0.09-0.14% mean on carphone's open mouths): a model
+    change, measured in EVALUATION.md.
+  * Glass to glass with the rest logic in `live` (`python benchmarks/latency_live.py --runs 3 --breakdown`,
+    `results/latency_live.json`, load 0.6-1.0): extra p50 **+3.4 / +3.6 / +3.1 ms** (<= 5: met), p95 **+1.7 / +3.0 /
+    +3.6 ms** (<= 15: met).
 """
 
 

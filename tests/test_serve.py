@@ -295,8 +295,9 @@ async def _drive(track: AnimatedTrack, frames: list[np.ndarray], outputs: int) -
 
 
 class _RecordingAnimator(_SlowAnimator):
-    """Keeps the driving images (and rolls) it is given; with framing the track calls F_K and the render apart
-    (nobody in view: the rest pose, odecam.realtime.presence), so those are here too."""
+    """Keeps the driving images (and rolls) it is given; with framing, while the avatar glides to or from its rest
+    pose (nobody in view: odecam.realtime.presence), the track calls F_K and the render apart, so those are here
+    too."""
 
     def __init__(self, avatar) -> None:
         super().__init__(avatar)
@@ -306,6 +307,7 @@ class _RecordingAnimator(_SlowAnimator):
 
     def __call__(self, frame: np.ndarray, roll: float = 0.0) -> np.ndarray:
         self.images.append(frame)
+        self.last_keypoints = (torch.zeros(1, 2, 2), None)
         return np.zeros((32, 32, 3), np.uint8)
 
     def keypoints(self, frame: np.ndarray, roll: float = 0.0):

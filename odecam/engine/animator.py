@@ -235,6 +235,12 @@ class Animator:
             log.warning("ODE produced NaN/Inf on frame %d; used the coarse motion field instead", self.frames)
         return prediction
 
+    @property
+    def last_keypoints(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The raw driving keypoints (1, K, 2) (and jacobians) of the last frame rendered, before relative motion;
+        None before the first."""
+        return self._last_kp
+
     @torch.no_grad()
     def render_rest(self) -> torch.Tensor:
         """The avatar at rest (1, 3, S, S) float: its own pose (the source's keypoints, absolute), eyes open, mouth

@@ -199,7 +199,11 @@ class AnimatedTrack(MediaStreamTrack):
             framing = self.framer.process(frame.to_ndarray(format="bgr24"), defer_detection=True)
             weight = self.presence.update(self.presence.in_view(framing, self.framer.config.follow_face),
                                           time.monotonic())
-            if self.presence.present:  # the face levelled for F_K, keypoints turned back
+            if self.presence.present and weight == 1.0:  # the face levelled for F_K, keypoints turned back
+                out = self.animator(*framing.model_input_rgb())
+                self.presence.hold(*self.animator.last_keypoints)
+                return self._count(out)
+            if self.presence.present:  # a face back after nobody: its pose glides in from rest
                 value, jac = self.presence.hold(*self.animator.keypoints(*framing.model_input_rgb()))
             else:  # nobody in view: no F_K on the empty room; the last pose seen glides to rest
                 value, jac = self.presence.held
@@ -211,6 +215,10 @@ class AnimatedTrack(MediaStreamTrack):
             else:
                 out = to_image(self.animator.render_tensor(*self.presence.towards_neutral(value, jac,
                                                                                            self.animator.motion)))
+        return self._count(out)
+
+    def _count(self, out: np.ndarray) -> np.ndarray:
+        """Count an animated frame (and whether it differs from the last one); returns it."""
         crc = zlib.crc32(out.data)
         with self._lock:
             self.stats.frames_animated += 1
