@@ -98,11 +98,14 @@ def test_nobody_in_view_the_avatar_rests_and_stays_a_face(tmp_path):
         frames = []
         cfg = LiveConfig(video=str(clip), canvas=(256, 256), record=str(tmp_path / f"rec{rest}.mp4"), rest=rest)
         animator = Animator(model, avatar, backend="onnxruntime", blink=False)
-        LiveSession(cfg, animator, [avatar], on_frame=frames.append).run()
+        session = LiveSession(cfg, animator, [avatar], on_frame=frames.append)
+        session.run()
         assert len(frames) == n
         faces = [len(detector(cv2.cvtColor(f.avatar, cv2.COLOR_BGR2GRAY), 0)) > 0 for f in frames]
-        runs[rest] = (frames, faces, animator)
-    frames, faces, animator = runs[True]
+        runs[rest] = (frames, faces, animator, session.messages)
+    frames, faces, animator, messages = runs[True]
+    said = [m for m in messages if "nobody in view" in m or "a face is back" in m]
+    assert len(said) == 2 and "nobody in view" in said[0] and "a face is back" in said[1], messages
     gone = next(i for i in range(30, n) if "keypoints" not in frames[i].stages)  # F_K stops: nobody in view ...
     assert 30 + 15 <= gone <= 30 + 21  # (Presence.absent_after: 18 frames of the detector not finding the face)
     nobody = range(gone + 12, 120)  # ... and after the 0.4 s glide the avatar rests
@@ -110,6 +113,7 @@ def test_nobody_in_view_the_avatar_rests_and_stays_a_face(tmp_path):
     assert all(frames[i].avatar is frames[nobody[0]].avatar for i in nobody)  # one frame, repeated
     assert np.abs(frames[nobody[0]].avatar.astype(int) - rest.astype(int)).max() <= 1
     assert all("keypoints" not in frames[i].stages for i in range(gone, 120))  # no F_K on the room
+    assert [f.present for f in frames[gone:120]] == [False] * (120 - gone) and all(f.present for f in frames[:gone])
     fading = [frames[i].avatar for i in range(gone, gone + 11)]
     assert any(np.abs(a.astype(int) - frames[nobody[0]].avatar.astype(int)).mean() > 0.5 for a in fading)
     assert all("keypoints" in frames[i].stages for i in range(0, 30))
@@ -164,3 +168,5 @@ def test_the_keypoint_sender_sends_nothing_before_a_face_and_the_first_faces_pos
     assert all(np.array_equal(s[0], first) for s in sent[gone + 12:])  # ... then a 12-frame glide to rest
     glide = [float(np.abs(s[0] - first).max()) for s in sent[gone - 1:gone + 13]]
     assert glide[0] > 0 and glide[-1] == 0 and all(a >= b - 1e-7 for a, b in zip(glide, glide[1:])), glide
+    animator.blink_amount = 0.75  # the sender passes the driver's blink on (with --framing face too)
+    assert extract.blink() == 0.75

@@ -122,6 +122,7 @@ class LiveFrame:
         keypoints: raw driving keypoints (K, 2) in [-1, 1].
         smoothed: the keypoints after One Euro smoothing (what was rendered).
         stages: milliseconds per stage of this frame.
+        present: whether someone was in view (False: the avatar glided to or rests at its rest pose).
     """
 
     seq: int
@@ -131,6 +132,7 @@ class LiveFrame:
     keypoints: np.ndarray
     smoothed: np.ndarray
     stages: dict[str, float] = field(default_factory=dict)
+    present: bool = True
 
 
 class _TeeStats(LatencyStats):
@@ -176,6 +178,7 @@ class LiveSession(LiveWindow, LiveReport):
         self.presence = Presence(config.rest_fade)  # nobody in view: the avatar rests
         self._rest_avatar: np.ndarray | None = None  # the avatar at rest, BGR (the same array for each rest frame)
         self._rest_of: Avatar | None = None
+        self._resting = False  # said "nobody in view" (once per absence)
         self.framer = FaceFramer(FramingConfig(output_size=self.size, follow_face=config.follow_face,
                                                zoom=config.zoom, pan_x=config.pan_x, pan_y=config.pan_y,
                                                level_roll=config.level_roll))
@@ -510,7 +513,13 @@ class LiveSession(LiveWindow, LiveReport):
                 if value is None:
                     raw = value = self.animator.avatar.kp_source
                 self._stage(stages, "rest", t)
+                if not present and not self._resting:
+                    self._resting = True
+                    self.say("nobody in view: the avatar rests until a face is back (--no-rest: off).")
             else:
+                if present and self._resting:
+                    self._resting = False
+                    self.say("a face is back: the avatar follows it again.")
                 avatar_rgb = to_image(self.animator.render_tensor(*self.presence.towards_neutral(
                     value, jac, self.animator.motion)))
                 avatar = cv2.cvtColor(avatar_rgb, cv2.COLOR_RGB2BGR)
@@ -528,7 +537,7 @@ class LiveSession(LiveWindow, LiveReport):
             self.timings.add(name, ms)
         return LiveFrame(seq=frame.seq, timestamp=frame.timestamp, avatar=avatar, driving=framing.image,
                          keypoints=raw[0].detach().cpu().numpy(), smoothed=value[0].detach().cpu().numpy(),
-                         stages=stages)
+                         stages=stages, present=present)
 
     @staticmethod
     def _stage(stages: dict[str, float], name: str, t0: float) -> float:

@@ -66,7 +66,7 @@ class LiveWindow:
             stages = {k: v for k, v in lf.stages.items()}
             draw_stats(img, self.recent.fps, stages)
             lines = [f"avatar {self.avatar_index + 1}/{len(self.avatars)} {self.avatars[self.avatar_index].name}"
-                     + (" | mirror" if self.mirror else "")]
+                     + (" | mirror" if self.mirror else "") + ("" if lf.present else " | nobody in view: at rest")]
             if status:
                 lines.append(status)
             for i, text in enumerate(reversed(lines)):
