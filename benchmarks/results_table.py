@@ -521,6 +521,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     p50), **1.00x N=1** (13.90 -> 13.91 ms); the blur alone: 0.07 ms for 256 x 256 (`cv2.sepFilter2D`). The
     frames differ where M is not 1 (max abs 0.2 at the lips; 0.09-0.14% mean on carphone's open mouths): a model
     change, measured in EVALUATION.md.
+  * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
+    --frames 400` (`results/cpu_default256_speed_s19.json`, load 0.6, the VM in a slow phase again: the session's
+    start code ran 11.9 / 13.9 ms in the A/B above against 8.2 / 10.2 ms two sessions ago): **N=0 11.5 ms p50 (87
+    fps, 5.6x the floor), N=1 11.6 ms (86 fps, 5.2x)**. Targets (150 / 100 fps, 3x the floor): **NOT met**.
   * Glass to glass with the rest logic in `live` (`python benchmarks/latency_live.py --runs 3 --breakdown`,
     `results/latency_live.json`, load 0.6-1.0): extra p50 **+3.4 / +3.6 / +3.1 ms** (<= 5: met), p95 **+1.7 / +3.0 /
     +3.6 ms** (<= 15: met).
