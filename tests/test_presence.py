@@ -56,15 +56,9 @@ def test_the_pose_moves_towards_the_neutral_pose_by_one_minus_the_weight(dtype):
 def _clip_with_an_empty_room(path, face_frames: int = 30, empty: int = 90) -> int:
     """carphone's first ``face_frames`` frames, ``empty`` frames of a grey room with nobody in it, then carphone's
     next frames again: an H.264 file at 30 fps; returns its frame count."""
-    from odecam.engine.video import H264Writer
+    from odecam.engine.video import H264Writer, read_frames
 
-    cap = cv2.VideoCapture(str(carphone_path()))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in read_frames(carphone_path())]
     room = np.full_like(frames[0], 118)
     room[90:] = 60  # a dark desk under a grey wall
     clip = frames[:face_frames] + [room] * empty + frames[face_frames:face_frames + 30]
@@ -143,8 +137,9 @@ def test_the_keypoint_sender_sends_nothing_before_a_face_and_the_first_faces_pos
     keypoints = animator.keypoints
     animator.keypoints = lambda rgb, roll=0.0: calls.append(len(sent)) or keypoints(rgb, roll)
     extract = FramedExtractor(animator, FramingConfig(output_size=model.cfg.image_size), rest_fade=0.4)
-    cap = cv2.VideoCapture(str(carphone_path()))
-    faces = [cap.read()[1] for _ in range(30)]
+    from odecam.engine.video import read_frames
+
+    faces = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in read_frames(carphone_path(), max_frames=30)]
     room = np.full_like(faces[0], 118)
     sent = []
     clock = [0.0]
