@@ -32,7 +32,8 @@ class Presence:
     frames the face detector must miss the face in a row before it counts as gone (:meth:`in_view`): 18 (0.6 s at
     30 fps; the framer keeps its crop on the face for 45). On 41 talking-head clips (carphone and 40 of
     ``../shared/data/faces/videos``, 300 frames each at most) the longest run of misses with the person in view was
-    12 frames."""
+    12 frames, and with a hand drawn over the mouth and chin (``scripts/hand_over_face.py``; carphone, d6) 12 and 3:
+    a hand does not send the avatar to rest."""
 
     def __init__(self, fade: float = 0.4, absent_after: int = 18) -> None:
         if not fade >= 0 or not absent_after >= 1:
