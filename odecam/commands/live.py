@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument,
-                                     add_mouth_cavity_argument, finite_float, fps, non_negative_float, ode_steps,
-                                     positive_float, positive_int)
+                                     add_mouth_cavity_argument, finite_float, float_range, fps, non_negative_float,
+                                     ode_steps, positive_float, positive_int)
 
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
@@ -97,7 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-level", dest="level", action="store_false",
                    help="do not level a tilted face for the keypoint detector (default: level it, turn the "
                         "keypoints back)")
-    g.add_argument("--rest-fade", type=non_negative_float, default=0.4, metavar="SECONDS",
+    g.add_argument("--rest-fade", type=float_range(0.0, 60.0), default=0.4, metavar="SECONDS",
                    help="with nobody in view (the face lost), the avatar glides to its photo's pose over this many "
                         "seconds instead of following the empty room, and back when a face returns (default: 0.4)")
     g.add_argument("--no-rest", dest="rest", action="store_false",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import (add_keep_tilt_argument, non_negative_float, positive_float, positive_int,
-                                     stop_on_signals, threads)
+from odecam.commands._common import (add_keep_tilt_argument, float_range, non_negative_float, positive_float,
+                                     positive_int, stop_on_signals, threads)
 from odecam.commands.serve import TOKEN_ENV
 
 NAME = "send"
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="with face framing, do not level a tilted face for the keypoint detector (default: level "
                         "it and turn the keypoints back before sending)")
-    p.add_argument("--rest-fade", type=non_negative_float, default=0.4, metavar="SECONDS",
+    p.add_argument("--rest-fade", type=float_range(0.0, 60.0), default=0.4, metavar="SECONDS",
                    help="with --framing face and nobody in view, the keypoints sent glide to the first face's pose "
                         "(the receiver's avatar rests) over this many seconds, and back when a face returns "
                         "(default: 0.4)")
