@@ -373,10 +373,15 @@ async def test_with_nobody_in_view_the_track_sends_the_avatar_at_rest(portrait, 
     track.attach(source)
     for _ in range(8):
         sent.append((await track.recv()).to_ndarray(format="rgb24"))
+    track.recalibrate()  # pressed while nobody is in view: waits for a face (the rest pose is no pose of theirs)
+    animated = track.stats.frames_animated
+    while track.stats.frames_animated < animated + 3:
+        await track.recv()
     source.stop()
     track.stop()
     assert track.stats.frames_animated >= 3 and animator.images == [] and animator.rests == 1
     assert all(np.abs(f.astype(int) - 128).max() <= 1 for f in sent[-3:])
+    assert animator.recalibrated == 0 and track._pending_recalibrate
 
 
 # -- an aiortc client, in a loopback-only network -----------------------------------------------------

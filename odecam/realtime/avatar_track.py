@@ -122,7 +122,8 @@ class AnimatedTrack(MediaStreamTrack):
                 self._output_ready.set()
 
     def recalibrate(self) -> None:
-        """Take the next driving frame's pose as the neutral pose."""
+        """Take the next driving frame's pose as the neutral pose (with framing, the next face's when nobody is in
+        view)."""
         with self._lock:
             self._pending_recalibrate = True
             self.stats.recalibrations += 1
@@ -191,7 +192,10 @@ class AnimatedTrack(MediaStreamTrack):
             recal, self._pending_recalibrate = self._pending_recalibrate, False
         if avatar is not None:
             self.animator.set_avatar(avatar)
-        if recal:
+        if recal and self.framer is not None and self.presence.weight < 1.0:
+            with self._lock:  # nobody in view (or gliding): take the neutral pose from the next face instead
+                self._pending_recalibrate = True
+        elif recal:
             self.animator.recalibrate()
         if self.framer is None:
             out = self.animator(frame.to_ndarray(format="rgb24"))
