@@ -51,6 +51,8 @@ def test_the_pose_moves_towards_the_neutral_pose_by_one_minus_the_weight(dtype):
     value, _ = p.towards_neutral(moved, None, motion)
     assert value.dtype == dtype and torch.allclose(value, pose + 0.25 * (moved - pose))
     assert torch.allclose(motion(value)[0], source + 0.25 * (moved - pose))  # a quarter of the way from rest
+    own = torch.tensor([[[0.0, 0.1], [0.2, 0.3]]], dtype=dtype)  # absolute keypoints: glide to the avatar's own
+    assert torch.allclose(p.towards_neutral(moved, None, motion, rest=own)[0], own + 0.25 * (moved - own))
 
 
 def _clip_with_an_empty_room(path, face_frames: int = 30, empty: int = 90) -> int:

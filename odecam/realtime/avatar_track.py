@@ -217,8 +217,9 @@ class AnimatedTrack(MediaStreamTrack):
                     self._rest = (self.animator.avatar, to_image(self.animator.render_rest()))
                 out = self._rest[1]
             else:
-                out = to_image(self.animator.render_tensor(*self.presence.towards_neutral(value, jac,
-                                                                                           self.animator.motion)))
+                rest = None if getattr(self.animator, "relative", True) else self.animator.avatar.kp_source
+                out = to_image(self.animator.render_tensor(*self.presence.towards_neutral(
+                    value, jac, self.animator.motion, rest)))
         return self._count(out)
 
     def _count(self, out: np.ndarray) -> np.ndarray:

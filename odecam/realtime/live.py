@@ -520,8 +520,9 @@ class LiveSession(LiveWindow, LiveReport):
                 if present and self._resting:
                     self._resting = False
                     self.say("a face is back: the avatar follows it again.")
+                rest = None if self.animator.relative else self.animator.avatar.kp_source  # absolute: glide to it
                 avatar_rgb = to_image(self.animator.render_tensor(*self.presence.towards_neutral(
-                    value, jac, self.animator.motion)))
+                    value, jac, self.animator.motion, rest)))
                 avatar = cv2.cvtColor(avatar_rgb, cv2.COLOR_RGB2BGR)
                 self._stage(stages, "render", t)
         except Exception as e:  # a failed model step: skip this frame, keep going

@@ -76,13 +76,15 @@ class Presence:
         self.held = (value, jac)
         return value, jac
 
-    def towards_neutral(self, value: torch.Tensor, jac: torch.Tensor | None,
-                        motion) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def towards_neutral(self, value: torch.Tensor, jac: torch.Tensor | None, motion,
+                        rest: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The driving pose (1, K, 2) moved towards ``motion``'s neutral pose (a
         :class:`~odecam.engine.relative_motion.RelativeMotion`; taken from this pose when it has none) by 1 - w:
-        neutral + w (value - neutral). At w = 1 the pose itself."""
-        if motion.neutral is None:
+        neutral + w (value - neutral). At w = 1 the pose itself. ``rest``: for an animator without relative motion
+        (absolute keypoints), the avatar's own keypoints (1, K, 2), glided to instead."""
+        if rest is None and motion.neutral is None:
             motion.set_neutral(value, jac)
         if self.weight >= 1.0:
             return value, jac
-        return motion.neutral + self.weight * (value - motion.neutral), jac
+        target = motion.neutral if rest is None else rest
+        return target + self.weight * (value - target), jac
