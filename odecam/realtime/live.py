@@ -9,12 +9,15 @@
                                                                                     --> FileRecorder (canvas)
                                                                                     --> preview window + overlay
                               then, while waiting for the next frame: the face detector (every 3rd frame)
+                              nobody in view (the face missed for 0.6 s): no F_K; the pose glides to rest
+                              and the avatar at rest is repeated (:mod:`odecam.realtime.presence`)
 
 Every frame keeps its capture timestamp (``time.monotonic()``) all the way to the sink, which records
 the capture-to-sink latency in :attr:`LiveSession.stats` (with a virtual camera: when the frame is sent;
 without one: when it was handed to the recorder / preview). Per-stage times of the loop are in
 :attr:`LiveSession.timings` (``framing``, ``keypoints``, ``smoothing``, ``render``, ``output``, and
-``face_search``: the face detector, run after the frame went out, so no frame's latency carries it).
+``face_search``: the face detector, run after the frame went out, so no frame's latency carries it; ``rest``
+instead of ``keypoints`` .. ``render`` while the avatar rests).
 
 Failures: no virtual camera -> the one-sentence how-to, and the session goes on with the preview or
 recording when asked for (else :class:`LiveError`); a camera that stops delivering frames is reopened by
