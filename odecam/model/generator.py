@@ -85,6 +85,8 @@ class Generator(nn.Module):
                           if g.image_skip else None)
         if self.skip_mask is not None:  # start by trusting the warped views (mask ~0.88): a sharp first output
             nn.init.constant_(self.skip_mask.bias, 2.0)
+        taps = mask_blur_kernel(g.mask_blur)  # generator.mask_blur's taps, made once (not saved: derived from cfg)
+        self.register_buffer("mask_taps", None if taps is None else torch.from_numpy(taps), persistent=False)
         self.appearance = AppearanceFlow(cfg.appearance, ch)
         self.appearance_mix = nn.Conv2d(2 * ch, ch, 1)
         with torch.no_grad():  # pass the motion-warped features through: an identity on [F_D | F_App]
@@ -137,11 +139,10 @@ class Generator(nn.Module):
     def blur_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """M (B, 1, H, W) -> M blurred by ``generator.mask_blur`` (:func:`mask_blur_kernel`, separable, reflected at
         the border as OpenCV's default ``BORDER_REFLECT_101``); M itself when 0."""
-        taps = mask_blur_kernel(self.cfg.generator.mask_blur)
-        if taps is None:
+        if self.mask_taps is None:
             return mask
-        k = torch.as_tensor(taps, dtype=mask.dtype, device=mask.device)
-        pad = len(taps) // 2
+        k = self.mask_taps.to(mask.dtype)  # no copy when the dtypes agree
+        pad = len(k) // 2
         out = F.conv2d(F.pad(mask, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
         return F.conv2d(F.pad(out, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
 
