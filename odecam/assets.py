@@ -29,11 +29,15 @@ class Crop:
     cy: int
     side: int
 
-    def apply(self, img: np.ndarray) -> np.ndarray:
+    def bounds(self, img: np.ndarray) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)`` of the crop in ``img`` (H, W[, C]), clipped to it."""
         h, w = img.shape[:2]
         half = self.side // 2
         x0, y0 = max(0, self.cx - half), max(0, self.cy - half)
-        x1, y1 = min(w, x0 + self.side), min(h, y0 + self.side)
+        return x0, y0, min(w, x0 + self.side), min(h, y0 + self.side)
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.bounds(img)
         return img[y0:y1, x0:x1]
 
 

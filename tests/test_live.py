@@ -528,3 +528,40 @@ def test_recording_a_file_holds_every_rendered_frame_while_the_camera_keeps_pace
     cam = fake_vcam.instances[-1]
     intervals = np.diff(cam.times)
     assert abs(np.median(intervals) - 1 / 30) < 0.003 and session.sink.repeats > 20
+
+
+def test_paste_back_puts_the_avatar_into_its_photo_on_the_canvas(fake_vcam, tiny, clip_bgr, tmp_path) -> None:
+    from odecam.engine.portrait import avatar_photo
+    from odecam.realtime.virtual_camera import letterbox
+
+    image, placement = avatar_photo(None, tiny.cfg.image_size)  # the built-in astronaut and where its crop lies
+    avatar = Avatar(tiny, image, name="astronaut", placement=placement)
+    square = Avatar(tiny, image, name="square")  # no placement: stays a square
+    animator = Animator(tiny, avatar)
+    seen: list[tuple[str, np.ndarray, dict]] = []
+    cfg = LiveConfig(video=carphone_path(), canvas=(320, 180), virtual_camera=True, vcam_backend=FAKE,
+                     max_frames=12, paste_back=True)
+    session = LiveSession(cfg, animator, [avatar, square],
+                          on_frame=lambda lf: seen.append((session.animator.avatar.name, lf.avatar.copy(),
+                                                           dict(lf.stages))))
+    session.run()
+    assert len(seen) == 12
+    photo = letterbox(cv2.cvtColor(placement.photo, cv2.COLOR_RGB2BGR), 320, 180)  # the photo on the canvas
+    name, frame, stages = seen[-1]
+    assert frame.shape == (180, 320, 3) and "paste" in stages
+    paste = session._paste_back()
+    x0, y0, x1, y1 = paste.roi
+    assert 0 < x1 - x0 < 80 and 0 < y1 - y0 < 80  # the face's square: 190 of 512 photo rows at 180 rows
+    outside = np.ones((180, 320), bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(frame[outside], photo[outside])  # around the face: the photo, untouched
+    assert np.abs(frame[y0:y1, x0:x1].astype(int) - photo[y0:y1, x0:x1].astype(int)).mean() < 40
+    cam = fake_vcam.instances[-1]
+    assert (cam.width, cam.height) == (320, 180)
+    # the avatar switched to one without a photo: its square, letterboxed by the outputs as before
+    session2 = LiveSession(LiveConfig(video=carphone_path(), canvas=(320, 180), virtual_camera=True,
+                                      vcam_backend=FAKE, max_frames=3, paste_back=True),
+                           Animator(tiny, square), [square],
+                           on_frame=lambda lf: seen.append(("square", lf.avatar.copy(), dict(lf.stages))))
+    session2.run()
+    assert seen[-1][1].shape == (64, 64, 3) and "paste" not in seen[-1][2]

@@ -110,6 +110,14 @@ def add_keep_tilt_argument(p, what: str = "avatar photo") -> None:
                         "is turned upright before cropping, which is how the model follows head roll best)")
 
 
+def add_paste_back_argument(p, where: str = "the output") -> None:
+    """``--paste-back``: the avatar shown in its whole photo, the rendered square blended back where it was cut
+    from (:mod:`odecam.engine.paste_back`)."""
+    p.add_argument("--paste-back", action="store_true",
+                   help=f"show the avatar in its whole photo: each rendered face square is blended back into the "
+                        f"--source photo where it was cut from, and {where} shows the photo (default: the square alone)")
+
+
 def add_blink_argument(p) -> None:
     """``--blink`` / ``--no-blink``: blink retargeting (:mod:`odecam.engine.blink`); default: on when it can be."""
     import argparse

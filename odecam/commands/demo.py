@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument,
-                                     add_mouth_cavity_argument, ode_steps, positive_int)
+                                     add_mouth_cavity_argument, add_paste_back_argument, ode_steps, positive_int)
 from odecam.export.options import add_backend_arguments
 
 NAME = "demo"
@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lip_gain_argument(p)
     add_blink_argument(p)
     add_mouth_cavity_argument(p)
+    add_paste_back_argument(p, "the video's right half (the photo at 2x the model's size in height)")
     p.add_argument("--no-level", dest="level", action="store_false",
                    help="do not level a tilted driving face for the keypoint detector (default: level it, turn the "
                         "keypoints back)")
@@ -50,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from odecam import assets
     from odecam.engine import Animator, Avatar
     from odecam.engine.backends import get_backend
-    from odecam.engine.images import load_image
-    from odecam.engine.portrait import load_portrait
+    from odecam.engine.portrait import avatar_photo, load_portrait
     from odecam.engine.threads import apply_thread_policy, backend_options, choose_backend
     from odecam.engine.timing import SUMMARY_ORDER
     from odecam.engine.video import VideoFileWriter, read_frames, video_fps
@@ -65,13 +65,12 @@ def run(args: argparse.Namespace) -> int:
     size = model.cfg.image_size
     crop = not args.no_crop
     say = lambda text: print(f"odecam demo: {text}")  # noqa: E731
-    if args.source:
-        source = load_portrait(args.source, "source image", crop, log=say, level=not args.keep_tilt)
-    else:
-        source = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
+    source, placement = avatar_photo(args.source, size if args.paste_back else None, crop, log=say,
+                                     level=not args.keep_tilt)
     refs = [load_portrait(r, f"reference image {i + 1}", crop, log=say, level=not args.keep_tilt)
             for i, r in enumerate(args.ref)]
-    avatar = Avatar(model, source, refs, name=Path(args.source).stem if args.source else "astronaut")
+    avatar = Avatar(model, source, refs, name=Path(args.source).stem if args.source else "astronaut",
+                    placement=placement)
     driving_path = assets.video_path(args.driving) if args.driving else assets.default_driving_path()
     if name != "torch":
         say(f"preparing the {name} graphs (cached after the first run) ...")
@@ -89,12 +88,25 @@ def run(args: argparse.Namespace) -> int:
     out_path = Path(args.output)
     n = 0
     t0 = time.perf_counter()
-    with VideoFileWriter(out_path, fps, (2 * size, size)) as writer:
+    paste, height = None, size
+    if placement is not None:  # the right half: the photo, 2 S rows high, with the square blended back in
+        import cv2
+
+        from odecam.engine.paste_back import PasteBack
+
+        height = 2 * size
+        ph, pw = placement.photo.shape[:2]
+        paste = PasteBack(placement, (max(2, round(pw * height / ph / 2) * 2), height))
+    width = height + (paste.shape[1] if paste is not None else size)
+    with VideoFileWriter(out_path, fps, (width, height)) as writer:
         frames = read_frames(driving_path, args.max_frames)
         for frame in tqdm(frames, desc="animating", unit="frame", leave=False):
             framing = framer.process(frame, defer_detection=True)  # the detector after the frame, as live
             driving_view = framing.image  # (S, S, 3) RGB, shown as it is
             output = animator(*framing.model_input())  # F_K on the levelled face, keypoints turned back
+            if paste is not None:
+                driving_view = cv2.resize(driving_view, (height, height), interpolation=cv2.INTER_LINEAR)
+                output = paste(output)
             writer.write(np.concatenate([driving_view, output], axis=1))
             n += 1
     wall = time.perf_counter() - t0
@@ -109,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         say("blink retargeting on (the eyes stage; --no-blink switches it off)")
     if animator.mouth_active:
         say("the avatar's teeth open onto a mouth cavity when the mouth opens wide (--no-mouth-cavity: off)")
-    print(f"wrote {out_path} ({n} frames, {2 * size}x{size}, H.264, driving | output)")
+    shown = "driving | output in its photo" if paste is not None else "driving | output"
+    print(f"wrote {out_path} ({n} frames, {width}x{height}, H.264, {shown})")
     return 0
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from odecam.commands._common import (add_blink_argument, add_keep_tilt_argument, add_lip_gain_argument,
-                                     add_mouth_cavity_argument, finite_float, float_range, fps, non_negative_float,
-                                     ode_steps, positive_float, positive_int)
+                                     add_mouth_cavity_argument, add_paste_back_argument, finite_float, float_range,
+                                     fps, non_negative_float, ode_steps, positive_float, positive_int)
 
 NAME = "live"
 HELP = "animate an avatar with your webcam, live, and stream it to a virtual camera"
@@ -116,6 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vcam-device", default=None, help="virtual camera device, e.g. /dev/video10")
     g.add_argument("--preview", action="store_true", help=f"show a preview window (hotkeys: {_hotkeys()})")
     g.add_argument("--record", metavar="OUT.mp4", help="also record what the virtual camera shows to an .mp4")
+    add_paste_back_argument(g, "the canvas (virtual camera, recording, preview)")
     g.add_argument("--canvas", type=_canvas, default=(1280, 720), metavar="WxH|camera",
                    help="virtual camera / recording size (default: 1280x720; 'camera': the webcam's size)")
     g.add_argument("--fps", type=fps, default=30.0, help="virtual camera and recording rate (default: 30)")
@@ -159,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from odecam import assets
     from odecam.engine import Avatar
-    from odecam.engine.images import load_image
     from odecam.engine.weights import load_model
     from odecam.errors import OdecamError
     from odecam.realtime.live import LiveConfig, LiveSession
@@ -171,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         raise OdecamError(f"{len(entries)} --source images given; use at most {MAX_AVATARS} (keys 1-9).")
     if args.loop and not args.video:
         raise OdecamError("--loop only applies to --video; leave it out for a camera.")
-    from odecam.engine.portrait import load_portrait
+    from odecam.engine.portrait import avatar_photo, load_portrait
     from odecam.engine.threads import apply_thread_policy, choose_backend
 
     args.backend = choose_backend(args.backend)  # 'auto' -> onnxruntime on a CPU
@@ -200,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         level_roll=args.level,
         rest=args.rest,
         rest_fade=args.rest_fade,
+        paste_back=args.paste_back,
         mirror=args.mirror,
         stdin_commands=True,
     )
@@ -212,14 +212,11 @@ def run(args: argparse.Namespace) -> int:
     crop = not args.no_crop
     say = lambda text: print(f"odecam live: {text}")  # noqa: E731
     for source, refs in entries:
-        if source is None:
-            image = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
-            name = "astronaut"
-        else:
-            image = load_portrait(source, "source image", crop, log=say, level=not args.keep_tilt)
-            name = Path(source).stem
+        image, placement = avatar_photo(source, model.cfg.image_size if args.paste_back else None, crop, log=say,
+                                         level=not args.keep_tilt)
+        name = "astronaut" if source is None else Path(source).stem
         ref_images = [load_portrait(r, "reference image", crop, log=say, level=not args.keep_tilt) for r in refs]
-        avatars.append(Avatar(model, image, ref_images, name=name))
+        avatars.append(Avatar(model, image, ref_images, name=name, placement=placement))
     animator = _animator(model, avatars[0], args)
     print(f"odecam live: weights: {loaded.description}")
     names = ", ".join(f"{i + 1} {a.name}" + (f" (+{a.num_refs} refs)" if a.num_refs else "")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from odecam.engine.images import check_frame, load_image, to_tensor
+from odecam.engine.paste_back import Placement
 from odecam.errors import InputImageError
 from odecam.model import MotionTransferModel
 
@@ -30,17 +31,20 @@ class Avatar:
     """Cached avatar state for one source image and its reference views.
 
     Attributes: ``views`` (1, V, 3, S, S); ``state`` (see ``MotionTransferModel.prepare_views``);
-    ``kp_source`` (1, K, 2); ``jac_source`` (1, K, 2, 2) or None; ``num_views`` V.
+    ``kp_source`` (1, K, 2); ``jac_source`` (1, K, 2, 2) or None; ``num_views`` V; ``placement``: where the
+    source square came from in the user's photo (:class:`odecam.engine.paste_back.Placement`), or None.
     """
 
     def __init__(self, model: MotionTransferModel, source: ImageLike, refs: Sequence[ImageLike] = (),
-                 name: str | None = None) -> None:
+                 name: str | None = None, placement: Placement | None = None) -> None:
         if len(refs) > MAX_REFS:
             raise InputImageError(f"{len(refs)} reference images given; use at most {MAX_REFS}.")
         size = model.cfg.image_size
         param = next(model.parameters())
         self.name = name or (Path(source).stem if isinstance(source, (str, Path)) else "avatar")
         self.source_image = _as_array(source, "source image")
+        #: where the source square lies in the user's photo (paste-back, :mod:`odecam.engine.paste_back`), or None
+        self.placement = placement
         images = [self.source_image] + [_as_array(r, f"reference image {i + 1}") for i, r in enumerate(refs)]
         views = torch.cat([to_tensor(im, size) for im in images], dim=0).unsqueeze(0)
         self.views = views.to(device=param.device, dtype=param.dtype)

@@ -30,11 +30,13 @@ import cv2
 import numpy as np
 
 from odecam.config import LEVEL_MIN_ROLL
+from odecam.engine.paste_back import Placement
 from odecam.realtime.face_detection import detect_faces_scored, face_roll
 from odecam.realtime.framing import CropBox, FramingConfig, face_crop_box
 from odecam.rotation import warp_reflected
 
-__all__ = ["PortraitFraming", "find_portrait", "frame_portrait", "load_portrait", "describe_portrait"]
+__all__ = ["PortraitFraming", "find_portrait", "frame_portrait", "read_portrait", "load_portrait", "avatar_photo",
+           "describe_portrait"]
 
 #: rows the detector sees: the photo's own height, clipped to this range (dlib's HOG finds faces of
 #: about 80 px and up, so small photos are upscaled to 320 rows and huge ones downscaled to 1024)
@@ -136,16 +138,42 @@ def describe_portrait(found: PortraitFraming, role: str = "avatar", crop: bool =
             f"{b.size}x{b.size} at ({b.x}, {b.y}) of {w}x{h} (--no-crop keeps the whole image)")
 
 
-def load_portrait(path: str | Path, role: str = "source image", crop: bool = True,
-                  log: Callable[[str], None] | None = print, prefix: str = "", level: bool = True) -> np.ndarray:
-    """Read an avatar image file and frame its face (levelled unless ``level`` is False); ``log`` gets the
-    one-line description.
+def read_portrait(path: str | Path, role: str = "source image", crop: bool = True,
+                  log: Callable[[str], None] | None = print, prefix: str = "",
+                  level: bool = True) -> tuple[np.ndarray, PortraitFraming]:
+    """Read an avatar image file and frame its face (levelled unless ``level`` is False) -> ``(photo, found)``: the
+    photo as read, (H, W, 3) uint8 RGB, and :func:`find_portrait`'s result; ``log`` gets the one-line description.
 
     Raises :class:`odecam.errors.InputImageError` for unreadable files (see ``load_image``).
     """
     from odecam.engine.images import load_image
 
-    found = find_portrait(load_image(path, role), crop, level=level)
+    photo = load_image(path, role)
+    found = find_portrait(photo, crop, level=level)
     if log is not None:
         log(prefix + describe_portrait(found, f"{role} {Path(path).name}", crop))
-    return found.image
+    return photo, found
+
+
+def load_portrait(path: str | Path, role: str = "source image", crop: bool = True,
+                  log: Callable[[str], None] | None = print, prefix: str = "", level: bool = True) -> np.ndarray:
+    """:func:`read_portrait`'s framed square alone."""
+    return read_portrait(path, role, crop, log, prefix, level)[1].image
+
+
+def avatar_photo(source: str | Path | None, size: int | None = None, crop: bool = True,
+                 log: Callable[[str], None] | None = print, level: bool = True,
+                 role: str = "source image") -> tuple[np.ndarray, Placement | None]:
+    """The avatar's framed square from the photo file ``source`` (None: the built-in astronaut, cut with
+    :data:`odecam.assets.AVATAR_CROP`) and, given the model's ``size``, where that square lies in the photo (for
+    :class:`odecam.engine.paste_back.PasteBack`; None without ``size``)."""
+    if source is None:
+        from odecam import assets
+        from odecam.engine.images import load_image
+
+        photo = load_image(assets.default_avatar_path(), "built-in avatar")
+        bounds = assets.AVATAR_CROP.bounds(photo)
+        image = assets.AVATAR_CROP.apply(photo)
+        return image, None if size is None else Placement.of_box(photo, *bounds, size)
+    photo, found = read_portrait(source, role, crop, log=log, level=level)
+    return found.image, None if size is None else Placement.of_portrait(photo, found, size)

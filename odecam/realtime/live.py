@@ -17,7 +17,8 @@ the capture-to-sink latency in :attr:`LiveSession.stats` (with a virtual camera:
 without one: when it was handed to the recorder / preview). Per-stage times of the loop are in
 :attr:`LiveSession.timings` (``framing``, ``keypoints``, ``smoothing``, ``render``, ``output``, and
 ``face_search``: the face detector, run after the frame went out, so no frame's latency carries it; ``rest``
-instead of ``keypoints`` .. ``render`` while the avatar rests).
+instead of ``keypoints`` .. ``render`` while the avatar rests; ``paste``: the square blended back into the
+avatar's photo, with ``paste_back``).
 
 Failures: no virtual camera -> the one-sentence how-to, and the session goes on with the preview or
 recording when asked for (else :class:`LiveError`); a camera that stops delivering frames is reopened by
@@ -50,6 +51,7 @@ from odecam.engine.animator import Animator
 from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
 from odecam.engine.timing import StageTimes
+from odecam.engine.paste_back import PasteBack
 from odecam.engine.video import video_fps
 from odecam.realtime.capture import CaptureConfig, CapturedFrame, CaptureError, LatestFrameCapture, Opener
 from odecam.realtime.framing import FaceFramer, FramingConfig
@@ -120,7 +122,8 @@ class LiveFrame:
     Attributes:
         seq: the driving frame's capture sequence number.
         timestamp: its capture time (``time.monotonic()``), carried to the sink.
-        avatar: the avatar frame (S, S, 3) uint8 BGR.
+        avatar: the avatar frame (S, S, 3) uint8 BGR; with ``paste_back`` the canvas (H, W, 3) with the frame
+            blended into the avatar's photo (one of a few buffers used in turn: copy it to keep it).
         driving: the framed driving crop the model saw (S, S, 3) uint8 BGR.
         keypoints: raw driving keypoints (K, 2) in [-1, 1].
         smoothed: the keypoints after One Euro smoothing (what was rendered).
@@ -181,6 +184,7 @@ class LiveSession(LiveWindow, LiveReport):
         self.presence = Presence(config.rest_fade)  # nobody in view: the avatar rests
         self._rest_avatar: np.ndarray | None = None  # the avatar at rest, BGR (the same array for each rest frame)
         self._rest_of: Avatar | None = None
+        self._pasters: dict[int, PasteBack] = {}  # per avatar (id): its square pasted back into its photo
         self._resting = False  # said "nobody in view" (once per absence)
         self.framer = FaceFramer(FramingConfig(output_size=self.size, follow_face=config.follow_face,
                                                zoom=config.zoom, pan_x=config.pan_x, pan_y=config.pan_y,
@@ -515,7 +519,7 @@ class LiveSession(LiveWindow, LiveReport):
                 avatar = self._rest_avatar
                 if value is None:
                     raw = value = self.animator.avatar.kp_source
-                self._stage(stages, "rest", t)
+                t = self._stage(stages, "rest", t)
                 if not present and not self._resting:
                     self._resting = True
                     self.say("nobody in view: the avatar rests until a face is back (--no-rest: off).")
@@ -527,7 +531,11 @@ class LiveSession(LiveWindow, LiveReport):
                 avatar_rgb = to_image(self.animator.render_tensor(*self.presence.towards_neutral(
                     value, jac, self.animator.motion, rest)))
                 avatar = cv2.cvtColor(avatar_rgb, cv2.COLOR_RGB2BGR)
-                self._stage(stages, "render", t)
+                t = self._stage(stages, "render", t)
+            paste = self._paste_back()
+            if paste is not None:  # the square blended back into the avatar's photo, fitted to the canvas
+                avatar = paste(avatar)
+                self._stage(stages, "paste", t)
         except Exception as e:  # a failed model step: skip this frame, keep going
             self.failed += 1
             if calibrate:
@@ -542,6 +550,20 @@ class LiveSession(LiveWindow, LiveReport):
         return LiveFrame(seq=frame.seq, timestamp=frame.timestamp, avatar=avatar, driving=framing.image,
                          keypoints=raw[0].detach().cpu().numpy(), smoothed=value[0].detach().cpu().numpy(),
                          stages=stages, present=present)
+
+    def _paste_back(self) -> PasteBack | None:
+        """The current avatar's :class:`PasteBack` onto the canvas (made on its first frame), or None when
+        ``paste_back`` is off or the avatar has no placement in a photo."""
+        avatar = self.animator.avatar
+        if not self.config.paste_back or avatar.placement is None:
+            return None
+        paste = self._pasters.get(id(avatar))
+        if paste is None:
+            # four canvases in turn: the virtual camera's pending frame and the one it is copying stay untouched
+            paste = PasteBack(avatar.placement, self.canvas, background=self.config.background, order="bgr",
+                              buffers=4)
+            self._pasters[id(avatar)] = paste
+        return paste
 
     @staticmethod
     def _stage(stages: dict[str, float], name: str, t0: float) -> float:

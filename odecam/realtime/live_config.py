@@ -42,6 +42,9 @@ class LiveConfig:
         zoom, pan_x, pan_y, follow_face, level_roll: framing of the driving frame (see :class:`FramingConfig`).
         rest, rest_fade: with nobody in view (the framer follows no face) the avatar glides to its rest pose over
             ``rest_fade`` seconds instead of following F_K on the empty room (:mod:`odecam.realtime.presence`).
+        paste_back: show the avatar in its whole photo (the rendered square blended back where it was cut from,
+            :mod:`odecam.engine.paste_back`), fitted to the canvas, instead of the square alone; avatars made
+            without a :attr:`~odecam.engine.avatar.Avatar.placement` stay squares.
         mirror: flip the driving frame horizontally (the avatar moves like your mirror image).
         overlay: start with the statistics overlay on in the preview.
         stdin_commands: also read hotkeys as lines on stdin (``c`` + Enter), where the preview is off.
@@ -70,6 +73,7 @@ class LiveConfig:
     level_roll: bool = True
     rest: bool = True
     rest_fade: float = 0.4
+    paste_back: bool = False
     mirror: bool = False
     overlay: bool = True
     stdin_commands: bool = False

@@ -56,11 +56,13 @@ class LiveWindow:
 
     def preview_image(self, lf: LiveFrame, status: str | None = None) -> np.ndarray:
         """The preview picture: the avatar, the driving crop in a corner, the overlay when on."""
-        side = max(360, lf.avatar.shape[0])
-        img = cv2.resize(lf.avatar, (side, side), interpolation=cv2.INTER_LINEAR)
+        h, w = lf.avatar.shape[:2]  # square, or the photo around it with --paste-back
+        side = max(360, h)
+        width = max(1, round(side * w / h))
+        img = cv2.resize(lf.avatar, (width, side), interpolation=cv2.INTER_LINEAR)
         inset = side // 4
         pad = max(4, side // 60)
-        img[side - inset - pad:side - pad, side - inset - pad:side - pad] = cv2.resize(
+        img[side - inset - pad:side - pad, width - inset - pad:width - pad] = cv2.resize(
             lf.driving, (inset, inset), interpolation=cv2.INTER_AREA)
         if self.overlay:
             stages = {k: v for k, v in lf.stages.items()}
