@@ -580,3 +580,34 @@ def test_cli_token_from_environment(monkeypatch):
     serve.add_arguments(p)
     assert p.parse_args([]).token == TOKEN
     assert p.parse_args(["--token", "other-token-1"]).token == "other-token-1"
+
+
+@pytest.mark.asyncio
+async def test_paste_back_sends_the_avatar_in_its_photo(tiny_model, carphone_frames):
+    """``serve --paste-back``: the peer gets the avatar's whole photo, 2 S rows high, from the still before the
+    first driving frame on, the face square blended back into it; an avatar without a photo stays a square."""
+    import cv2
+
+    from odecam.engine import Animator
+    from odecam.engine.portrait import avatar_photo
+    from odecam.realtime.framing import FramingConfig
+
+    image, placement = avatar_photo(None, tiny_model.cfg.image_size)
+    avatar = Avatar(tiny_model, image, name="astronaut", placement=placement)
+    track = AnimatedTrack(Animator(tiny_model, avatar), idle_s=0.3, framing=FramingConfig(output_size=64),
+                          paste_back=True)
+    still = (await track.recv()).to_ndarray(format="rgb24")
+    photo = cv2.resize(placement.photo, (128, 128), interpolation=cv2.INTER_AREA)  # 512 x 512 at 2 x 64 rows
+    assert still.shape == (128, 128, 3)
+    source = _FramesSource(carphone_frames)
+    track.attach(source)
+    while track.stats.frames_animated < 4:
+        sent = (await track.recv()).to_ndarray(format="rgb24")
+    source.stop()
+    track.stop()
+    assert sent.shape == (128, 128, 3)
+    for frame in (still, sent):  # below the face: the photo
+        assert np.abs(frame[70:].astype(int) - photo[70:].astype(int)).mean() < 4
+    plain = AnimatedTrack(Animator(tiny_model, Avatar(tiny_model, image, name="square")), paste_back=True)
+    assert (await plain.recv()).to_ndarray(format="rgb24").shape == (64, 64, 3)
+    plain.stop()

@@ -95,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
         from odecam.engine.paste_back import PasteBack
 
         height = 2 * size
-        ph, pw = placement.photo.shape[:2]
-        paste = PasteBack(placement, (max(2, round(pw * height / ph / 2) * 2), height))
+        paste = PasteBack.rows(placement, height)
     width = height + (paste.shape[1] if paste is not None else size)
     with VideoFileWriter(out_path, fps, (width, height)) as writer:
         frames = read_frames(driving_path, args.max_frames)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from odecam.commands._common import add_keep_tilt_argument, ode_steps, port, positive_int, stop_on_signals
+from odecam.commands._common import (add_keep_tilt_argument, add_paste_back_argument, ode_steps, port, positive_int,
+                                     stop_on_signals)
 from odecam.export.options import add_backend_arguments
 import os
 from pathlib import Path
@@ -47,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-crop", action="store_true",
                    help="take the --source images as they are (default: crop the largest face square)")
     add_keep_tilt_argument(p, "--source photo")
+    add_paste_back_argument(p, "the browser (the photo at 2x the model's size in height)")
     p.add_argument("--no-follow", dest="follow", action="store_false",
                    help="do not follow the face in the browser's webcam: a fixed centre crop (default: follow it, "
                         "as odecam live does)")
@@ -94,27 +96,28 @@ def animator_factory(model, backend: str, precision: str = "fp32", relative: boo
     return make
 
 
-def load_avatars(model, sources: list[str], crop: bool = True, log=None, level: bool = True):
+def load_avatars(model, sources: list[str], crop: bool = True, log=None, level: bool = True,
+                 paste_back: bool = False):
     """The avatars for ``--source`` images (default: the built-in astronaut); names are unique. Each
     photo's largest face is cropped square (``crop``; see :mod:`odecam.engine.portrait`), turned upright
-    first when tilted (``level``), and ``log`` gets one line saying so."""
-    from odecam import assets
+    first when tilted (``level``), and ``log`` gets one line saying so. ``paste_back``: each avatar keeps where
+    its square lies in its photo (:attr:`odecam.engine.avatar.Avatar.placement`)."""
     from odecam.engine import Avatar
-    from odecam.engine.images import load_image
-    from odecam.engine.portrait import load_portrait
+    from odecam.engine.portrait import avatar_photo
 
+    size = model.cfg.image_size if paste_back else None
     if not sources:
-        image = assets.AVATAR_CROP.apply(load_image(assets.default_avatar_path(), "built-in avatar"))
-        return [Avatar(model, image, name="astronaut")]
+        image, placement = avatar_photo(None, size)
+        return [Avatar(model, image, name="astronaut", placement=placement)]
     avatars, seen = [], set()
     for path in sources:
-        image = load_portrait(path, "source image", crop, log=log, level=level)
+        image, placement = avatar_photo(path, size, crop, log=log, level=level)
         name = Path(path).stem or "avatar"
         base, n = name, 2
         while name in seen:
             name, n = f"{base}-{n}", n + 1
         seen.add(name)
-        avatars.append(Avatar(model, image, name=name))
+        avatars.append(Avatar(model, image, name=name, placement=placement))
     return avatars
 
 
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     plan = apply_thread_policy(backend)
     loaded = load_model(args.checkpoint, args.preset)
     avatars = load_avatars(loaded.model, args.source, not args.no_crop, log=lambda t: print(f"odecam serve: {t}"),
-                           level=not args.keep_tilt)
+                           level=not args.keep_tilt, paste_back=args.paste_back)
     loopback = is_loopback_host(args.host)
     factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
     described = factory(avatars[0]).backend.describe()  # builds (and caches) the graphs before any peer
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     FaceFramer(framing)  # loads the face detector and landmarks now rather than on the first call
     server = AvatarServer(loaded.model, avatars, token, max_peers=args.max_peers, loopback=loopback,
                           ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps,
-                          animator_factory=factory, framing=framing)
+                          animator_factory=factory, framing=framing, paste_back=args.paste_back)
 
     async def main() -> None:
         running = await start(server, args.host, args.port, ssl_context)
@@ -159,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"odecam serve: backend {described}; {plan.describe()}")
         print(f"odecam serve: avatars: {', '.join(a.name for a in avatars)}; at most {args.max_peers} calls; "
               f"the webcam framed as odecam live frames it ({'face followed' if args.follow else 'centre crop'}"
-              f"{', levelled' if args.level else ''})")
+              f"{', levelled' if args.level else ''})"
+              + ("; each avatar sent in its whole photo (--paste-back)" if args.paste_back else ""))
         if not loopback and ssl_context is None:
             print("odecam serve: note: browsers on other machines give camera access only to https pages; "
                   "pass --cert and --key (this machine can use http://127.0.0.1)")

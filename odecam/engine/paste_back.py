@@ -144,6 +144,13 @@ class PasteBack:
         self._outputs = [base.copy() for _ in range(max(1, int(buffers)))]
         self._next = 0
 
+    @classmethod
+    def rows(cls, placement: Placement, rows: int, **kwargs) -> "PasteBack":
+        """A :class:`PasteBack` onto the photo itself scaled to ``rows`` rows (its width kept in proportion,
+        rounded to an even number, as video encoders need): ``demo`` and ``serve`` use 2 S rows."""
+        h, w = placement.photo.shape[:2]
+        return cls(placement, (max(2, round(w * rows / h / 2) * 2), int(rows)), **kwargs)
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 frame (in ``order``) -> (height, width, 3) uint8: the photo with the frame pasted in."""
         if frame.shape != (self.size, self.size, 3) or frame.dtype != np.uint8:

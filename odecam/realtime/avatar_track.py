@@ -38,6 +38,7 @@ from av import VideoFrame
 from odecam.engine.animator import Animator
 from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
+from odecam.engine.paste_back import PasteBack
 from odecam.errors import OdecamError
 from odecam.realtime.framing import FaceFramer, FramingConfig
 from odecam.realtime.presence import Presence
@@ -77,14 +78,18 @@ class AnimatedTrack(MediaStreamTrack):
         executor: where inference runs (the server shares one single-thread executor between peers).
         idle_s: send the last image again if no new one is ready after this many seconds.
         framing: frame the driving face as ``odecam live`` does (see the module docstring); None: the centre square.
+        paste_back: send the avatar in its whole photo, 2 S rows high (:mod:`odecam.engine.paste_back`), for
+            avatars with a :attr:`~odecam.engine.avatar.Avatar.placement`; others stay squares.
     """
 
     kind = "video"
 
     def __init__(self, animator: Animator, executor: Executor | None = None, idle_s: float = 1.0,
-                 framing: FramingConfig | None = None) -> None:
+                 framing: FramingConfig | None = None, paste_back: bool = False) -> None:
         super().__init__()
         self.animator = animator
+        self.paste_back = paste_back
+        self._pasters: dict[int, PasteBack] = {}  # per avatar (id), with paste_back
         self.framer = None if framing is None else FaceFramer(framing)
         self.presence = Presence()  # with framing: nobody in view, the avatar rests (odecam.realtime.presence)
         self._rest: tuple[Avatar, np.ndarray] | None = None  # the avatar at rest, RGB
@@ -92,7 +97,7 @@ class AnimatedTrack(MediaStreamTrack):
         self.idle_s = idle_s
         self.stats = TrackStats()
         self.size = animator.model.cfg.image_size
-        self._output = still_image(animator.avatar, self.size)
+        self._output = self._in_photo(animator.avatar, still_image(animator.avatar, self.size))
         self._output_ready = asyncio.Event()
         self._output_ready.set()  # the still portrait goes out first
         self._latest: VideoFrame | None = None
@@ -118,7 +123,7 @@ class AnimatedTrack(MediaStreamTrack):
             self._pending_avatar = avatar
             self.stats.avatar_switches += 1
             if self.stats.frames_animated == 0:
-                self._output = still_image(avatar, self.size)
+                self._output = self._in_photo(avatar, still_image(avatar, self.size))
                 self._output_ready.set()
 
     def recalibrate(self) -> None:
@@ -222,8 +227,20 @@ class AnimatedTrack(MediaStreamTrack):
                     value, jac, self.animator.motion, rest)))
         return self._count(out)
 
+    def _in_photo(self, avatar: Avatar, out: np.ndarray) -> np.ndarray:
+        """``out`` (S, S, 3) RGB, or with ``paste_back`` the avatar's photo with it blended in (a few buffers used in
+        turn: the frame sent last is not overwritten before the next is ready)."""
+        if not self.paste_back or avatar.placement is None:
+            return out
+        paste = self._pasters.get(id(avatar))
+        if paste is None:
+            paste = self._pasters[id(avatar)] = PasteBack.rows(avatar.placement, 2 * self.size, buffers=3)
+        return paste(out)
+
     def _count(self, out: np.ndarray) -> np.ndarray:
-        """Count an animated frame (and whether it differs from the last one); returns it."""
+        """Count an animated frame (and whether it differs from the last one); returns it (in its photo with
+        ``paste_back``)."""
+        out = self._in_photo(self.animator.avatar, out)
         crc = zlib.crc32(out.data)
         with self._lock:
             self.stats.frames_animated += 1

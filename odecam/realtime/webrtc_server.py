@@ -177,13 +177,15 @@ class AvatarServer:
         limits: HTTP connection caps and timeouts (:class:`ConnectionLimits`).
         framing: each peer's webcam framed as ``odecam live`` frames it (face followed, levelled for F_K);
             None: the animator takes each frame's centre square.
+        paste_back: send each avatar in its whole photo (:class:`~odecam.realtime.avatar_track.AnimatedTrack`).
     """
 
     def __init__(self, model: MotionTransferModel, avatars: Sequence[Avatar], token: str, max_peers: int = 4,
                  loopback: bool = True, ice_servers: Sequence[str] = (), relative: bool = True,
                  ode_steps: int | None = None, idle_s: float = 1.0,
                  animator_factory: Callable[[Avatar], Animator] | None = None,
-                 limits: ConnectionLimits | None = None, framing: FramingConfig | None = None) -> None:
+                 limits: ConnectionLimits | None = None, framing: FramingConfig | None = None,
+                 paste_back: bool = False) -> None:
         if not avatars:
             raise ValueError("at least one avatar is needed")
         names = [a.name for a in avatars]
@@ -205,6 +207,7 @@ class AvatarServer:
             lambda avatar: Animator(self.model, avatar, relative=self.relative, ode_steps=self.ode_steps))
         self.limits = limits or ConnectionLimits()
         self.framing = framing
+        self.paste_back = paste_back
         self._ratelog = RateLimitedLog(log)
         self.peers: dict[str, Peer] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odecam-infer")
@@ -296,7 +299,8 @@ class AvatarServer:
         def on_track(track) -> None:
             if track.kind != "video" or peer.track is not None:
                 return
-            peer.track = AnimatedTrack(peer.animator, self.executor, idle_s=self.idle_s, framing=self.framing)
+            peer.track = AnimatedTrack(peer.animator, self.executor, idle_s=self.idle_s, framing=self.framing,
+                                       paste_back=self.paste_back)
             peer.track.attach(track)
             pc.addTrack(peer.track)
 
