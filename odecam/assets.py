@@ -71,6 +71,9 @@ def video_path(spec: str | Path) -> Path:
     return default_driving_path() if str(spec) == EMBEDDED_CLIP and not Path(spec).exists() else Path(spec)
 
 
-#: face crops of the embedded media (from dlib's detector: astronaut face box 90 px, carphone 45 px)
-AVATAR_CROP = Crop(cx=220, cy=128, side=190)
+#: face crops of the embedded media (from dlib's detector: astronaut face box 90 px, carphone 45 px). The
+#: astronaut's is the square :func:`odecam.engine.portrait.find_portrait` frames (x 140-307, y 39-206 of 512 x 512),
+#: so ``demo`` / ``live`` / ``serve`` / ``send`` show her as ``eval --source astronaut`` measures her (the older
+#: 190 px square put F_K's inner lips 5 px high and the mouth cavity on her lower lip)
+AVATAR_CROP = Crop(cx=223, cy=122, side=167)
 DRIVING_CROP = Crop(cx=88, cy=62, side=96)

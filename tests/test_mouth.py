@@ -10,8 +10,8 @@ import torch
 from odecam.engine import Animator, Avatar
 from odecam.engine.backends import get_backend
 from odecam.engine.blink import BLENDED_KEYS
-from odecam.engine.mouth import (CAVITY, OPEN_FROM, OPEN_TO, UPPER_TEETH, MouthOpening, mouth_axis, mouth_indices,
-                                 open_mouth_image, teeth_mask)
+from odecam.engine.mouth import (CAVITY, OPEN_FROM, OPEN_TO, UPPER_TEETH, MouthOpening, _first_run_end, mouth_axis,
+                                 mouth_indices, open_mouth_image, teeth_mask)
 
 
 def _mouth_points(model, image: np.ndarray) -> np.ndarray:
@@ -34,9 +34,9 @@ def test_the_smiling_astronauts_teeth_are_found_and_the_lower_ones_painted(defau
     darker = (astronaut256.astype(int).sum(-1) - painted.astype(int).sum(-1)) > 150
     assert darker.sum() > 0.5 * teeth.sum()
     upper, lower = [], []  # per column of teeth: its top rows stay as they were, its bottom rows go dark
-    for c in np.nonzero(teeth.any(0))[0]:
-        col = np.nonzero(teeth[:, c])[0]
-        top, bottom = col.min(), col.max()
+    columns = np.nonzero(teeth.any(0))[0]
+    for c, bottom in zip(columns, _first_run_end(teeth, columns).astype(int)):  # a lip highlight under them: no
+        top = np.nonzero(teeth[:, c])[0].min()
         if bottom - top + 1 >= 6:
             upper += darker[top:top + int(0.6 * UPPER_TEETH * (bottom - top + 1)), c].tolist()
             lower += darker[bottom - 1:bottom + 1, c].tolist()
@@ -84,6 +84,25 @@ def test_the_cavity_stays_between_the_lips_with_a_smooth_edge(tilt):
     first = np.array([ys[xs == c].min() for c in cols])  # the cavity's top edge
     assert np.abs(np.diff(first)).max() <= 1 and first.min() >= 147  # smooth, under the upper teeth
     assert not dark[r0:146].any()
+
+
+def test_a_pale_highlight_under_the_teeth_is_not_painted():
+    """The lower lip's highlight below the teeth, as pale as they are (it passes the teeth test when F_K's inner lower
+    lip sits low, as on the astronaut cut a little looser): the lip's rows between it and the teeth end the teeth,
+    and no cavity is painted on the lip (the previous painter took each column's last teeth pixel as its bottom)."""
+    import cv2
+
+    image, points, truth = _synthetic_smile(0.0)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    cv2.ellipse(hsv, (128, 158), (5, 2), 0, 0, 360, (175, 170, 170), -1)  # lip again where the touching highlight was
+    cv2.ellipse(hsv, (128, 162), (10, 2), 0, 0, 360, (20, 25, 235), -1)  # rows 160-164: the lip's 158-159 between
+    image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    points[3] = (128, 160)  # the inner lower lip read 6 px low: the search ellipse reaches the highlight
+    axis = np.array([1.0, 0.0])
+    assert teeth_mask(image, points, axis)[160:165].sum() > 30  # the highlight passes for teeth
+    painted = open_mouth_image(image, points, axis)
+    dark = np.abs(painted.astype(int) - np.array(CAVITY)).sum(-1) < 60
+    assert dark.sum() > 100 and np.nonzero(dark)[0].max() <= truth["rows"][1] + 1  # nothing painted under the teeth
 
 
 def test_fewer_upper_teeth_are_kept_towards_the_corners():

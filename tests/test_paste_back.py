@@ -107,7 +107,7 @@ def test_no_face_pastes_the_centre_square_and_the_builtin_avatar_its_crop():
     paste = PasteBack(placement)
     assert paste.roi == (79, 0, 321, 240)  # the centre 240 x 240 square (and a pixel of fade either side)
     image, placement = avatar_photo(None, SIZE)  # the built-in astronaut and its fixed crop
-    assert placement.photo.shape == (512, 512, 3) and image.shape[:2] == (190, 190)
+    assert placement.photo.shape == (512, 512, 3) and image.shape[:2] == (167, 167)
     out = PasteBack(placement)(to_image(to_tensor(image, SIZE)))
     assert _psnr(out, placement.photo) > 38
 

@@ -7,7 +7,8 @@ was between them: in a smiling photo, the teeth (issue 9's "stretched blob"). Be
 1. once per avatar, :func:`open_mouth_views` finds the teeth between F_K's mouth keypoints (corners and inner
    lips; the mouth's axis from the eye line of dlib's 5 points, which F_K's corners on a still tilt; bright pixels
    clearly less saturated than the face around the mouth, in patches holding pixels much less saturated still,
-   so pale lips and their highlights do not count) and paints a dark cavity under a smooth line across them,
+   so pale lips and their highlights do not count; each column's teeth end at the first gap under them, so a lip
+   highlight below does not either) and paints a dark cavity under a smooth line across them,
    keeping the upper teeth that an open mouth shows (less of them towards the corners, where the field stretches
    them most); :func:`open_mouth_state` caches F_S and F_C's view images of
    that picture with the avatar's own keypoints (same motion). A photo with closed lips has no teeth to paint,
@@ -47,6 +48,10 @@ MIN_SKIN_SATURATION = 25
 #: field stretches the corners' columns most, and a tooth kept whole there became a fang
 UPPER_TEETH = 0.45
 UPPER_TEETH_CORNER = 0.0
+#: a column's teeth end where a gap of more than this many rows opens under them (what lies below is the lower lip
+#: and its highlight, which can pass the teeth test when F_K's inner lips sit low; on the built-in astronaut cut at
+#: 31 squares of 150-230 px, the cavity outside dlib's inner lips fell from mean 0.056, max 0.355 to 0.004, 0.016)
+RUN_GAP = 1
 #: the painted cavity's colour (RGB)
 CAVITY = (80, 40, 42)
 #: the teeth's top and bottom edges are each one parabola across the mouth (fitted again without the columns this
@@ -111,13 +116,26 @@ def _smooth_edge(span: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.polyval(coef, x)
 
 
+def _first_run_end(teeth: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Per column of ``teeth`` (H, W) bool, the last row of its first run of teeth pixels from the top, runs
+    :data:`RUN_GAP` rows apart or less counted as one: the teeth's bottom, not a pale highlight on the lower lip
+    below them (the lip's own rows lie between)."""
+    out = np.empty(len(columns), np.float64)
+    for i, c in enumerate(columns):
+        rows = np.nonzero(teeth[:, c])[0]
+        breaks = np.nonzero(np.diff(rows) > RUN_GAP + 1)[0]
+        out[i] = rows[breaks[0]] if len(breaks) else rows[-1]
+    return out
+
+
 def open_mouth_image(image: np.ndarray, points: np.ndarray, axis: np.ndarray | None = None) -> np.ndarray | None:
     """The photo with the lower part of its teeth painted as a mouth cavity (see the module docstring), or None
     when fewer than :data:`TEETH_MIN_SHARE` of its pixels are teeth (lips closed). ``axis``: as :func:`teeth_mask`.
 
-    Per column of the teeth's span, their top and bottom rows (gaps between teeth filled in), smoothed across
-    columns (:func:`_smooth_edge`); the cavity fills each column from ``UPPER_TEETH`` of the way down (tapering
-    to ``UPPER_TEETH_CORNER`` at the corners) to the bottom line."""
+    Per column of the teeth's span, their top row and the bottom of their first run from the top (gaps between
+    teeth filled in; :func:`_first_run_end`), smoothed across columns (:func:`_smooth_edge`); the cavity fills each
+    column from ``UPPER_TEETH`` of the way down (tapering to ``UPPER_TEETH_CORNER`` at the corners) to the bottom
+    line."""
     teeth = teeth_mask(image, points, axis)
     if teeth.mean() < TEETH_MIN_SHARE:
         return None
@@ -125,7 +143,7 @@ def open_mouth_image(image: np.ndarray, points: np.ndarray, axis: np.ndarray | N
     first, last = int(columns.min()), int(columns.max())
     span = np.arange(first, last + 1)
     top = np.interp(span, columns, teeth[:, columns].argmax(0))
-    bottom = np.interp(span, columns, teeth.shape[0] - 1 - teeth[::-1, columns].argmax(0))
+    bottom = np.interp(span, columns, _first_run_end(teeth, columns))
     cr, cl = np.asarray(points[0], np.float64), np.asarray(points[1], np.float64)
     centre_x, half = 0.5 * (cr[0] + cl[0]), max(0.5 * abs(cl[0] - cr[0]), 1.0)
     top, bottom = _smooth_edge(span, top), _smooth_edge(span, bottom)
