@@ -528,6 +528,18 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
   * Glass to glass with the rest logic in `live` (`python benchmarks/latency_live.py --runs 3 --breakdown`,
     `results/latency_live.json`, load 0.6-1.0): extra p50 **+3.4 / +3.6 / +3.1 ms** (<= 5: met), p95 **+1.7 / +3.0 /
     +3.6 ms** (<= 15: met).
+* Twentieth session (2026-12-02): no change to the default per-frame path. New, opt-in: `--paste-back` (`live`,
+  `demo`, `serve`, `receive`) blends the rendered square back into the avatar's photo, one `warpAffine` and one
+  `blendLinear` of the square's box a frame: **0.25-1.2 ms** (`python benchmarks/paste_back.py`,
+  `results/paste_back.json`; 0.57 ms for the astronaut on a 1280 x 720 canvas, 1.16-1.19 ms on 1920 x 1080), the
+  `paste` stage of `live --stats`.
+  * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
+    --frames 400` (`results/cpu_default256_speed_s20.json`, load 0.4): **N=0 10.0 ms p50 (99.5 fps, 4.5x the
+    floor), N=1 12.8 ms (78 fps, 5.2x)**; the VM's speed moved 2x within minutes this session (a scratch frame
+    graph ran 4.4 then 11.9 ms in back-to-back runs). Targets (150 / 100 fps, 3x the floor): **NOT met**.
+  * Measured, not built: the frame graph's two 64-channel gather warps cost 1.1-1.7 ms of its 4.4-6.4 ms (a scratch
+    export with the warps replaced by products of the same shapes), and `cv2.remap` warps the (64, 64, 64) table in
+    0.19 ms: splitting the graph at the warps could save about 1 ms a frame, less two more session runs (EVALUATION.md).
 """
 
 

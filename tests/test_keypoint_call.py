@@ -403,6 +403,30 @@ async def test_a_new_sender_replaces_the_old_one(call):
 
 
 @pytest.mark.asyncio
+async def test_paste_back_emits_the_avatar_in_its_photo(call, tiny_model):
+    """``receive --paste-back``: the receiver's own avatar is emitted in its whole photo, 2 S rows high, before the
+    sender's keypoints arrive and after; below the face it is the photo."""
+    import cv2
+
+    from odecam.engine.portrait import avatar_photo
+
+    image, placement = avatar_photo(None, tiny_model.cfg.image_size)
+    rx = call.receiver
+    rx.paste_back = True
+    rx.avatar = Avatar(tiny_model, image, name="astronaut", placement=placement)
+    rx._frame = rx._still(rx.avatar)
+    call.frames.last = None  # the square emitted before the switch
+    photo = cv2.resize(placement.photo, (128, 128), interpolation=cv2.INTER_AREA)
+    await call.until(lambda: call.frames.last is not None, what="the still")
+    assert call.frames.last.shape == (128, 128, 3) and not call.frames.live[-1]
+    call.sender(max_frames=20)
+    await call.until(lambda: rx.stats.rendered >= 5, what="rendered keypoints")
+    frame = call.frames.last.copy()
+    assert call.frames.live[-1] and frame.shape == (128, 128, 3)
+    assert np.abs(frame[70:].astype(int) - photo[70:].astype(int)).mean() < 4
+
+
+@pytest.mark.asyncio
 async def test_end_counts_are_consistent(call):
     """The counts both commands end with add up: sent >= received >= decoded >= rendered, and every
     emitted frame is a rendered or a held one."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from odecam.commands._common import (add_keep_tilt_argument, fps, ode_steps, port, positive_float, stop_on_signals,
-                                     threads)
+from odecam.commands._common import (add_keep_tilt_argument, add_paste_back_argument, fps, ode_steps, port,
+                                     positive_float, stop_on_signals, threads)
 from odecam.commands.serve import TOKEN_ENV
 from odecam.export.options import add_backend_arguments
 
@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-crop", action="store_true",
                    help="take the --source image as it is (default: crop its largest face square)")
     add_keep_tilt_argument(p, "--source photo")
+    add_paste_back_argument(p, "the outputs (the photo at 2x the model's size in height; an avatar the sender sends "
+                               "has no photo around it and stays a square)")
     add_backend_arguments(p)
 
 
@@ -186,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_model(args.checkpoint, args.preset)
         avatar = load_avatars(loaded.model, [args.source] if args.source else [], not args.no_crop,
-                              log=lambda t: print(f"odecam receive: {t}"), level=not args.keep_tilt)[0]
+                              log=lambda t: print(f"odecam receive: {t}"), level=not args.keep_tilt,
+                              paste_back=args.paste_back)[0]
         factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
         described = factory(avatar).backend.describe()  # builds (and caches) the graphs before a sender calls
     except BaseException:
@@ -197,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     receiver = KeypointReceiver(loaded.model, avatar, token, sinks=[outputs], fps=args.fps,
                                 accept_avatar=not args.keep_avatar, loopback=is_loopback_host(args.host),
                                 ice_servers=args.stun, relative=not args.absolute, ode_steps=args.ode_steps,
-                                animator_factory=factory,
+                                animator_factory=factory, paste_back=args.paste_back,
                                 on_event=lambda text: print(f"odecam receive: {text}", flush=True))
 
     async def main() -> None:

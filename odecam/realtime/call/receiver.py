@@ -79,6 +79,8 @@ class KeypointReceiver(RenderLoop):
         limits: HTTP connection caps and timeouts of the signalling endpoint.
         on_event: called on the event loop with one sentence when a sender connects, leaves or is
             replaced (``odecam receive`` prints it).
+        paste_back: emit the avatar in its whole photo (avatars with a
+            :attr:`~odecam.engine.avatar.Avatar.placement`: the receiver's own ``--source``), 2 S rows high.
     """
 
     def __init__(self, model: MotionTransferModel, avatar: Avatar, token: str, sinks: Sequence[Sink] = (),
@@ -86,11 +88,13 @@ class KeypointReceiver(RenderLoop):
                  ice_servers: Sequence[str] = (), relative: bool = True, ode_steps: int | None = None,
                  max_avatar_bytes: int = MAX_AVATAR_BYTES, max_packet_bytes: int = MAX_PACKET_BYTES,
                  animator_factory: Callable[[Avatar], Animator] | None = None,
-                 limits: ConnectionLimits | None = None, on_event: Callable[[str], None] | None = None) -> None:
+                 limits: ConnectionLimits | None = None, on_event: Callable[[str], None] | None = None,
+                 paste_back: bool = False) -> None:
         if not 0 < fps <= 240:
             raise ValueError(f"fps must be in (0, 240], got {fps}")
         self.model = model
         self.avatar = avatar
+        self.paste_back = paste_back
         self._token = token.encode()
         self.sinks = list(sinks)
         self.fps = fps

@@ -5,7 +5,8 @@
 decoded keypoints are rendered by the connection's :class:`~odecam.engine.Animator` (F_C, F_E, F_A,
 F_G from keypoints that arrived over the network instead of F_K's output): a new frame is emitted as
 soon as it is rendered, otherwise the last frame again every ``1/fps`` seconds (held), so the output
-never stalls when packets are lost or a render is slow. Frames are (S, S, 3) uint8 RGB.
+never stalls when packets are lost or a render is slow. Frames are (S, S, 3) uint8 RGB, or with ``paste_back`` the
+avatar's photo around them (2 S rows high).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class FrameInfo:
 
 
 Sink = Callable[[np.ndarray, FrameInfo], None]
-"""Receives each emitted frame, (S, S, 3) uint8 RGB (do not modify it), on the event loop thread."""
+"""Receives each emitted frame, (S, S, 3) uint8 RGB (the photo around it with ``paste_back``; do not modify it), on the
+event loop thread."""
 
 
 @dataclass
@@ -88,7 +90,20 @@ class RenderLoop:
     def _still(self, avatar: Avatar) -> np.ndarray:
         from odecam.realtime.avatar_track import still_image
 
-        return still_image(avatar, self._size)
+        return self._in_photo(avatar, still_image(avatar, self._size))
+
+    def _in_photo(self, avatar: Avatar, frame: np.ndarray) -> np.ndarray:
+        """``frame`` (S, S, 3) RGB, or with ``paste_back`` the avatar's photo with it blended in, 2 S rows high
+        (:mod:`odecam.engine.paste_back`); an avatar without a photo (one the sender sent) stays a square. One
+        compositor is kept, the current avatar's, so a sender swapping avatars cannot pile them up."""
+        if not getattr(self, "paste_back", False) or avatar.placement is None:
+            return frame
+        held = getattr(self, "_paster", None)
+        if held is None or held[0] is not avatar:
+            from odecam.engine.paste_back import PasteBack
+
+            held = self._paster = (avatar, PasteBack.rows(avatar.placement, 2 * self._size, buffers=4))
+        return held[1](frame)
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -103,7 +118,8 @@ class RenderLoop:
         jac = np.array(kp.jacobian) if self.with_jacobian and kp.jacobian is not None else None
         if session.animator.blink_active:
             session.animator.set_blink(session.blink)
-        return session.animator.animate_keypoints(np.array(kp.value), jac)  # writable copies for torch
+        frame = session.animator.animate_keypoints(np.array(kp.value), jac)  # writable copies for torch
+        return self._in_photo(session.animator.avatar, frame)
 
     async def _render_loop(self) -> None:
         loop = asyncio.get_running_loop()
