@@ -537,9 +537,10 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     --frames 400` (`results/cpu_default256_speed_s20.json`, load 0.4): **N=0 10.0 ms p50 (99.5 fps, 4.5x the
     floor), N=1 12.8 ms (78 fps, 5.2x)**; the VM's speed moved 2x within minutes this session (a scratch frame
     graph ran 4.4 then 11.9 ms in back-to-back runs). Targets (150 / 100 fps, 3x the floor): **NOT met**.
-  * Measured, not built: the frame graph's two 64-channel gather warps cost 1.1-1.7 ms of its 4.4-6.4 ms (a scratch
-    export with the warps replaced by products of the same shapes), and `cv2.remap` warps the (64, 64, 64) table in
-    0.19 ms: splitting the graph at the warps could save about 1 ms a frame, less two more session runs (EVALUATION.md).
+  * Prototyped, not built: the N=0 frame graph split at its two 64-channel feature warps (three sessions, `cv2.remap`
+    between them) ran 1.09-1.11x faster than the one graph (interleaved), but `remap` interpolates a many-channel
+    image with fixed-point weights (the head's phases off by 0.017); exact in 3-4-channel chunks, which cost more
+    than the split saves (EVALUATION.md).
 """
 
 
