@@ -113,6 +113,9 @@ def test_every_numeric_flag_is_range_checked():
     (["live", "--pan-x", "nan"], "finite"),
     (["live", "--rest-fade", "-1"], "argument --rest-fade: -1 is out of range; use a number at least 0 and at most 60"),
     (["live", "--rest-fade", "61"], "argument --rest-fade: 61 is out of range"),
+    (["live", "--background", "mauve"], "argument --background: 'mauve' is not a colour; use black, blue, gray, "
+                                        "green, grey, white or #RRGGBB"),
+    (["live", "--background", "#12345"], "argument --background: '#12345' is not a colour"),
     (["send", "--to", "x", "--rest-fade", "nan"], "argument --rest-fade"),
     (["serve", "--port", "70000"], "not a port number"),
     (["serve", "--ode-steps", "0"], "from 1 to 64"),

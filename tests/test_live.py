@@ -565,3 +565,14 @@ def test_paste_back_puts_the_avatar_into_its_photo_on_the_canvas(fake_vcam, tiny
                            on_frame=lambda lf: seen.append(("square", lf.avatar.copy(), dict(lf.stages))))
     session2.run()
     assert seen[-1][1].shape == (64, 64, 3) and "paste" not in seen[-1][2]
+
+
+def test_cli_background_colour_fills_the_canvas_around_the_avatar(tmp_path) -> None:
+    """``--background green``: the letterbox around the square avatar is the chroma-key green (through H.264)."""
+    out = tmp_path / "green.mp4"
+    p = _cli(["--video", carphone_path(), "--record", str(out), "--max-frames", "5", "--preset", "tiny",
+              "--backend", "torch", "--canvas", "320x180", "--background", "green"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    frame = _read_video(out)[-1]  # BGR
+    assert np.abs(frame[:, :60].reshape(-1, 3).mean(0) - np.array([64, 177, 0])).max() < 6
+    assert np.abs(frame[:, 130:190].astype(int) - np.array([64, 177, 0])).mean() > 40  # the avatar in the middle

@@ -42,6 +42,24 @@ class _RefAction(argparse.Action):
         setattr(namespace, self.dest, avatars)
 
 
+#: ``--background`` names (RGB): green and blue are the chroma-key colours video tools key out
+BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128), "gray": (128, 128, 128),
+               "green": (0, 177, 64), "blue": (0, 71, 187)}
+
+
+def _background(text: str) -> tuple[int, int, int]:
+    """``--background`` NAME or #RRGGBB -> the colour as BGR (what the canvas is drawn in)."""
+    t = text.strip().lower()
+    if t in BACKGROUNDS:
+        r, g, b = BACKGROUNDS[t]
+        return (b, g, r)
+    hexa = t[1:] if t.startswith("#") else t
+    if len(hexa) == 6 and all(c in "0123456789abcdef" for c in hexa):
+        r, g, b = (int(hexa[i:i + 2], 16) for i in (0, 2, 4))
+        return (b, g, r)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a colour; use {', '.join(sorted(BACKGROUNDS))} or #RRGGBB")
+
+
 def _canvas(text: str) -> tuple[int, int] | None:
     if text.strip().lower() == "camera":
         return None
@@ -119,6 +137,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_paste_back_argument(g, "the canvas (virtual camera, recording, preview)")
     g.add_argument("--canvas", type=_canvas, default=(1280, 720), metavar="WxH|camera",
                    help="virtual camera / recording size (default: 1280x720; 'camera': the webcam's size)")
+    g.add_argument("--background", type=_background, default=(0, 0, 0), metavar="COLOUR",
+                   help="the canvas around the avatar: black (default), white, grey, green or blue (chroma-key "
+                        "colours, for keying the avatar out in OBS), or #RRGGBB")
     g.add_argument("--fps", type=fps, default=30.0, help="virtual camera and recording rate (default: 30)")
     g.add_argument("--max-frames", type=positive_int, default=None, help="stop after N avatar frames")
     g.add_argument("--stats", action="store_true",
@@ -183,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         fps=args.fps,
         canvas=args.canvas,
+        background=args.background,
         virtual_camera=args.virtual_camera or not outputs,
         vcam_backend=args.vcam_backend,
         vcam_device=args.vcam_device,
