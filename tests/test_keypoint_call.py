@@ -287,10 +287,31 @@ class LossyLink:
         return out
 
 
+class LoopLag:
+    """The event loop's own longest stall while it runs (ms): senders and receiver share this process's loop, and a
+    WebRTC handshake or the machine itself can block it now and then; the receiver may stall that long, no longer."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            self.ms = max(self.ms, (loop.time() - t - 0.01) * 1000.0)
+
+    def stop(self) -> float:
+        self._task.cancel()
+        return self.ms
+
+
 @pytest.mark.asyncio
 async def test_call_survives_loss_reordering_and_duplicates(call):
     rx = call.receiver
     link = LossyLink()
+    lag = LoopLag()
     # no periodic key frames: after the first one is lost, only a key-frame request can restart the call
     sender, stop, task = call.sender(packet_filter=link, keyframe_interval=100_000)
     await call.until(lambda: rx.stats.rendered >= 3, what="the first rendered frames")
@@ -313,8 +334,9 @@ async def test_call_survives_loss_reordering_and_duplicates(call):
     assert rx.stats.dropped["duplicate"] >= 1 and rx.stats.dropped["stale"] >= 1
     assert rx.stats.rendered - rendered0 >= 30  # it kept rendering (about 96 frames arrive in 4 s)
     assert held >= 10  # and held the last frame where packets were missing
-    assert gap < STALL_MS, f"the output stalled for {gap:.0f} ms"
-    assert rx.stats.max_interval_ms < STALL_MS
+    stalled = lag.stop()
+    assert gap < STALL_MS + stalled, f"the output stalled for {gap:.0f} ms (the event loop itself {stalled:.0f} ms)"
+    assert rx.stats.max_interval_ms < STALL_MS + stalled
     assert n >= 4.0 * 30 * 0.8  # about 30 frames a second came out, new or held
     assert rx.stats.render_errors == 0 and rx.stats.sink_errors == 0
     assert all(call.frames.live[-10:])
@@ -328,6 +350,7 @@ async def test_call_survives_loss_reordering_and_duplicates(call):
 async def test_bad_payloads_are_refused_and_the_call_goes_on(call, portrait, caplog):
     caplog.set_level(logging.WARNING, logger="odecam.realtime.call")
     rx = call.receiver
+    lag = LoopLag()
     sender, stop, task = call.sender()
     await call.until(lambda: rx.stats.rendered >= 5, what="rendering")
 
@@ -362,7 +385,8 @@ async def test_bad_payloads_are_refused_and_the_call_goes_on(call, portrait, cap
     await call.until(lambda: rx.stats.rendered >= rendered + 15, what="rendering after the bad payloads")
     assert rx.session.animator.avatar.name == "negative"
     assert rx.session.pc.connectionState == "connected" and rx.stats.render_errors == 0
-    assert rx.stats.max_interval_ms < STALL_MS
+    stalled = lag.stop()
+    assert rx.stats.max_interval_ms < STALL_MS + stalled, (rx.stats.max_interval_ms, stalled)
 
 
 @pytest.mark.asyncio
@@ -370,16 +394,7 @@ async def test_a_new_sender_replaces_the_old_one(call):
     rx = call.receiver
     # both senders share this process's event loop with the receiver: a new one's WebRTC handshake (key
     # generation, DTLS) blocks the loop now and then; the receiver's output may stall that long, no longer
-    loop = asyncio.get_running_loop()
-    lag = [0.0]
-
-    async def watch_loop() -> None:
-        while True:
-            t = loop.time()
-            await asyncio.sleep(0.01)
-            lag[0] = max(lag[0], (loop.time() - t - 0.01) * 1000.0)
-
-    watcher = asyncio.ensure_future(watch_loop())
+    lag = LoopLag()
     first, _, first_task = call.sender()
     await call.until(lambda: rx.stats.rendered >= 10, what="the first sender")
     old = rx.session
@@ -393,8 +408,8 @@ async def test_a_new_sender_replaces_the_old_one(call):
     assert old.closed and rx.stats.sessions == 2 and rx.stats.replaced == 1
     assert rx.decoder.stats.keyframes >= 2  # the second sender started with a key frame
     assert rx.session.animator is not old.animator  # the new sender gets its own neutral pose
-    watcher.cancel()
-    assert rx.stats.max_interval_ms < STALL_MS + lag[0], (rx.stats.max_interval_ms, lag[0])
+    stalled = lag.stop()
+    assert rx.stats.max_interval_ms < STALL_MS + stalled, (rx.stats.max_interval_ms, stalled)
     # what odecam receive prints: connected, replaced, then the second sender leaves after its 45 frames
     await call.until(lambda: any("left" in e for e in call.events), what="the second sender to leave")
     assert [e.split(" (")[0] for e in call.events] == ["a sender connected", "a new sender", "a sender connected",

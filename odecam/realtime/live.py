@@ -50,8 +50,8 @@ import torch
 from odecam.engine.animator import Animator
 from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
-from odecam.engine.timing import StageTimes
 from odecam.engine.paste_back import PasteBack
+from odecam.engine.timing import StageTimes
 from odecam.engine.video import video_fps
 from odecam.realtime.capture import CaptureConfig, CapturedFrame, CaptureError, LatestFrameCapture, Opener
 from odecam.realtime.framing import FaceFramer, FramingConfig
