@@ -13,6 +13,9 @@ as the median / mean / max over them:
 * ``covered``: the share of the opening painted (the upper teeth stay, so about half is a full cavity).
 
 ``--sheet`` writes mouth | teeth found (green) | painted, three times enlarged, for every portrait with teeth.
+``--cuts`` also scores the built-in astronaut cut at 32 other squares around her face (sides 150-230 px, centred
+and shifted by 6 px), where F_K's mouth keypoints move by a few pixels with the cut: how much the placement depends
+on the framing (result key ``cuts``; a cut where no teeth are found is not scored).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--checkpoint", help="model weights (default: the installed default)")
     ap.add_argument("--json", type=Path, help="write the scores here")
     ap.add_argument("--sheet", type=Path, help="write mouth | teeth found | painted for each portrait here")
+    ap.add_argument("--cuts", action="store_true", help="also score the astronaut cut at 32 squares of 150-230 px")
     args = ap.parse_args(argv)
 
     model = load_model(args.checkpoint).model.eval()
@@ -88,6 +92,17 @@ def main(argv: list[str] | None = None) -> dict:
     paths = sorted(p for p in args.stills.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if args.stills else []
     paths.append(default_avatar_path())
     rows, tiles = [], []
+
+    def score(image: np.ndarray) -> tuple[dict | None, np.ndarray | None]:
+        """(S, S, 3) RGB -> (score_portrait's dict or None, F_K's four mouth points in pixels)."""
+        landmarks = landmarks68(image)
+        if landmarks is None:
+            return None, None
+        with torch.no_grad():
+            kp = model.kp_detector(to_tensor(image, size))["value"][0].numpy()
+        points = (kp[list(indices)] + 1.0) * 0.5 * (size - 1)
+        return score_portrait(image, points, landmarks[60:68]), points
+
     for path in tqdm(paths, desc="portraits", disable=len(paths) < 5):
         with contextlib.redirect_stdout(io.StringIO()):
             try:
@@ -97,13 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         image = image[0] if isinstance(image, tuple) else image
         if image.shape[:2] != (size, size):
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        landmarks = landmarks68(image)
-        if landmarks is None:
-            continue
-        with torch.no_grad():
-            kp = model.kp_detector(to_tensor(image, size))["value"][0].numpy()
-        points = (kp[list(indices)] + 1.0) * 0.5 * (size - 1)
-        scored = score_portrait(image, points, landmarks[60:68])
+        scored, points = score(image)
         if scored is None:
             continue
         painted = scored.pop("_painted")
@@ -116,11 +125,28 @@ def main(argv: list[str] | None = None) -> dict:
             tiles.append(np.hstack([cv2.resize(a[y0:y0 + 56, x0:x0 + 90], None, fx=3, fy=3,
                                                interpolation=cv2.INTER_NEAREST) for a in (image, found, painted)]))
     result = {"summary": summary(rows), "portraits": rows}
-    s = result["summary"]
-    print(f"{s['portraits']} portraits with teeth painted")
-    for key in ("outside", "covered"):
-        if s[key]["median"] is not None:
-            print(f"  {key:8} median {s[key]['median']:.3f}  mean {s[key]['mean']:.3f}  max {s[key]['max']:.3f}")
+    if args.cuts:
+        from odecam.assets import AVATAR_CROP
+        from odecam.engine.images import load_image, to_image
+
+        photo, cuts = load_image(default_avatar_path()), []
+        cx, cy = AVATAR_CROP.cx + 0.5, AVATAR_CROP.cy + 0.5
+        for side in (150, 160, 167, 175, 183, 190, 200, 230):
+            for dx, dy in ((0, 0), (0, 6), (6, 0), (0, -6)):
+                x0, y0 = max(0, int(cx - side / 2 + dx)), max(0, int(cy - side / 2 + dy))
+                scored, _ = score(to_image(to_tensor(photo[y0:y0 + side, x0:x0 + side], size)))
+                if scored is not None:
+                    scored.pop("_painted")
+                    cuts.append({"portrait": f"astronaut cut {side} px at ({x0}, {y0})", **scored})
+        result["cuts"] = {"summary": summary(cuts), "portraits": cuts}
+    for label, part in (("portraits", result), ("cuts of the astronaut", result.get("cuts"))):
+        if part is None:
+            continue
+        s = part["summary"]
+        print(f"{s['portraits']} {label} with teeth painted")
+        for key in ("outside", "covered"):
+            if s[key]["median"] is not None:
+                print(f"  {key:8} median {s[key]['median']:.3f}  mean {s[key]['mean']:.3f}  max {s[key]['max']:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
