@@ -132,3 +132,23 @@ def test_demo_writes_the_avatar_in_its_photo(tmp_path, capsys):
     assert frame.shape == (128, 256, 3)
     below = np.abs(frame[100:, 128:].astype(int) - photo[100:].astype(int)).mean()  # below the face: the photo
     assert below < 8 < np.abs(frame[100:, 128:].astype(int) - photo[100:, ::-1].astype(int)).mean()
+
+
+def test_avatar_pasters_keep_one_compositor_per_avatar_and_at_most_keep_of_them():
+    import types
+
+    from odecam.engine.paste_back import AvatarPasters
+
+    photo = np.full((120, 160, 3), 50, np.uint8)
+    made = []
+    pasters = AvatarPasters(lambda p: made.append(p) or PasteBack(p), keep=2)
+    a, b, c = (types.SimpleNamespace(placement=Placement.of_square(photo, 40, 20, 80, 64)) for _ in range(3))
+    frame = np.zeros((64, 64, 3), np.uint8)
+    assert pasters(a, frame).shape == (120, 160, 3) and pasters(a, frame).shape == (120, 160, 3)
+    assert len(made) == 1  # made once for a
+    pasters(b, frame)
+    pasters(c, frame)  # a, the least recently used, is dropped
+    pasters(a, frame)
+    assert len(made) == 4
+    square = types.SimpleNamespace(placement=None)
+    assert pasters(square, frame) is frame and pasters.get(square) is None

@@ -18,12 +18,14 @@ Geometry: a pixel (u, v) of the model's S x S square (pixel centres, as ``cv2.re
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-__all__ = ["Placement", "PasteBack", "DEFAULT_FEATHER"]
+__all__ = ["Placement", "PasteBack", "AvatarPasters", "DEFAULT_FEATHER"]
 
 #: the mask's edge fades from 1 to 0 over this share of the square's side (at each of its four edges)
 DEFAULT_FEATHER = 0.12
@@ -164,3 +166,32 @@ class PasteBack:
                            borderMode=cv2.BORDER_REPLICATE)
             cv2.blendLinear(self._warped, self._under, self._alpha, self._beta, dst=out[y0:y1, x0:x1])
         return out
+
+
+class AvatarPasters:
+    """The :class:`PasteBack` of each avatar a session shows, made on the avatar's first frame: ``__call__(avatar,
+    frame)`` -> the frame in the avatar's photo, or the frame itself for an avatar without a
+    :attr:`~odecam.engine.avatar.Avatar.placement`. ``make(placement) -> PasteBack`` builds one. The last
+    ``keep`` avatars' compositors are kept (switching back costs nothing), so a peer that sends avatar after avatar
+    cannot pile them up."""
+
+    def __init__(self, make: Callable[[Placement], PasteBack], keep: int = 9) -> None:
+        self.make = make
+        self.keep = max(1, int(keep))
+        self._held: OrderedDict[int, tuple[Any, PasteBack]] = OrderedDict()  # id -> (avatar, its compositor)
+
+    def get(self, avatar: Any) -> PasteBack | None:
+        """The avatar's compositor (made now if it has none), or None without a placement."""
+        if avatar.placement is None:
+            return None
+        held = self._held.get(id(avatar))
+        if held is None or held[0] is not avatar:  # the avatar itself is held, so its id cannot be reused
+            held = self._held[id(avatar)] = (avatar, self.make(avatar.placement))
+            while len(self._held) > self.keep:
+                self._held.popitem(last=False)
+        self._held.move_to_end(id(avatar))
+        return held[1]
+
+    def __call__(self, avatar: Any, frame: np.ndarray) -> np.ndarray:
+        paste = self.get(avatar)
+        return frame if paste is None else paste(frame)

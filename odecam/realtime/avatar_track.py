@@ -38,7 +38,7 @@ from av import VideoFrame
 from odecam.engine.animator import Animator
 from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
-from odecam.engine.paste_back import PasteBack
+from odecam.engine.paste_back import AvatarPasters, PasteBack
 from odecam.errors import OdecamError
 from odecam.realtime.framing import FaceFramer, FramingConfig
 from odecam.realtime.presence import Presence
@@ -88,8 +88,8 @@ class AnimatedTrack(MediaStreamTrack):
                  framing: FramingConfig | None = None, paste_back: bool = False) -> None:
         super().__init__()
         self.animator = animator
-        self.paste_back = paste_back
-        self._pasters: dict[int, PasteBack] = {}  # per avatar (id), with paste_back
+        self._pasters = AvatarPasters(lambda placement: PasteBack.rows(placement, 2 * self.size, buffers=3)) \
+            if paste_back else None  # each avatar in its photo, 2 S rows high
         self.framer = None if framing is None else FaceFramer(framing)
         self.presence = Presence()  # with framing: nobody in view, the avatar rests (odecam.realtime.presence)
         self._rest: tuple[Avatar, np.ndarray] | None = None  # the avatar at rest, RGB
@@ -230,12 +230,7 @@ class AnimatedTrack(MediaStreamTrack):
     def _in_photo(self, avatar: Avatar, out: np.ndarray) -> np.ndarray:
         """``out`` (S, S, 3) RGB, or with ``paste_back`` the avatar's photo with it blended in (a few buffers used in
         turn: the frame sent last is not overwritten before the next is ready)."""
-        if not self.paste_back or avatar.placement is None:
-            return out
-        paste = self._pasters.get(id(avatar))
-        if paste is None:
-            paste = self._pasters[id(avatar)] = PasteBack.rows(avatar.placement, 2 * self.size, buffers=3)
-        return paste(out)
+        return out if self._pasters is None else self._pasters(avatar, out)
 
     def _count(self, out: np.ndarray) -> np.ndarray:
         """Count an animated frame (and whether it differs from the last one); returns it (in its photo with

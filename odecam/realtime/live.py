@@ -50,7 +50,7 @@ import torch
 from odecam.engine.animator import Animator
 from odecam.engine.avatar import Avatar
 from odecam.engine.images import to_image, to_tensor
-from odecam.engine.paste_back import PasteBack
+from odecam.engine.paste_back import AvatarPasters, PasteBack
 from odecam.engine.timing import StageTimes
 from odecam.engine.video import video_fps
 from odecam.realtime.capture import CaptureConfig, CapturedFrame, CaptureError, LatestFrameCapture, Opener
@@ -184,7 +184,10 @@ class LiveSession(LiveWindow, LiveReport):
         self.presence = Presence(config.rest_fade)  # nobody in view: the avatar rests
         self._rest_avatar: np.ndarray | None = None  # the avatar at rest, BGR (the same array for each rest frame)
         self._rest_of: Avatar | None = None
-        self._pasters: dict[int, PasteBack] = {}  # per avatar (id): its square pasted back into its photo
+        # per avatar: its square pasted back into its photo on the canvas (resolved when the session starts); four
+        # canvases in turn: the virtual camera's pending frame and the one it is copying stay untouched
+        self._pasters = AvatarPasters(lambda placement: PasteBack(
+            placement, self.canvas, background=self.config.background, order="bgr", buffers=4))
         self._resting = False  # said "nobody in view" (once per absence)
         self.framer = FaceFramer(FramingConfig(output_size=self.size, follow_face=config.follow_face,
                                                zoom=config.zoom, pan_x=config.pan_x, pan_y=config.pan_y,
@@ -554,16 +557,7 @@ class LiveSession(LiveWindow, LiveReport):
     def _paste_back(self) -> PasteBack | None:
         """The current avatar's :class:`PasteBack` onto the canvas (made on its first frame), or None when
         ``paste_back`` is off or the avatar has no placement in a photo."""
-        avatar = self.animator.avatar
-        if not self.config.paste_back or avatar.placement is None:
-            return None
-        paste = self._pasters.get(id(avatar))
-        if paste is None:
-            # four canvases in turn: the virtual camera's pending frame and the one it is copying stay untouched
-            paste = PasteBack(avatar.placement, self.canvas, background=self.config.background, order="bgr",
-                              buffers=4)
-            self._pasters[id(avatar)] = paste
-        return paste
+        return self._pasters.get(self.animator.avatar) if self.config.paste_back else None
 
     @staticmethod
     def _stage(stages: dict[str, float], name: str, t0: float) -> float:

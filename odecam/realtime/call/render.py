@@ -94,16 +94,15 @@ class RenderLoop:
 
     def _in_photo(self, avatar: Avatar, frame: np.ndarray) -> np.ndarray:
         """``frame`` (S, S, 3) RGB, or with ``paste_back`` the avatar's photo with it blended in, 2 S rows high
-        (:mod:`odecam.engine.paste_back`); an avatar without a photo (one the sender sent) stays a square. One
-        compositor is kept, the current avatar's, so a sender swapping avatars cannot pile them up."""
-        if not getattr(self, "paste_back", False) or avatar.placement is None:
+        (:mod:`odecam.engine.paste_back`); an avatar without a photo (one the sender sent) stays a square. Only the
+        current avatar's compositor is kept, so a sender swapping avatars cannot pile them up."""
+        if not self.paste_back:
             return frame
-        held = getattr(self, "_paster", None)
-        if held is None or held[0] is not avatar:
-            from odecam.engine.paste_back import PasteBack
+        if getattr(self, "_pasters", None) is None:
+            from odecam.engine.paste_back import AvatarPasters, PasteBack
 
-            held = self._paster = (avatar, PasteBack.rows(avatar.placement, 2 * self._size, buffers=4))
-        return held[1](frame)
+            self._pasters = AvatarPasters(lambda p: PasteBack.rows(p, 2 * self._size, buffers=4), keep=1)
+        return self._pasters(avatar, frame)
 
     def _poke(self) -> None:
         if self._wake is not None:
