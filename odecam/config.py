@@ -111,6 +111,12 @@ class GeneratorConfig:
     #: (2 ceil(3 sigma) + 1 taps, reflected at the border); 0 = off. A pixel-shuffle head gives M in 2 x 2 (and
     #: its features' 4 x 4) blocks, which show where M drops at an open mouth; the blur leaves an M of 1 as it is
     mask_blur: float = 0.0
+    #: odecam addition: the image skip's view images reach this share of the image side beyond each edge of the
+    #: square (P = round(skip_margin * image_size) pixels), so a field that reads past the edge (a nod, a turn)
+    #: finds picture, not black: the view reflected at its edge, or, for an avatar made from a photo, the photo's
+    #: own surroundings (:class:`odecam.engine.avatar.Avatar`); beyond the margin the image is reflected. 0 = the
+    #: square alone with a zero border (as the models were trained)
+    skip_margin: float = 0.0
 
 
 @dataclass
@@ -232,7 +238,8 @@ RULES: dict[str, dict[str, tuple]] = {
     "generator": {"block_expansion": ("int", 1, 128), "max_features": ("int", 1, 512),
                   "num_down_blocks": ("int", 0, 5), "num_bottleneck_blocks": ("int", 0, 12), "depthwise": _BOOL,
                   "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL,
-                  "pixel_shuffle": ("int", 1, 4), "mask_blur": ("float", 0.0, 4.0)},
+                  "pixel_shuffle": ("int", 1, 4), "mask_blur": ("float", 0.0, 4.0),
+                  "skip_margin": ("float", 0.0, 0.5)},
 }
 #: the ODE step counts a config or ``--ode-steps`` may ask for
 MAX_ODE_STEPS = RULES["evolution"]["steps"][2]

@@ -150,7 +150,7 @@ def main() -> None:
         frames = [to_image(video.frames[i:i + 1]) for i in range(len(video.frames))]
         outs = []
         for model, gain, keep, blink, cavity in zip(models, gains, tilts, blinks, cavities):
-            avatar = Avatar(model, to_image(photos[keep].tensor))
+            avatar = Avatar(model, to_image(photos[keep].tensor), placement=photos[keep].placement)
             animator = Animator(model, avatar, backend="torch", lip_gain=gain, blink=None if blink == "on" else False,
                                 mouth_cavity=None if cavity == "on" else False)
             # the first frame is the neutral pose; F_K sees the face levelled where live levels it

@@ -1,11 +1,13 @@
 """Install a trained run as the package's default model: odecam/assets/default.safetensors (+ .json).
 
 Usage: python scripts/ship_default.py runs/lite-default/last.safetensors ["what it was trained on"]
-                                      [--image-size 256] [--steps-note "4450 steps of ... at 128 px"]
+                                      [--image-size 256] [--set generator.skip_margin=0.125 ...]
 
 ``--image-size`` runs the weights at another size: F_K's and F_C's input scale factors are divided by the
 size ratio, so the keypoint and motion maps keep the sizes they were trained at (a lite model trained at
 128 px runs at 256 px with F_K at 64x64 and F_C / F_E at 32x32; the decoder then sees 256 px images).
+``--set KEY=VALUE`` changes a config field that adds no weights (an inference-time switch such as
+``generator.mask_blur`` or ``generator.skip_margin``); the weights must still load into the new config.
 """
 
 import argparse
@@ -22,6 +24,8 @@ parser.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="where to write 
 parser.add_argument("--landmark-roles", action="store_true",
                     help="record that the keypoints are tied to landmarks (loss.landmarks) for a checkpoint "
                          "written before odecam train recorded it (enables the engine's lip retargeting)")
+parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config field to change, e.g. generator.skip_margin=0.125 (repeatable)")
 args = parser.parse_args()
 
 _, _, meta = read_checkpoint(args.checkpoint)
@@ -35,6 +39,19 @@ if args.image_size and args.image_size != model.cfg.image_size:
     resized.load_state_dict(model.state_dict())
     resized.keypoint_roles = model.keypoint_roles
     model = resized
+if args.set:
+    import json
+
+    changes = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r} needs the form KEY=VALUE")
+        changes[key.strip()] = json.loads(value)
+    changed = MotionTransferModel(model.cfg.replace(**changes))
+    changed.load_state_dict(model.state_dict())  # strict: a change that needs other weights is refused
+    changed.keypoint_roles = model.keypoint_roles
+    model = changed
 if args.landmark_roles:
     from odecam.training.landmark_loss import LANDMARK_GROUPS
 

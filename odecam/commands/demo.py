@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
     size = model.cfg.image_size
     crop = not args.no_crop
     say = lambda text: print(f"odecam demo: {text}")  # noqa: E731
-    source, placement = avatar_photo(args.source, size if args.paste_back else None, crop, log=say,
-                                     level=not args.keep_tilt)
+    source, placement = avatar_photo(args.source, size, crop, log=say, level=not args.keep_tilt)
     refs = [load_portrait(r, f"reference image {i + 1}", crop, log=say, level=not args.keep_tilt)
             for i, r in enumerate(args.ref)]
     avatar = Avatar(model, source, refs, name=Path(args.source).stem if args.source else "astronaut",
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     n = 0
     t0 = time.perf_counter()
     paste, height = None, size
-    if placement is not None:  # the right half: the photo, 2 S rows high, with the square blended back in
+    if args.paste_back and placement is not None:  # the right half: the photo, 2 S rows high, with the square blended back in
         import cv2
 
         from odecam.engine.paste_back import PasteBack

@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint)
     model = loaded.model
     size = model.cfg.image_size
-    source = None
+    source = placement = None
     if args.source:
         from odecam.evaluation.animation import load_framed_videos, load_source_photo
 
         photo = load_source_photo(args.source, size, crop=not args.no_crop, level=not args.keep_tilt)
         print(f"odecam eval: {photo.description}")
-        source = photo.tensor
+        source, placement = photo.tensor, photo.placement
         videos = load_framed_videos(args.data, size, args.max_frames, level=args.level)
     else:
         videos = load_videos(args.data, size, args.max_frames, min_frames=args.refs + 2)
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     _, lip_gain = lip_retargeting(model, args.lip_gain)  # a gain the model cannot use is refused here
     method = model_method(model, backend, precision, lip_gain=args.lip_gain, blink=args.blink,
-                          mouth_cavity=args.mouth_cavity)
+                          mouth_cavity=args.mouth_cavity, placement=placement)
     main = evaluate(method, videos, args.protocol, args.refs,
                     save_frames=Path(args.save_frames) if args.save_frames else None, desc="model", **kw)
     rows[f"odecam {model.cfg.name} (N={args.refs})"] = main
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         if other.cfg.image_size != size:
             raise OdecamError(f"--compare {name}: its image size {other.cfg.image_size} differs from {size}.")
         method = model_method(other, backend, precision, lip_gain=args.lip_gain, blink=args.blink,
-                          mouth_cavity=args.mouth_cavity)
+                              mouth_cavity=args.mouth_cavity, placement=placement)
         rows[name] = evaluate(method, videos, args.protocol, args.refs,
                               desc=name, **kw)
     if not args.no_baseline:

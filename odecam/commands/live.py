@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     crop = not args.no_crop
     say = lambda text: print(f"odecam live: {text}")  # noqa: E731
     for source, refs in entries:
-        image, placement = avatar_photo(source, model.cfg.image_size if args.paste_back else None, crop, log=say,
+        image, placement = avatar_photo(source, model.cfg.image_size, crop, log=say,
                                          level=not args.keep_tilt)
         name = "astronaut" if source is None else Path(source).stem
         ref_images = [load_portrait(r, "reference image", crop, log=say, level=not args.keep_tilt) for r in refs]

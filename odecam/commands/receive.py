@@ -188,8 +188,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_model(args.checkpoint, args.preset)
         avatar = load_avatars(loaded.model, [args.source] if args.source else [], not args.no_crop,
-                              log=lambda t: print(f"odecam receive: {t}"), level=not args.keep_tilt,
-                              paste_back=args.paste_back)[0]
+                              log=lambda t: print(f"odecam receive: {t}"), level=not args.keep_tilt)[0]
         factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
         described = factory(avatar).backend.describe()  # builds (and caches) the graphs before a sender calls
     except BaseException:

@@ -96,16 +96,15 @@ def animator_factory(model, backend: str, precision: str = "fp32", relative: boo
     return make
 
 
-def load_avatars(model, sources: list[str], crop: bool = True, log=None, level: bool = True,
-                 paste_back: bool = False):
+def load_avatars(model, sources: list[str], crop: bool = True, log=None, level: bool = True):
     """The avatars for ``--source`` images (default: the built-in astronaut); names are unique. Each
     photo's largest face is cropped square (``crop``; see :mod:`odecam.engine.portrait`), turned upright
-    first when tilted (``level``), and ``log`` gets one line saying so. ``paste_back``: each avatar keeps where
-    its square lies in its photo (:attr:`odecam.engine.avatar.Avatar.placement`)."""
+    first when tilted (``level``), and ``log`` gets one line saying so. Each avatar keeps where its square lies in
+    its photo (:attr:`odecam.engine.avatar.Avatar.placement`: the image skip's surroundings, and ``--paste-back``)."""
     from odecam.engine import Avatar
     from odecam.engine.portrait import avatar_photo
 
-    size = model.cfg.image_size if paste_back else None
+    size = model.cfg.image_size
     if not sources:
         image, placement = avatar_photo(None, size)
         return [Avatar(model, image, name="astronaut", placement=placement)]
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     plan = apply_thread_policy(backend)
     loaded = load_model(args.checkpoint, args.preset)
     avatars = load_avatars(loaded.model, args.source, not args.no_crop, log=lambda t: print(f"odecam serve: {t}"),
-                           level=not args.keep_tilt, paste_back=args.paste_back)
+                           level=not args.keep_tilt)
     loopback = is_loopback_host(args.host)
     factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)
     described = factory(avatars[0]).backend.describe()  # builds (and caches) the graphs before any peer

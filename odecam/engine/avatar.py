@@ -32,7 +32,9 @@ class Avatar:
 
     Attributes: ``views`` (1, V, 3, S, S); ``state`` (see ``MotionTransferModel.prepare_views``);
     ``kp_source`` (1, K, 2); ``jac_source`` (1, K, 2, 2) or None; ``num_views`` V; ``placement``: where the
-    source square came from in the user's photo (:class:`odecam.engine.paste_back.Placement`), or None.
+    source square came from in the user's photo (:class:`odecam.engine.paste_back.Placement`), or None. With a
+    placement the image skip's margin (``generator.skip_margin``) around the source view is the photo's own
+    surroundings (what a nod or a turn brings into the square), else the view reflected at its edge.
     """
 
     def __init__(self, model: MotionTransferModel, source: ImageLike, refs: Sequence[ImageLike] = (),
@@ -51,6 +53,11 @@ class Avatar:
         self.num_views = len(images)
         with torch.no_grad():
             self.state = model.prepare_views(self.views)
+        margin = model.generator.skip_margin
+        if placement is not None and margin > 0 and "image" in self.state:
+            # the image skip's margin of the source view: the photo's own surroundings, not the square reflected
+            around = to_tensor(placement.surround(margin), size + 2 * margin).to(self.views)
+            self.state["image"][0] = model.generator.skip_images(self.views[0, :1], like=around)[0]
         self.kp_source = self.state["kp"][:1]
         self.jac_source = self.state["jacobian"][:1] if "jacobian" in self.state else None
 

@@ -300,6 +300,6 @@ def repainted_state(model, state: dict[str, torch.Tensor], views: torch.Tensor) 
     out = dict(state)
     out["features"] = model.generator.encode(views)
     out["image_small"] = model.generator.dense_motion_network.prepare_view(views, state["kp"])["image_small"]
-    if "image" in state:
-        out["image"] = views
+    if "image" in state:  # the skip's margin stays the photo's (Generator.skip_images)
+        out["image"] = model.generator.skip_images(views, like=state["image"])
     return out

@@ -7,7 +7,8 @@ weights C~_j and blended through the mask M::
     out = M * sum_j C~_j (T_j o image_j) + (1 - M) * decoded
 
 :func:`odecam.export.graphs.finish_tail` computes the same in torch (``grid_sample``). Here the view images
-are kept channels-last (S, S, 3) and warped by ``cv2.remap`` (bilinear, zero border): one read of a pixel
+are kept channels-last (S + 2P, S + 2P, 3) and warped by ``cv2.remap`` (bilinear; beyond the skip's margin P a
+zero border when P = 0, else reflected: ``BORDER_REFLECT_101``, as ``grid_sample``'s reflection): one read of a pixel
 serves its three channels, where ``grid_sample`` walks three planes, and ``remap`` on float maps interpolates in
 float (the same values to 1e-7). The field is upsampled to pixel coordinates by two small matrix products
 (bilinear with ``align_corners=True`` is separable). Measured inside the per-frame path (after an
@@ -33,7 +34,8 @@ def interpolation_matrix(n_out: int, n_in: int, align_corners: bool) -> torch.Te
 
 
 class ImageSkipTail:
-    """The tail for one avatar: view images (V, 3, S, S) in [0, 1] and the field's size (h_m, w_m).
+    """The tail for one avatar: view images (V, 3, S + 2P, S + 2P) in [0, 1] (the avatar state's 'image', with the
+    skip's margin P; ``size`` = S, default the images' side) and the field's size (h_m, w_m).
 
     ``__call__(decoded (1, S, S, 3), mask (1, S, S, 1), displacement (V, 2, h_m, w_m), weights (1, V, 1, h, w))``,
     decoded and mask channels-last as ``FrameGraph(nhwc_tail=True)`` returns them -> the frame as a (1, 3, S, S)
@@ -42,23 +44,31 @@ class ImageSkipTail:
     ``mask_blur``: ``generator.mask_blur``, applied by :meth:`from_phases` (the phase layout leaves M unblurred;
     ``__call__``'s M comes blurred from ``Generator.decode_parts``)."""
 
-    def __init__(self, view_images: torch.Tensor, field_size: tuple[int, int], mask_blur: float = 0.0) -> None:
-        v, c, h, w = view_images.shape
+    def __init__(self, view_images: torch.Tensor, field_size: tuple[int, int], mask_blur: float = 0.0,
+                 size: int | None = None) -> None:
+        v, c, hi, wi = view_images.shape
         if c != 3:
             raise ValueError(f"view images must be (V, 3, H, W), got {tuple(view_images.shape)}")
+        h = w = hi if size is None else int(size)
+        if hi != wi or hi < h or (hi - h) % 2:
+            raise ValueError(f"view images must be (V, 3, S + 2P, S + 2P) for S = {h}, got {tuple(view_images.shape)}")
+        #: P, the skip's margin (``generator.skip_margin``): a field reading past the square's edge reads the margin,
+        #: and the image is reflected beyond it; without one the border is zero, as the models were trained
+        self.margin = (hi - h) // 2
+        self._border = cv2.BORDER_REFLECT_101 if self.margin else cv2.BORDER_CONSTANT
         self.views, self.size = v, (h, w)
         self.images = [np.ascontiguousarray(view_images[j].detach().float().cpu().permute(1, 2, 0).numpy())
-                       for j in range(v)]  # (S, S, 3) each
+                       for j in range(v)]  # (S + 2P, S + 2P, 3) each
         hm, wm = field_size
-        # T in normalised units -> pixel coordinates: x_px = (x + 1) (W - 1) / 2 (align_corners=True). The identity
-        # is linear in the pixel index, which bilinear interpolation reproduces exactly, so the maps are one
+        # T in normalised units -> pixel coordinates: x_px = (x + 1) (W - 1) / 2 + P (align_corners=True). The
+        # identity is linear in the pixel index, which bilinear interpolation reproduces exactly, so the maps are one
         # upsampling R_y (T * scale + N) R_x^T, N the field nodes' own pixel positions
         self.rows = interpolation_matrix(h, hm, True)  # (S, h_m)
         self.cols_t = interpolation_matrix(w, wm, True).t().contiguous()  # (w_m, S)
         self.scale = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0]).view(1, 2, 1, 1)
         self.nodes = torch.stack([
             (torch.arange(wm, dtype=torch.float32) * ((w - 1) / max(wm - 1, 1))).expand(hm, wm),
-            (torch.arange(hm, dtype=torch.float32) * ((h - 1) / max(hm - 1, 1))).view(hm, 1).expand(hm, wm)])
+            (torch.arange(hm, dtype=torch.float32) * ((h - 1) / max(hm - 1, 1))).view(hm, 1).expand(hm, wm)]) + self.margin
         self._low = torch.empty(v, 2, hm, wm)
         self._half = torch.empty(v, 2, h, wm)
         self._maps = torch.empty(v, 2, h, w)  # map_x, map_y of each view: contiguous (S, S) planes
@@ -85,7 +95,7 @@ class ImageSkipTail:
         map_x, map_y = maps[:, 0], maps[:, 1]
         for j in range(self.views):
             cv2.remap(self.images[j], map_x[j], map_y[j], cv2.INTER_LINEAR, dst=self._warped[j],
-                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                      borderMode=self._border, borderValue=0)
         return self._warped
 
     def fuse(self, warped: np.ndarray, weights: torch.Tensor) -> np.ndarray:

@@ -192,7 +192,7 @@ class OnnxRuntimeBackend(_GraphBackend):
             self._feed["features"] = np.ascontiguousarray(self._feed["features"].transpose(0, 2, 3, 1))
 
             self._tail = ImageSkipTail(state["image"], tuple(state["image_small"].shape[2:]),
-                                       self.model.cfg.generator.mask_blur if self.model is not None else 0.0)
+                                       self.model.cfg.generator.mask_blur, size=self.model.cfg.image_size)
         self.num_views = v
 
     def set_blend_targets(self, base_state: dict[str, torch.Tensor],

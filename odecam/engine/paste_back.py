@@ -78,6 +78,26 @@ class Placement:
         back = np.linalg.inv(np.vstack([turn, [0.0, 0.0, 1.0]]))
         return cls(photo=photo, matrix=(back @ np.vstack([square.matrix, [0.0, 0.0, 1.0]]))[:2], size=int(size))
 
+    def surround(self, margin: int) -> np.ndarray:
+        """The photo around the square at the square's scale: (S + 2 ``margin``, S + 2 ``margin``, 3) uint8 RGB whose
+        middle S x S is the square (resampled from the photo) and whose margin is what lies around it in the photo,
+        reflected where the photo ends (the image skip's surroundings, :class:`odecam.engine.avatar.Avatar`). A
+        photo more than 1.5x larger than the square is area-averaged to about its scale first, so the margin does
+        not alias."""
+        p = int(margin)
+        side = self.size + 2 * p
+        m = np.vstack([self.matrix, [0.0, 0.0, 1.0]]) @ np.array([[1.0, 0.0, -p], [0.0, 1.0, -p], [0.0, 0.0, 1.0]])
+        photo = self.photo
+        scale = float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))  # photo pixels per square pixel
+        if scale > 1.5:
+            h, w = photo.shape[:2]
+            nw, nh = max(1, round(w / scale)), max(1, round(h / scale))
+            photo = cv2.resize(photo, (nw, nh), interpolation=cv2.INTER_AREA)
+            kx, ky = nw / w, nh / h  # photo pixel -> small pixel (pixel centres)
+            m = np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5], [0.0, 0.0, 1.0]]) @ m
+        return cv2.warpAffine(photo, m[:2], (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT_101)
+
 
 def _fade_mask(size: int, feather: float) -> np.ndarray:
     """(S, S) float32: 1 inside, falling smoothly (smoothstep) to 0 at the square's edges over ``feather`` x S."""

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from odecam.engine.images import to_tensor
+from odecam.engine.paste_back import Placement
 from odecam.errors import OdecamError
 from odecam.evaluation.protocols import EvalVideo, list_videos
 
@@ -31,7 +32,8 @@ class SourcePhoto:
 
     Attributes: ``name``; ``image`` the face crop (H', W', 3) uint8 RGB; ``tensor`` (1, 3, S, S) in
     [0, 1] at the model's size; ``box`` (x, y, side) of the crop in the photo, or None (no face found:
-    the whole photo); ``description`` one line saying what was done.
+    the whole photo); ``description`` one line saying what was done; ``placement`` where the model's square lies
+    in the photo (:class:`odecam.engine.paste_back.Placement`: the avatar's surroundings, as ``demo`` has them).
     """
 
     name: str
@@ -39,6 +41,7 @@ class SourcePhoto:
     tensor: torch.Tensor
     box: tuple[int, int, int] | None
     description: str
+    placement: Placement | None = None
 
 
 def load_source_photo(spec: str, size: int, crop: bool = True, level: bool = True) -> SourcePhoto:
@@ -55,7 +58,7 @@ def load_source_photo(spec: str, size: int, crop: bool = True, level: bool = Tru
     found = find_portrait(rgb, crop, level=level)
     box = None if found.box is None else (found.box.x, found.box.y, found.box.size)
     return SourcePhoto(name, found.image, to_tensor(found.image, size), box,
-                       describe_portrait(found, f"source {name}", crop))
+                       describe_portrait(found, f"source {name}", crop), Placement.of_portrait(rgb, found, size))
 
 
 def load_framed_videos(path: str | Path, size: int, max_frames: int | None = None,

@@ -97,13 +97,14 @@ Method = Callable[[torch.Tensor, Iterator[torch.Tensor], bool], Iterator[torch.T
 
 
 def model_method(model, backend="torch", precision: str = "fp32", lip_gain: float | None = None,
-                 blink: bool | None = None, mouth_cavity: bool | None = None) -> Method:
+                 blink: bool | None = None, mouth_cavity: bool | None = None, placement=None) -> Method:
     """Views (1, V, 3, S, S) and driving frames -> predictions, through the engine's avatar cache and the
     given inference backend: a name (``auto`` included, see :func:`odecam.engine.threads.choose_backend`)
     or a built :class:`~odecam.engine.backends.Backend` (see :func:`odecam.engine.backends.get_backend`).
     ``lip_gain``: the engine's lip retargeting in relative mode (None = its default for the model); ``blink``: its
     blink retargeting and ``mouth_cavity`` its mouth retargeting (None = on where the model and the avatar allow
-    it)."""
+    it). ``placement``: where the source view lies in its photo (:class:`odecam.engine.paste_back.Placement`;
+    the image skip's surroundings, as the commands give them), or None."""
     from odecam.engine import Animator, Avatar
 
     if isinstance(backend, str) and backend.strip().lower() == "auto":
@@ -113,7 +114,7 @@ def model_method(model, backend="torch", precision: str = "fp32", lip_gain: floa
 
     def run(views: torch.Tensor, driving: Iterator[torch.Tensor], relative: bool) -> Iterator[torch.Tensor]:
         images = [to_image(v) for v in views[0]]
-        avatar = Avatar(model, images[0], images[1:])
+        avatar = Avatar(model, images[0], images[1:], placement=placement)
         animator = Animator(model, avatar, relative=relative, backend=backend, precision=precision,
                             lip_gain=lip_gain, blink=blink, mouth_cavity=mouth_cavity)
         for d in driving:

@@ -73,12 +73,12 @@ def frame_output_names(model: MotionTransferModel, skip_tail: bool = False, phas
 
 def finish_tail(view_images: torch.Tensor, decoded: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor,
                 weights: torch.Tensor) -> torch.Tensor:
-    """The image skip beside a ``FrameGraph(skip_tail=True)`` graph: view images (V, 3, S, S), and the graph's
+    """The image skip beside a ``FrameGraph(skip_tail=True)`` graph: view images (V, 3, S + 2P, S + 2P), and the graph's
     decoded image (1, 3, S, S), mask M (1, 1, S, S), fields (V, 2, h_m, w_m) and view weights (1, V, 1, h, w)
     -> M * warped + (1 - M) * decoded, (1, 3, S, S): :func:`odecam.model.generator.warp_images` and
     :func:`~odecam.model.generator.blend_skip`, the very functions the eager model runs (batches of B items
     too: (B*V, ...) views and fields, (B, ...) images)."""
-    return blend_skip(decoded, mask, warp_images(view_images, displacement, weights))
+    return blend_skip(decoded, mask, warp_images(view_images, displacement, weights, decoded.shape[-1]))
 
 
 def state_to_inputs(model: MotionTransferModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

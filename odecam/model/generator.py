@@ -85,6 +85,8 @@ class Generator(nn.Module):
                           if g.image_skip else None)
         if self.skip_mask is not None:  # start by trusting the warped views (mask ~0.88): a sharp first output
             nn.init.constant_(self.skip_mask.bias, 2.0)
+        #: P, the image skip's margin in pixels (``generator.skip_margin``): state['image'] is (V, 3, S + 2P, S + 2P)
+        self.skip_margin = skip_margin_pixels(g.skip_margin, cfg.image_size) if g.image_skip else 0
         taps = mask_blur_kernel(g.mask_blur)  # generator.mask_blur's taps, made once (not saved: derived from cfg)
         self.register_buffer("mask_taps", None if taps is None else torch.from_numpy(taps), persistent=False)
         self.appearance = AppearanceFlow(cfg.appearance, ch)
@@ -177,10 +179,24 @@ class Generator(nn.Module):
         -> (B, C, 2h, 2w); the identity without it."""
         return F.pixel_shuffle(y, self.shuffle) if self.shuffle > 1 else y
 
+    def skip_images(self, views: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+        """The image skip's view images: views (V, 3, S, S) -> (V, 3, S + 2P, S + 2P) with P = :attr:`skip_margin`:
+        the views reflected at their edges (``BORDER_REFLECT_101``, as ``grid_sample``'s reflection with
+        ``align_corners=True``), or, given ``like`` (an avatar state's skip images of that shape), ``like``'s
+        margin around these views (a repainted copy of an avatar keeps its photo's surroundings). P = 0: views."""
+        p = self.skip_margin
+        if p == 0:
+            return views
+        if like is not None:
+            out = like.clone()
+            out[:, :, p:-p, p:-p] = views
+            return out
+        return F.pad(views, (p, p, p, p), mode="reflect")
+
     def warp_images(self, images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """The image skip: view images (B*V, 3, H, W) warped by their fields (B*V, 2, h_m, w_m) and fused with
-        the view weights (B, V, 1, h, w) -> (B, 3, H, W)."""
-        return warp_images(images, displacement, weights)
+        """The image skip: view images (B*V, 3, S + 2P, S + 2P) (:meth:`skip_images`) warped by their fields
+        (B*V, 2, h_m, w_m) and fused with the view weights (B, V, 1, h, w) -> (B, 3, S, S)."""
+        return warp_images(images, displacement, weights, self.cfg.image_size)
 
     def warp_views(self, features: torch.Tensor, displacement: torch.Tensor,
                    occlusion: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -341,13 +357,34 @@ def sampling_grid(displacement: torch.Tensor, h: int, w: int) -> tuple[torch.Ten
     return ident + displacement.permute(0, 2, 3, 1), ident  # identity first: a contiguous grid
 
 
-def warp_images(images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def skip_margin_pixels(share: float, size: int) -> int:
+    """P: ``generator.skip_margin`` (a share of the side) in pixels of an S = ``size`` square."""
+    return int(round(float(share) * size))
+
+
+def warp_images(images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor,
+                size: int | None = None) -> torch.Tensor:
     """The image skip's warp (:meth:`Generator.warp_images`; no parameters, so a backend can run it beside an
-    exported graph): view images (B*V, 3, H, W), fields (B*V, 2, h_m, w_m), view weights (B, V, 1, h, w)
-    -> fused warped image sum_j C~^(j) (T^(j) o image^(j)) (B, 3, H, W), the weights upsampled to (H, W)."""
-    bv, c, h, w = images.shape
+    exported graph): view images (B*V, 3, S + 2P, S + 2P), fields (B*V, 2, h_m, w_m), view weights
+    (B, V, 1, h, w) -> fused warped image sum_j C~^(j) (T^(j) o image^(j)) (B, 3, S, S), the weights upsampled
+    to (S, S). ``size``: S (default: the images' side, P = 0).
+
+    The fields are in the square's coordinates ([-1, 1] = its border pixels' centres). With a margin P > 0 they
+    are scaled by (S - 1) / (S + 2P - 1) into the larger image's (the margin is symmetric, so no shift) and the
+    image is reflected beyond its edge; with P = 0 the border is zero, as the models were trained."""
+    bv, c, hi, wi = images.shape
+    h = w = hi if size is None else int(size)
     b, v = weights.shape[:2]
-    warped = warp(images, sampling_grid(displacement, h, w)[0]).view(b, v, c, h, w)
+    grid = sampling_grid(displacement, h, w)[0]
+    if (hi, wi) == (h, w):
+        warped = warp(images, grid)
+    else:
+        if hi != wi or hi < h or (hi - h) % 2:
+            raise ValueError(f"the image skip's view images must be (B*V, 3, S + 2P, S + 2P) for S = {h}, "
+                             f"got {tuple(images.shape)}")
+        warped = F.grid_sample(images.to(grid.dtype), grid * ((h - 1) / (hi - 1)), mode="bilinear",
+                               padding_mode="reflection", align_corners=True).to(images.dtype)
+    warped = warped.view(b, v, c, h, w)
     if v == 1:
         return warped[:, 0]
     wts = F.interpolate(weights.view(b, v, weights.shape[3], weights.shape[4]), size=(h, w), mode="bilinear",

@@ -54,7 +54,8 @@ class MotionTransferModel(nn.Module):
 
         'features' (B*V, C, h, w), 'kp' (B*V, K, 2), 'jacobian' (B*V, K, 2, 2) if estimated,
         'image_small' (B*V, 3, h_m, w_m), 'heat_view' (B*V, K, h_m, w_m), 'grid' (h_m, w_m, 2),
-        'image' (B*V, 3, H, W) when the generator's image skip is on.
+        'image' (B*V, 3, H + 2P, W + 2P) when the generator's image skip is on (the views reflected by the skip's
+        margin P, ``generator.skip_margin``: :meth:`~odecam.model.generator.Generator.skip_images`).
         """
         check_images(views, "views", ndim=5)
         b, v = views.shape[:2]
@@ -65,7 +66,7 @@ class MotionTransferModel(nn.Module):
             state["jacobian"] = kp["jacobian"]
         state.update(self.generator.dense_motion_network.prepare_view(flat, kp["value"]))
         if self.cfg.generator.image_skip:
-            state["image"] = flat
+            state["image"] = self.generator.skip_images(flat)
         return state
 
     # -- per frame -------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ class MotionTransferModel(nn.Module):
         'displacement': (B*V, 2, h_m, w_m), 'occlusion', 'weights'}. With ``skip_tail`` and the image skip,
         the view images are neither warped nor blended: 'prediction' is the decoded image before the blend
         and 'skip_mask' (B, 1, H, W) is M; the caller finishes with
-        ``blend_skip(prediction, skip_mask, warp_images(state['image'], displacement, weights))``
+        ``blend_skip(prediction, skip_mask, warp_images(state['image'], displacement, weights, S))``
         (:mod:`odecam.model.generator`), as a backend does beside an exported graph. ``phases`` (with
         ``skip_tail`` and a pixel-shuffle head): 'prediction' is the head's phases channels-last,
         (B, H/r, W/r, r * r * 4) (:meth:`~odecam.model.generator.Generator.decode_phases`), and there is no
