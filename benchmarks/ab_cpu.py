@@ -110,8 +110,13 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
         views = torch.rand(1, refs + 1, 3, size, size, generator=torch.Generator().manual_seed(0))
         state = model.prepare_views(views)
     new.prepare(state)
+    # the old side's state: the image skip's view images without this checkout's margin (generator.skip_margin),
+    # as a checkout before it prepared them
+    old_state, margin = dict(state), getattr(model.generator, "skip_margin", 0)
+    if margin and "image" in state:
+        old_state["image"] = state["image"][:, :, margin:-margin, margin:-margin].contiguous()
     old_inputs = {i.name for i in old_fr.get_inputs()}
-    old_feed = {k: v.detach().float().contiguous().numpy() for k, v in state_to_inputs(model, state).items()
+    old_feed = {k: v.detach().float().contiguous().numpy() for k, v in state_to_inputs(model, old_state).items()
                 if k in old_inputs}
     old_tail = (old_dir / "tail").exists()  # the old backend's frame_tail graph: features NHWC, view images in torch
     # the old backend's torch tail: graphs.finish_tail where that checkout has it (this checkout's copy of it:
@@ -121,10 +126,10 @@ def ab_case(old_dir: Path, refs: int, size: int, random: bool, frames: int, thre
     old_phases = old_nhwc and (old_dir / "phase_tail").exists()
     if old_tail:
         old_feed["features"] = np.ascontiguousarray(old_feed["features"].transpose(0, 2, 3, 1))
-        view_images = state["image"].detach().float().contiguous()
+        view_images = old_state["image"].detach().float().contiguous()
     if old_nhwc:  # that checkout finishes the frame with its own odecam.engine.image_skip.ImageSkipTail (OpenCV)
         old_skip = _old_module(old_root, "odecam/engine/image_skip.py").ImageSkipTail(
-            state["image"], tuple(state["image_small"].shape[2:]))
+            old_state["image"], tuple(state["image_small"].shape[2:]))
     images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]  # uint8 frames, as live's
     old_input = torch.empty(1, 3, size, size)
     new_input = torch.empty(1, 3, size // new.keypoint_pool, size // new.keypoint_pool)

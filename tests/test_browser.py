@@ -139,3 +139,40 @@ async def test_browser_round_trip(tmp_path, clip):
     finally:
         await running.stop()
     assert not server.peers
+
+
+async def test_the_avatar_box_takes_the_shape_of_a_paste_back_video(tmp_path, clip):
+    """``serve --paste-back`` sends a wide photo (2 S rows high): the page's avatar box takes the video's shape
+    instead of letterboxing it in a square."""
+    from odecam.engine import Avatar
+    from odecam.engine.paste_back import Placement
+    from odecam.engine.portrait import find_portrait
+    from odecam.engine.weights import load_model
+    from odecam.realtime.framing import FramingConfig
+    from odecam.realtime.webrtc_server import AvatarServer, start
+    from skimage import data
+
+    model = load_model(None, "lite").model
+    size = model.cfg.image_size
+    photo = np.full((600, 1400, 3), 200, np.uint8)
+    photo[50:562, 700:1212] = data.astronaut()
+    found = find_portrait(photo)
+    avatar = Avatar(model, found.image, name="wide", placement=Placement.of_portrait(photo, found, size))
+    server = AvatarServer(model, [avatar], TOKEN, max_peers=1, loopback=True, paste_back=True,
+                          animator_factory=inset_animator_factory(model),
+                          framing=FramingConfig(output_size=size))
+    running = await start(server, "127.0.0.1", 0)
+    try:
+        async with Chromium(f"{running.url}#token={TOKEN}", clip, tmp_path) as browser:
+            page = browser.page
+            await wait_for(page, "!!(window.odecam && odecam.snapshot().avatars.length === 1)", 15, "the avatar list")
+            await page.evaluate("document.getElementById('start').click()")
+            await wait_for(page, "odecam.snapshot().framesDecoded >= 5", 30, "decoded avatar frames")
+            width, height = round(1400 * 2 * size / 600 / 2) * 2, 2 * size  # PasteBack.rows(placement, 2 S)
+            await wait_for(page, f"odecam.snapshot().frameWidth === {width}", 10, "the wide frames' size")
+            box = await page.evaluate("(() => { const b = document.getElementById('remote').getBoundingClientRect();"
+                                      " return [b.width, b.height]; })()")
+            assert box[0] > 100 and abs(box[0] / box[1] - width / height) < 0.01, (box, width, height)
+            await page.evaluate("odecam.stop()")
+    finally:
+        await running.stop()

@@ -142,6 +142,10 @@
       channel.onopen = () => { $("recalibrate").disabled = false; };
       pc.ontrack = (e) => {
         const video = $("remote");
+        // the avatar's box takes the video's own shape: square, or the whole photo with serve --paste-back
+        video.onresize = () => {
+          if (video.videoWidth > 0 && video.videoHeight > 0) video.style.aspectRatio = `${video.videoWidth} / ${video.videoHeight}`;
+        };
         video.srcObject = e.streams[0] || new MediaStream([e.track]);
         probe(video);
       };
