@@ -117,6 +117,11 @@ class GeneratorConfig:
     #: own surroundings (:class:`odecam.engine.avatar.Avatar`); beyond the margin the image is reflected. 0 = the
     #: square alone with a zero border (as the models were trained)
     skip_margin: float = 0.0
+    #: odecam addition, an inference-time switch (``--paste-back`` sets it): the motion field T fades to zero
+    #: over this share of the side at the square's edges (smoothstep), so the square's border stays where the photo
+    #: has it and the square blends into its photo without a moved edge (hair, collar) showing twice in the fade.
+    #: 0 = off (the field as trained)
+    edge_anchor: float = 0.0
 
 
 @dataclass
@@ -239,7 +244,7 @@ RULES: dict[str, dict[str, tuple]] = {
                   "num_down_blocks": ("int", 0, 5), "num_bottleneck_blocks": ("int", 0, 12), "depthwise": _BOOL,
                   "estimate_occlusion": _BOOL, "first_kernel": _KERNEL, "final_kernel": _KERNEL, "image_skip": _BOOL,
                   "pixel_shuffle": ("int", 1, 4), "mask_blur": ("float", 0.0, 4.0),
-                  "skip_margin": ("float", 0.0, 0.5)},
+                  "skip_margin": ("float", 0.0, 0.5), "edge_anchor": ("float", 0.0, 0.5)},
 }
 #: the ODE step counts a config or ``--ode-steps`` may ask for
 MAX_ODE_STEPS = RULES["evolution"]["steps"][2]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage import data
 
 from odecam.engine.images import to_image, to_tensor
@@ -152,3 +153,96 @@ def test_avatar_pasters_keep_one_compositor_per_avatar_and_at_most_keep_of_them(
     assert len(made) == 4
     square = types.SimpleNamespace(placement=None)
     assert pasters(square, frame) is frame and pasters.get(square) is None
+
+
+def test_the_edge_window_is_zero_at_the_border_and_one_inside():
+    from odecam.model.generator import edge_window
+
+    w = edge_window(0.25, 64, 64)[0, 0]
+    assert w.shape == (64, 64)
+    assert float(w[0].abs().max()) == 0.0 and float(w[:, -1].abs().max()) == 0.0
+    inner = round(0.25 * 63)
+    assert float(w[inner:64 - inner, inner:64 - inner].min()) == 1.0
+    assert torch.equal(w, w.flip(0)) and torch.equal(w, w.t())
+    row = w[32]
+    assert bool((row[1:33] >= row[:32]).all())  # rises monotonically towards the middle
+    assert torch.equal(edge_window(0.0, 8, 8), torch.ones(1, 1, 8, 8))
+
+
+def test_an_anchored_model_shares_the_weights_and_keeps_its_border_still():
+    """``anchored``: the same parameters, only the config differs; its field is the plain one times the window,
+    so it is zero on the border nodes; the original model is untouched."""
+    from odecam.config import preset
+    from odecam.engine.paste_back import EDGE_ANCHOR, anchored
+    from odecam.model import MotionTransferModel
+    from odecam.model.generator import edge_window
+
+    torch.manual_seed(0)
+    plain = MotionTransferModel(preset("tiny")).eval()
+    model = anchored(plain)
+    assert model.cfg.generator.edge_anchor == EDGE_ANCHOR and plain.cfg.generator.edge_anchor == 0.0
+    assert model.generator is plain.generator and anchored(model) is model
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        state = plain.prepare_views(torch.rand(1, 1, 3, 64, 64, generator=g))
+        kp = state["kp"] + 0.2 * torch.randn(1, plain.cfg.keypoints.num_kp, 2, generator=g)
+        free = plain.animate(state, kp)["displacement"]
+        held = model.animate(state, kp)["displacement"]
+    assert float(free[..., 0, :].abs().max()) > 1e-3  # the plain field moves the border
+    assert float(held[..., 0, :].abs().max()) == 0.0 and float(held[..., :, -1].abs().max()) == 0.0
+    assert torch.allclose(held, free * edge_window(EDGE_ANCHOR, *free.shape[2:]), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnxruntime"])
+def test_cpu_backends_match_eager_with_an_anchored_field(backend, tmp_path, monkeypatch):
+    from odecam.config import preset
+    from odecam.engine import Animator, Avatar
+    from odecam.engine.backends import get_backend
+    from odecam.engine.paste_back import anchored
+    from odecam.model import MotionTransferModel
+
+    monkeypatch.setenv("ODECAM_CACHE_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    model = anchored(MotionTransferModel(preset("tiny").replace(num_refs=1)).eval())
+    rng = np.random.default_rng(2)
+    smooth = lambda: cv2.resize(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8), (90, 90),  # noqa: E731
+                                interpolation=cv2.INTER_CUBIC)
+    avatar = Avatar(model, smooth(), [smooth()])
+    frames = [smooth() for _ in range(3)]
+
+    def render(b):
+        animator = Animator(model, avatar, backend=b)
+        return torch.cat([animator.render_tensor(*animator.keypoints(f)) for f in frames])
+
+    assert float((render(get_backend(backend, model)) - render("torch")).abs().max()) <= 1e-4
+
+
+def test_paste_back_with_the_anchored_field_shows_no_moved_edge_in_the_fade():
+    """The shipped default moving the astronaut's head far (every keypoint 12% of the side left and 8% down): in
+    the feather, where the square fades into her photo, the plain field's square differs from the photo (her
+    moved hair and collar, shown twice); the anchored one's hardly does. The face in the middle still moves."""
+    from odecam.engine import Avatar
+    from odecam.engine.images import to_image as as_uint8
+    from odecam.engine.paste_back import anchored
+    from odecam.engine.weights import load_model
+
+    plain = load_model().model
+    assert load_model(paste_back=True).model.cfg.generator.edge_anchor > 0
+    image, placement = avatar_photo(None, SIZE)
+    paste = PasteBack(placement)
+    alpha = paste._alpha
+    fade = (alpha > 0.05) & (alpha < 0.95)  # the feather, on the photo
+    x0, y0, x1, y1 = paste.roi
+    under = paste._under.astype(np.float64)
+    diffs, middles = {}, {}
+    for name, model in (("plain", plain), ("anchored", anchored(plain))):
+        avatar = Avatar(model, image, placement=placement)
+        with torch.no_grad():
+            rest = model.animate(avatar.state, avatar.kp_source)["prediction"]
+            moved = model.animate(avatar.state, avatar.kp_source + torch.tensor([-0.24, 0.16]))["prediction"]
+        out = paste(as_uint8(moved)).astype(np.float64)[y0:y1, x0:x1]
+        diffs[name] = float(np.abs(out - under)[fade].mean())
+        middles[name] = float((moved - rest)[..., 64:192, 64:192].abs().mean())
+    print(f"\nfeather |pasted - photo|: {diffs}; middle |moved - rest|: {middles}")
+    assert diffs["anchored"] < 0.5 * diffs["plain"]
+    assert middles["anchored"] > 0.7 * middles["plain"]

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     name = choose_backend(args.backend)  # 'auto' -> onnxruntime on a CPU
     plan = apply_thread_policy(name)
-    loaded = load_model(args.checkpoint, args.preset)
+    loaded = load_model(args.checkpoint, args.preset, paste_back=args.paste_back)
     model = loaded.model
     size = model.cfg.image_size
     crop = not args.no_crop

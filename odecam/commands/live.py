@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if args.video and not Path(args.video).is_file():
         raise OdecamError(f"--video file {args.video!r} does not exist; check the path.")
 
-    loaded = load_model(args.checkpoint, args.preset)
+    loaded = load_model(args.checkpoint, args.preset, paste_back=args.paste_back)
     model = loaded.model
     avatars = []
     crop = not args.no_crop

@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = _Outputs(lambda: stop_holder and stop_holder[0].set())
     outputs.open(args)
     try:
-        loaded = load_model(args.checkpoint, args.preset)
+        loaded = load_model(args.checkpoint, args.preset, paste_back=args.paste_back)
         avatar = load_avatars(loaded.model, [args.source] if args.source else [], not args.no_crop,
                               log=lambda t: print(f"odecam receive: {t}"), level=not args.keep_tilt)[0]
         factory = animator_factory(loaded.model, backend, args.precision, not args.absolute, args.ode_steps)

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     backend = choose_backend(args.backend)  # 'auto' -> onnxruntime on a CPU
     plan = apply_thread_policy(backend)
-    loaded = load_model(args.checkpoint, args.preset)
+    loaded = load_model(args.checkpoint, args.preset, paste_back=args.paste_back)
     avatars = load_avatars(loaded.model, args.source, not args.no_crop, log=lambda t: print(f"odecam serve: {t}"),
                            level=not args.keep_tilt)
     loopback = is_loopback_host(args.host)

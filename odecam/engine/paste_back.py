@@ -25,10 +25,14 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-__all__ = ["Placement", "PasteBack", "AvatarPasters", "DEFAULT_FEATHER"]
+__all__ = ["Placement", "PasteBack", "AvatarPasters", "DEFAULT_FEATHER", "EDGE_ANCHOR", "anchored"]
 
 #: the mask's edge fades from 1 to 0 over this share of the square's side (at each of its four edges)
 DEFAULT_FEATHER = 0.12
+#: with paste-back the motion field fades to zero over this share of the side at the square's edges
+#: (``generator.edge_anchor``): the square's border then stays where the photo has it, so a head that moves far
+#: does not show its moved hair or collar twice in the feather (benchmarks/results/EVALUATION.md)
+EDGE_ANCHOR = 0.25
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,20 @@ class Placement:
             m = np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5], [0.0, 0.0, 1.0]]) @ m
         return cv2.warpAffine(photo, m[:2], (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REFLECT_101)
+
+
+def anchored(model, share: float = EDGE_ANCHOR):
+    """``model`` for paste-back: a copy sharing its weights whose motion field fades to zero over ``share`` of the
+    side at the square's edges (``generator.edge_anchor``), or ``model`` itself when its config already anchors
+    the edges (or ``share`` is 0)."""
+    if share <= 0 or model.cfg.generator.edge_anchor > 0:
+        return model
+    import copy
+
+    out = copy.copy(model)  # the same modules and parameters; only the config differs
+    out.__dict__.pop("_edge_windows", None)
+    out.cfg = model.cfg.replace(**{"generator.edge_anchor": float(share)})
+    return out
 
 
 def _fade_mask(size: int, feather: float) -> np.ndarray:

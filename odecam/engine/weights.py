@@ -24,13 +24,17 @@ class LoadedModel:
 
 
 def load_model(checkpoint: str | Path | None = None, preset: str | None = None, num_refs: int | None = None,
-               device: str = "cpu") -> LoadedModel:
+               device: str = "cpu", paste_back: bool = False) -> LoadedModel:
     """The model for a command.
 
     * ``checkpoint`` given: those weights.
     * else the trained default shipped in the package (``odecam/assets/default.safetensors``) when its
       preset matches ``preset`` (or no preset was asked for);
     * else an untrained ``preset`` (default ``lite``), and the description says so.
+
+    ``paste_back`` (``--paste-back``): the motion field fades to zero at the square's edges
+    (``generator.edge_anchor`` :data:`odecam.engine.paste_back.EDGE_ANCHOR`, unless the checkpoint sets its own),
+    so the square blends into its photo (:func:`odecam.engine.paste_back.anchored`).
     """
     if checkpoint is not None:
         model = load_checkpoint(checkpoint, device=device)
@@ -52,4 +56,8 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
         trained = False
     if num_refs is not None:
         model.cfg.num_refs = num_refs
+    if paste_back:
+        from odecam.engine.paste_back import anchored
+
+        model = anchored(model)
     return LoadedModel(model, desc, trained)

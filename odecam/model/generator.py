@@ -357,6 +357,20 @@ def sampling_grid(displacement: torch.Tensor, h: int, w: int) -> tuple[torch.Ten
     return ident + displacement.permute(0, 2, 3, 1), ident  # identity first: a contiguous grid
 
 
+def edge_window(share: float, h: int, w: int) -> torch.Tensor:
+    """``generator.edge_anchor``'s window (1, 1, h, w) on a field of (h, w) nodes: 0 on the border nodes, rising
+    as a smoothstep to 1 at ``share`` of the side from the edge (nodes at the same relative distance in each axis;
+    the smaller of the two ramps). All ones for ``share`` 0."""
+    def ramp(n: int) -> torch.Tensor:
+        if share <= 0:
+            return torch.ones(n)
+        d = torch.minimum(torch.arange(n), torch.arange(n).flip(0)).float() / max(share * (n - 1), 1e-6)
+        t = d.clamp(0.0, 1.0)
+        return t * t * (3.0 - 2.0 * t)
+
+    return torch.minimum(ramp(h)[:, None], ramp(w)[None, :])[None, None]
+
+
 def skip_margin_pixels(share: float, size: int) -> int:
     """P: ``generator.skip_margin`` (a share of the side) in pixels of an S = ``size`` square."""
     return int(round(float(share) * size))

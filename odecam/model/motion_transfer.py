@@ -19,7 +19,8 @@ from torch import nn
 
 from odecam.config import ModelConfig
 from odecam.model import fastpath
-from odecam.model.generator import Generator
+from odecam.model.generator import Generator, edge_window
+from odecam.model.geometry import _tracing
 from odecam.model.keypoint_detector import KeypointDetector
 
 StageTimer = Callable[[str], ContextManager[Any]]
@@ -69,6 +70,20 @@ class MotionTransferModel(nn.Module):
             state["image"] = self.generator.skip_images(flat)
         return state
 
+    def _edge_window(self, displacement: torch.Tensor) -> torch.Tensor:
+        """``generator.edge_anchor``'s window for fields like ``displacement`` (V, 2, h, w): (1, 1, h, w), made
+        once per field size (a constant in an exported graph)."""
+        h, w = displacement.shape[2:]
+        share = self.cfg.generator.edge_anchor
+        if _tracing(displacement):  # inside an exporter: a graph constant, never cached
+            return edge_window(share, h, w).to(displacement)
+        cache = self.__dict__.setdefault("_edge_windows", {})
+        key = (share, h, w, displacement.dtype, displacement.device)
+        if key not in cache:
+            with torch.inference_mode(False):
+                cache[key] = edge_window(share, h, w).to(displacement)
+        return cache[key]
+
     # -- per frame -------------------------------------------------------------------------------
     def animate(self, state: dict[str, torch.Tensor], kp_driving: torch.Tensor, jac_driving: torch.Tensor | None = None,
                 num_views: int = 1, solver: str = "unrolled", ode_steps: int | None = None,
@@ -101,6 +116,8 @@ class MotionTransferModel(nn.Module):
                 displacement = torch.where(finite, evolved, cm.displacement)  # NaN/Inf: fall back to T~
             else:
                 displacement, ode_ok = cm.displacement, torch.ones((), dtype=torch.bool)
+            if self.cfg.generator.edge_anchor > 0:  # paste-back: the square's border stays put
+                displacement = displacement * self._edge_window(displacement)
         if fastpath.enabled():  # export: each view warped with its fusion weight folded in (Generator.warp_and_fuse)
             with timer("appearance"):
                 out, aux, occlusion = g.warp_and_fuse(state["features"], displacement, cm.occlusion, cm.confidence,

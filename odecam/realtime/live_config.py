@@ -44,7 +44,9 @@ class LiveConfig:
             ``rest_fade`` seconds instead of following F_K on the empty room (:mod:`odecam.realtime.presence`).
         paste_back: show the avatar in its whole photo (the rendered square blended back where it was cut from,
             :mod:`odecam.engine.paste_back`), fitted to the canvas, instead of the square alone; avatars made
-            without a :attr:`~odecam.engine.avatar.Avatar.placement` stay squares.
+            without a :attr:`~odecam.engine.avatar.Avatar.placement` stay squares. Give it a model whose field is
+            anchored at the square's edges (:func:`odecam.engine.paste_back.anchored`, as ``odecam live
+            --paste-back`` does), or a head that moves far shows its moved hair twice where the square fades.
         mirror: flip the driving frame horizontally (the avatar moves like your mirror image).
         overlay: start with the statistics overlay on in the preview.
         stdin_commands: also read hotkeys as lines on stdin (``c`` + Enter), where the preview is off.
