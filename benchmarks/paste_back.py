@@ -45,7 +45,7 @@ def photos() -> dict[str, np.ndarray]:
 
 
 def time_paste(frames: int) -> list[dict]:
-    from odecam.engine.paste_back import PasteBack, Placement
+    from odecam.engine.paste_back import PasteBack, Placement, anchored
     from odecam.engine.portrait import find_portrait
 
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def picture(path: Path, picks: tuple[int, ...] = (20, 75, 113)) -> None:
 
     from odecam import assets
     from odecam.engine import Animator, Avatar
-    from odecam.engine.paste_back import PasteBack, Placement
+    from odecam.engine.paste_back import PasteBack, Placement, anchored
     from odecam.engine.portrait import find_portrait
     from odecam.engine.video import read_frames
     from odecam.engine.weights import load_model
@@ -92,16 +92,19 @@ def picture(path: Path, picks: tuple[int, ...] = (20, 75, 113)) -> None:
     found = find_portrait(photo)
     placement = Placement.of_portrait(photo, found, SIZE)
     animator = Animator(model, Avatar(model, found.image, placement=placement))
+    pasted = anchored(model)  # --paste-back's model: the field anchored at the square's edges
+    paste_animator = Animator(pasted, Avatar(pasted, found.image, placement=placement))
     paste = PasteBack(placement, (360, 360))
     framer = FaceFramer(FramingConfig(output_size=SIZE))
     rows = []
     for i, frame in enumerate(read_frames(assets.default_driving_path())):
         framing = framer.process(frame)
         out = animator(*framing.model_input())
+        anchored_out = paste_animator(*framing.model_input())
         if i in picks:
             driving = cv2.resize(framing.image, (360, 360), interpolation=cv2.INTER_LINEAR)
             square = cv2.resize(out, (360, 360), interpolation=cv2.INTER_LINEAR)
-            rows.append(np.concatenate([driving, square, paste(out).copy()], axis=1))
+            rows.append(np.concatenate([driving, square, paste(anchored_out).copy()], axis=1))
         if i >= max(picks):
             break
     sheet = np.concatenate(rows, axis=0)
