@@ -541,6 +541,19 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     between them) ran 1.09-1.11x faster than the one graph (interleaved), but `remap` interpolates a many-channel
     image with fixed-point weights (the head's phases off by 0.017); exact in 3-4-channel chunks, which cost more
     than the split saves (EVALUATION.md).
+* Twenty-first session (2026-12-02): two changes to what a frame computes, neither costing time.
+  * The image skip's margin (`generator.skip_margin` 0.125 in the default: the view images reach 32 px beyond the
+    square, the photo's own surroundings, so a far nod reads picture, not black): the OpenCV tail remaps from the
+    larger image with its maps shifted by the margin, the same number of output pixels. Interleaved A/B against
+    72dcb50 (`python benchmarks/ab_cpu.py --old <72dcb50> --refs 0 1 --frames 400`,
+    `results/ab_cpu_speed_skip_margin.json`): **1.00x N=0** (9.49 -> 9.52 ms p50), **1.01x N=1** (13.23 -> 13.17).
+  * `--paste-back` anchors the motion field at the square's edges (`generator.edge_anchor` 0.25): one multiply of
+    the (V, 2, 64, 64) field, a constant window inside the graph. The paste itself: 0.29-1.47 ms a frame
+    (`results/paste_back.json`, re-timed); `live --video carphone --paste-back --stats`: paste 0.52 ms p50 of a
+    14.1 ms capture-to-output p50 on a 1280 x 720 canvas.
+  * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
+    --frames 400` (`results/cpu_default256_speed_s21.json`, load 0.9): **N=0 9.5 ms p50 (104.8 fps, 4.7x the
+    floor), N=1 13.4 ms (74.4 fps, 6.1x)**. Targets (150 / 100 fps, 3x the floor): **NOT met**.
 """
 
 
