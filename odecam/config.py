@@ -117,10 +117,10 @@ class GeneratorConfig:
     #: own surroundings (:class:`odecam.engine.avatar.Avatar`); beyond the margin the image is reflected. 0 = the
     #: square alone with a zero border (as the models were trained)
     skip_margin: float = 0.0
-    #: odecam addition, an inference-time switch (``--paste-back`` sets it): the motion field T fades to zero
-    #: over this share of the side at the square's edges (smoothstep), so the square's border stays where the photo
-    #: has it and the square blends into its photo without a moved edge (hair, collar) showing twice in the fade.
-    #: 0 = off (the field as trained)
+    #: odecam addition, an inference-time switch: the motion field T fades to zero over this share of the side at
+    #: the square's edges (smoothstep), so the square's border stays put: the background at the frame's edge is
+    #: not dragged with the head (0.1 in the shipped default), and with ``--paste-back`` (0.25) the square blends
+    #: into its photo without a moved edge (hair, collar) showing twice in the fade. 0 = off (the field as trained)
     edge_anchor: float = 0.0
 
 

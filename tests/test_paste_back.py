@@ -182,6 +182,7 @@ def test_an_anchored_model_shares_the_weights_and_keeps_its_border_still():
     model = anchored(plain)
     assert model.cfg.generator.edge_anchor == EDGE_ANCHOR and plain.cfg.generator.edge_anchor == 0.0
     assert model.generator is plain.generator and anchored(model) is model
+    assert anchored(model, 0.0).cfg.generator.edge_anchor == 0.0 and anchored(anchored(model, 0.4)).cfg.generator.edge_anchor == 0.4
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         state = plain.prepare_views(torch.rand(1, 1, 3, 64, 64, generator=g))
@@ -226,8 +227,9 @@ def test_paste_back_with_the_anchored_field_shows_no_moved_edge_in_the_fade():
     from odecam.engine.paste_back import anchored
     from odecam.engine.weights import load_model
 
-    plain = load_model().model
-    assert load_model(paste_back=True).model.cfg.generator.edge_anchor > 0
+    shipped = load_model().model
+    assert load_model(paste_back=True).model.cfg.generator.edge_anchor == 0.25
+    plain = anchored(shipped, 0.0)  # the field as trained
     image, placement = avatar_photo(None, SIZE)
     paste = PasteBack(placement)
     alpha = paste._alpha
@@ -235,7 +237,7 @@ def test_paste_back_with_the_anchored_field_shows_no_moved_edge_in_the_fade():
     x0, y0, x1, y1 = paste.roi
     under = paste._under.astype(np.float64)
     diffs, middles = {}, {}
-    for name, model in (("plain", plain), ("anchored", anchored(plain))):
+    for name, model in (("plain", plain), ("anchored", anchored(shipped))):
         avatar = Avatar(model, image, placement=placement)
         with torch.no_grad():
             rest = model.animate(avatar.state, avatar.kp_source)["prediction"]

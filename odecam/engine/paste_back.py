@@ -103,11 +103,14 @@ class Placement:
                               borderMode=cv2.BORDER_REFLECT_101)
 
 
-def anchored(model, share: float = EDGE_ANCHOR):
+def anchored(model, share: float | None = None):
     """``model`` for paste-back: a copy sharing its weights whose motion field fades to zero over ``share`` of the
-    side at the square's edges (``generator.edge_anchor``), or ``model`` itself when its config already anchors
-    the edges (or ``share`` is 0)."""
-    if share <= 0 or model.cfg.generator.edge_anchor > 0:
+    side at the square's edges (``generator.edge_anchor``); ``share`` None: :data:`EDGE_ANCHOR`, or the model's own
+    anchor where that is wider. ``model`` itself when its config already has that share (0 gives the field as
+    trained)."""
+    current = model.cfg.generator.edge_anchor
+    share = max(EDGE_ANCHOR, current) if share is None else float(share)
+    if share == current:
         return model
     import copy
 

@@ -33,8 +33,8 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
     * else an untrained ``preset`` (default ``lite``), and the description says so.
 
     ``paste_back`` (``--paste-back``): the motion field fades to zero at the square's edges
-    (``generator.edge_anchor`` :data:`odecam.engine.paste_back.EDGE_ANCHOR`, unless the checkpoint sets its own),
-    so the square blends into its photo (:func:`odecam.engine.paste_back.anchored`).
+    over :data:`odecam.engine.paste_back.EDGE_ANCHOR` of the side (``generator.edge_anchor``; a checkpoint's own
+    wider anchor is kept), so the square blends into its photo (:func:`odecam.engine.paste_back.anchored`).
     """
     if checkpoint is not None:
         model = load_checkpoint(checkpoint, device=device)

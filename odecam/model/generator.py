@@ -396,8 +396,9 @@ def warp_images(images: torch.Tensor, displacement: torch.Tensor, weights: torch
         if hi != wi or hi < h or (hi - h) % 2:
             raise ValueError(f"the image skip's view images must be (B*V, 3, S + 2P, S + 2P) for S = {h}, "
                              f"got {tuple(images.shape)}")
-        warped = F.grid_sample(images.to(grid.dtype), grid * ((h - 1) / (hi - 1)), mode="bilinear",
-                               padding_mode="reflection", align_corners=True).to(images.dtype)
+        grid = grid.mul_((h - 1) / (hi - 1))  # sampling_grid's own new tensor: scaled in place
+        warped = F.grid_sample(images.to(grid.dtype), grid, mode="bilinear", padding_mode="reflection",
+                               align_corners=True).to(images.dtype)
     warped = warped.view(b, v, c, h, w)
     if v == 1:
         return warped[:, 0]
