@@ -551,9 +551,11 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     the (V, 2, 64, 64) field, a constant window inside the graph. The paste itself: 0.29-1.47 ms a frame
     (`results/paste_back.json`, re-timed); `live --video carphone --paste-back --stats`: paste 0.52 ms p50 of a
     14.1 ms capture-to-output p50 on a 1280 x 720 canvas.
+  * The shipped default anchors its field at the square's edges (`generator.edge_anchor` 0.1): the same multiply.
   * `odecam bench --preset lite --checkpoint odecam/assets/default.safetensors --backend onnxruntime --refs 0 1
-    --frames 400` (`results/cpu_default256_speed_s21.json`, load 0.9): **N=0 9.5 ms p50 (104.8 fps, 4.7x the
-    floor), N=1 13.4 ms (74.4 fps, 6.1x)**. Targets (150 / 100 fps, 3x the floor): **NOT met**.
+    --frames 400` with the default as shipped (`results/cpu_default256_speed_s21.json`, load 1.0): **N=0 10.2 ms
+    p50 (98.4 fps, 5.1x the floor), N=1 12.7 ms (78.6 fps, 5.9x)**; a run 30 minutes earlier, before the 0.1
+    anchor, gave 9.5 / 13.4 ms (the VM's noise). Targets (150 / 100 fps, 3x the floor): **NOT met**.
 """
 
 
