@@ -548,7 +548,7 @@ to the previous code; fp32 parity of every backend stays <= 1e-4):
     72dcb50 (`python benchmarks/ab_cpu.py --old <72dcb50> --refs 0 1 --frames 400`,
     `results/ab_cpu_speed_skip_margin.json`): **1.00x N=0** (9.49 -> 9.52 ms p50), **1.01x N=1** (13.23 -> 13.17).
   * `--paste-back` anchors the motion field at the square's edges (`generator.edge_anchor` 0.25): one multiply of
-    the (V, 2, 64, 64) field, a constant window inside the graph. The paste itself: 0.29-1.47 ms a frame
+    the (V, 2, 32, 32) field, a constant window inside the graph. The paste itself: 0.29-1.47 ms a frame
     (`results/paste_back.json`, re-timed); `live --video carphone --paste-back --stats`: paste 0.52 ms p50 of a
     14.1 ms capture-to-output p50 on a 1280 x 720 canvas.
   * The shipped default anchors its field at the square's edges (`generator.edge_anchor` 0.1): the same multiply.
