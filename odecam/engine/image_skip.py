@@ -46,15 +46,15 @@ class ImageSkipTail:
 
     def __init__(self, view_images: torch.Tensor, field_size: tuple[int, int], mask_blur: float = 0.0,
                  size: int | None = None) -> None:
-        v, c, hi, wi = view_images.shape
+        from odecam.model.generator import skip_margin_of
+
+        v, c, hi, _ = view_images.shape
         if c != 3:
             raise ValueError(f"view images must be (V, 3, H, W), got {tuple(view_images.shape)}")
-        h = w = hi if size is None else int(size)
-        if hi != wi or hi < h or (hi - h) % 2:
-            raise ValueError(f"view images must be (V, 3, S + 2P, S + 2P) for S = {h}, got {tuple(view_images.shape)}")
         #: P, the skip's margin (``generator.skip_margin``): a field reading past the square's edge reads the margin,
         #: and the image is reflected beyond it; without one the border is zero, as the models were trained
-        self.margin = (hi - h) // 2
+        self.margin = skip_margin_of(view_images, size)
+        h = w = hi - 2 * self.margin
         self._border = cv2.BORDER_REFLECT_101 if self.margin else cv2.BORDER_CONSTANT
         self.views, self.size = v, (h, w)
         self.images = [np.ascontiguousarray(view_images[j].detach().float().cpu().permute(1, 2, 0).numpy())

@@ -376,6 +376,17 @@ def skip_margin_pixels(share: float, size: int) -> int:
     return int(round(float(share) * size))
 
 
+def skip_margin_of(images: torch.Tensor, size: int | None = None) -> int:
+    """P of the image skip's view images (..., S + 2P, S + 2P) for an S = ``size`` output (default: their side,
+    P = 0); a ValueError names the shape when it is not the square plus an even margin."""
+    hi, wi = images.shape[-2:]
+    s = hi if size is None else int(size)
+    if hi != wi or hi < s or (hi - s) % 2:
+        raise ValueError(f"the image skip's view images must be (V, 3, S + 2P, S + 2P) for S = {s}, "
+                         f"got {tuple(images.shape)}")
+    return (hi - s) // 2
+
+
 def warp_images(images: torch.Tensor, displacement: torch.Tensor, weights: torch.Tensor,
                 size: int | None = None) -> torch.Tensor:
     """The image skip's warp (:meth:`Generator.warp_images`; no parameters, so a backend can run it beside an
@@ -386,16 +397,14 @@ def warp_images(images: torch.Tensor, displacement: torch.Tensor, weights: torch
     The fields are in the square's coordinates ([-1, 1] = its border pixels' centres). With a margin P > 0 they
     are scaled by (S - 1) / (S + 2P - 1) into the larger image's (the margin is symmetric, so no shift) and the
     image is reflected beyond its edge; with P = 0 the border is zero, as the models were trained."""
-    bv, c, hi, wi = images.shape
-    h = w = hi if size is None else int(size)
+    bv, c, hi, _ = images.shape
+    margin = skip_margin_of(images, size)
+    h = w = hi - 2 * margin
     b, v = weights.shape[:2]
     grid = sampling_grid(displacement, h, w)[0]
-    if (hi, wi) == (h, w):
+    if margin == 0:
         warped = warp(images, grid)
     else:
-        if hi != wi or hi < h or (hi - h) % 2:
-            raise ValueError(f"the image skip's view images must be (B*V, 3, S + 2P, S + 2P) for S = {h}, "
-                             f"got {tuple(images.shape)}")
         grid = grid.mul_((h - 1) / (hi - 1))  # sampling_grid's own new tensor: scaled in place
         warped = F.grid_sample(images.to(grid.dtype), grid, mode="bilinear", padding_mode="reflection",
                                align_corners=True).to(images.dtype)
